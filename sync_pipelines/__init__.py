@@ -1,0 +1,1 @@
+"""Keep Xero, Segment, Salesforce and Intercom in step, on Dagster."""

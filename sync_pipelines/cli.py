@@ -1,0 +1,165 @@
+"""`sync-pipelines`: run the demo, the Dagster UI, the sandbox, replays and the Xero consent flow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+import dagster as dg
+from cryptography.fernet import Fernet
+from tabulate import tabulate
+
+from sync_pipelines.lib.reconcile import latest_reconciliation
+from sync_pipelines.lib.staging import StagingResource, requeue_dead_letters
+from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.xero import auth
+from sync_pipelines.vendors.xero.settings import SCOPES
+
+SANDBOX_PORT = 8765
+SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
+
+
+def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
+    """The environment that points every resource at the embedded sandbox (README: "Real APIs")."""
+    settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite")
+    return {
+        "XERO_API_URL": f"{base_url}/xero/api",
+        "XERO_IDENTITY_URL": f"{base_url}/xero/identity",
+        "XERO_LOGIN_URL": f"{base_url}/xero/login",
+        "XERO_CLIENT_ID": settings.client_id,
+        "XERO_CLIENT_SECRET": settings.client_secret,
+        "XERO_TOKEN_PATH": str(data_dir / "sandbox_xero_token.enc"),
+        "SEGMENT_API_URL": f"{base_url}/segment",
+        "SEGMENT_WRITE_KEY": settings.write_key,
+        "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
+        "DAGSTER_HOME": str((data_dir / "dagster_home").resolve()),
+    }
+
+
+def connect_sandbox_xero(env: dict[str, str]) -> None:
+    """Consent to the sandbox's Xero once, the way a user would in a browser, and store the tokens."""
+    store = auth.EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
+    auth.connect_with_authorization_code(
+        env["XERO_LOGIN_URL"], env["XERO_IDENTITY_URL"], env["XERO_CLIENT_ID"], env["XERO_CLIENT_SECRET"],
+        SANDBOX_REDIRECT_URI, store, SCOPES,
+    )  # fmt: skip
+
+
+@contextmanager
+def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str, str]]:
+    """Start the sandbox and export its environment; a token key is made up when none is set."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite", **seed)
+    with SandboxServer(settings, port=port) as server:
+        env = sandbox_environment(server.url, data_dir)
+        # Without a key of the user's, the sandbox token is re-consented each start rather than kept.
+        env["SYNC_PIPELINES_TOKEN_KEY"] = os.environ.get("SYNC_PIPELINES_TOKEN_KEY") or Fernet.generate_key().decode()
+        os.environ.update(env)
+        Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        connect_sandbox_xero(env)
+        yield env
+
+
+def _load_definitions() -> dg.Definitions:
+    from sync_pipelines.definitions import defs
+
+    return defs()
+
+
+def _print_reconciliation(database: str) -> bool:
+    with StagingResource(database=database).connect() as conn:
+        rows = latest_reconciliation(conn)
+    click.echo(tabulate(rows, headers="keys", tablefmt="github"))
+    return all(row["ok"] for row in rows)
+
+
+@click.group()
+def main() -> None:
+    """Keep Xero, Segment, Salesforce and Intercom in step."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--port", default=0, help="Sandbox port (0: any free port).")
+@click.option("--invoices", default=200, show_default=True, help="Invoices seeded into a new sandbox.")
+@click.option("--malformed", default=3, show_default=True, help="Deliberately broken invoices seeded.")
+def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
+    """Start the sandbox, materialise every asset, print the reconciliation table."""
+    with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
+        definitions = _load_definitions()
+        job = definitions.get_implicit_global_asset_job_def()
+        result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+        click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
+    sys.exit(0 if result.success and reconciled else 1)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--port", default=SANDBOX_PORT, show_default=True, help="Sandbox port.")
+@click.option("--ui-port", default=3000, show_default=True)
+def dev(data_dir: Path, port: int, ui_port: int) -> None:
+    """The Dagster UI (127.0.0.1) against the embedded sandbox."""
+    with running_sandbox(data_dir, port):
+        subprocess.run(
+            ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False
+        )
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
+@click.option("--port", default=SANDBOX_PORT, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--invoices", default=200, show_default=True)
+@click.option("--malformed", default=0, show_default=True)
+def sandbox(data_dir: Path, port: int, seed: int, invoices: int, malformed: int) -> None:
+    """Serve the vendor sandbox on 127.0.0.1 until interrupted."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = SandboxSettings(
+        state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, malformed=malformed
+    )
+    click.echo(f"sandbox on http://127.0.0.1:{port} (state: {settings.state_path})")
+    SandboxServer(settings, port=port).serve_forever()
+
+
+@main.command()
+@click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
+def replay(include_exhausted: bool) -> None:
+    """Put due dead letters back in the outbox and deliver them (uses the environment's endpoints)."""
+    definitions = _load_definitions()
+    staging = StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"])
+    from sync_pipelines.defs.xero_to_segment import SPECS
+
+    with staging.connect() as conn:
+        requeued = sum(
+            requeue_dead_letters(conn, flow=spec.flow, entity=spec.entity, include_exhausted=include_exhausted)
+            for spec in SPECS
+        )
+    click.echo(f"requeued {requeued} dead letters")
+    job = definitions.get_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[spec.delivered_key for spec in SPECS]
+    )
+    sys.exit(0 if result.success else 1)
+
+
+@main.command("xero-connect")
+@click.option("--redirect-uri", required=True, help="A redirect URI registered for your Xero app.")
+def xero_connect(redirect_uri: str) -> None:
+    """Authorise this app with a real Xero organisation and store the tokens encrypted."""
+    env = os.environ
+    url, state = auth.authorization_url(env.get("XERO_LOGIN_URL", "https://login.xero.com"), env["XERO_CLIENT_ID"],
+                                        redirect_uri, SCOPES)  # fmt: skip
+    click.echo(f"Open this URL, approve, then paste the URL Xero redirected you to:\n{url}")
+    redirected = click.prompt("Redirected URL", hide_input=True)
+    store = auth.EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
+    auth.exchange_redirected_url(
+        env["XERO_IDENTITY_URL"], env["XERO_CLIENT_ID"], env["XERO_CLIENT_SECRET"], redirect_uri, redirected, state,
+        store,
+    )  # fmt: skip
+    click.echo("Connected; tokens stored encrypted.")

@@ -1,0 +1,30 @@
+"""The one place where endpoints and secrets are bound: all from the environment.
+
+`sync-pipelines demo|dev` point these at the embedded sandbox; set them yourself for the real APIs (README).
+"""
+
+import dagster as dg
+
+from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.segment.resource import SegmentResource
+from sync_pipelines.vendors.xero.resource import XeroResource
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "staging_db": StagingResource(database=dg.EnvVar("SYNC_PIPELINES_DUCKDB")),
+            "xero": XeroResource(
+                api_url=dg.EnvVar("XERO_API_URL"),
+                identity_url=dg.EnvVar("XERO_IDENTITY_URL"),
+                client_id=dg.EnvVar("XERO_CLIENT_ID"),
+                client_secret=dg.EnvVar("XERO_CLIENT_SECRET"),
+                token_path=dg.EnvVar("XERO_TOKEN_PATH"),
+                token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
+            ),
+            "segment": SegmentResource(
+                api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")
+            ),
+        }
+    )

@@ -1,0 +1,117 @@
+"""Does the target hold what staging says it should? Counted per entity and kept in `reconciliation`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from sync_pipelines.lib import staging
+
+if TYPE_CHECKING:
+    from sync_pipelines.lib.entity_sync import EntitySyncSpec
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    flow: str
+    entity: str
+    in_source: int  # distinct records the source returned
+    staged: int  # records in current state
+    quarantined: int  # records whose latest version failed the contract
+    changes: int  # messages the staged changes called for
+    delivered: int
+    dead_lettered: int
+    pending: int
+    delivered_twice: int  # must stay 0: exactly-once
+    totals_mismatch: int  # currencies whose staged total differs from the delivered total
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.pending == 0
+            and self.dead_lettered == 0
+            and self.delivered_twice == 0
+            and self.totals_mismatch == 0
+            and self.in_source == self.staged + self.quarantined
+        )
+
+    def as_metadata(self) -> dict[str, int | str]:
+        return {k: v for k, v in asdict(self).items()}
+
+
+def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, run_id: str | None) -> Reconciliation:
+    """Count every stage of one entity, compare delivered totals per currency, and record the result."""
+    params = [spec.flow, spec.entity]
+    (in_source,) = conn.execute(
+        """SELECT count(DISTINCT coalesce(record_id, payload_hash)) FROM raw_landing
+           WHERE source = 'xero' AND entity = ?""",
+        [spec.entity],
+    ).fetchone()
+    staged_exists = staging.table_exists(conn, spec.table)
+    staged = conn.execute(f'SELECT count(*) FROM "{spec.table}"').fetchone()[0] if staged_exists else 0
+    staged_ids = f'SELECT "{spec.key}" FROM "{spec.table}"' if staged_exists else "SELECT NULL WHERE false"
+    (quarantined,) = conn.execute(
+        f"""SELECT count(DISTINCT coalesce(record_id, CAST(landing_seq AS VARCHAR))) FROM quarantine
+            WHERE source = 'xero' AND entity = ? AND (record_id IS NULL OR record_id NOT IN ({staged_ids}))""",
+        [spec.entity],
+    ).fetchone()
+    changes, delivered, dead, pending = conn.execute(
+        """SELECT count(*), count(*) FILTER (status = 'delivered'), count(*) FILTER (status = 'dead'),
+                  count(*) FILTER (status = 'pending')
+           FROM outbox WHERE flow = ? AND entity = ?""",
+        params,
+    ).fetchone()
+    (delivered_twice,) = conn.execute(
+        """SELECT count(*) FROM (SELECT idempotency_key FROM audit_log
+           WHERE flow = ? AND entity = ? AND outcome = 'delivered' GROUP BY ALL HAVING count(*) > 1)""",
+        params,
+    ).fetchone()
+    totals_mismatch = _totals_mismatch(conn, spec) if staged_exists else 0
+    result = Reconciliation(
+        spec.flow, spec.entity, in_source, staged, quarantined, changes, delivered, dead, pending,
+        delivered_twice, totals_mismatch,
+    )  # fmt: skip
+    conn.execute(
+        "INSERT INTO reconciliation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [run_id, staging.utcnow(), spec.flow, spec.entity, in_source, staged, quarantined, changes, delivered,
+         dead, pending, result.ok],
+    )  # fmt: skip
+    return result
+
+
+def _totals_mismatch(conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec) -> int:
+    """Currencies where the staged amount differs from the amount in each record's latest delivered event."""
+    mapping = spec.mapping
+    if mapping.amount_property is None or mapping.currency_column is None:
+        return 0
+    amount_column = mapping.properties[mapping.amount_property]
+    (mismatched,) = conn.execute(
+        f"""WITH latest AS (
+                SELECT record_id, arg_max(payload, seq) AS payload FROM outbox
+                WHERE flow = ? AND entity = ? AND kind = 'track' AND status = 'delivered' GROUP BY record_id)
+            SELECT count(*) FROM (
+                SELECT s."{mapping.currency_column}",
+                       round(sum(s."{amount_column}"), 2) AS staged,
+                       round(sum(CAST(json_extract_string(l.payload, '$.properties.{mapping.amount_property}')
+                                      AS DOUBLE)), 2) AS delivered
+                FROM "{spec.table}" s LEFT JOIN latest l ON l.record_id = s."{spec.key}"
+                GROUP BY 1)
+            WHERE staged IS DISTINCT FROM delivered""",
+        [spec.flow, spec.entity],
+    ).fetchone()
+    return mismatched
+
+
+def latest_reconciliation(conn: duckdb.DuckDBPyConnection) -> list[dict]:
+    """The newest result per flow and entity, for the CLI's table."""
+    return (
+        conn.execute(
+            """SELECT flow, entity, in_source, staged, quarantined, delivered, dead_lettered, pending, ok
+               FROM reconciliation QUALIFY row_number() OVER (PARTITION BY flow, entity ORDER BY checked_at DESC) = 1
+               ORDER BY flow, entity"""
+        )
+        .df()
+        .to_dict("records")
+    )

@@ -1,0 +1,403 @@
+"""The DuckDB staging store: the one module that owns its schema.
+
+Every flow lands raw vendor records here, keeps deduplicated current state, queues the writes it owes a
+target in an outbox, parks failed writes in a dead-letter queue, and leaves an audit trail. Connections are
+short-lived and retried on DuckDB's single-writer file lock, so parallel Dagster steps (each its own
+process under the multiprocess executor) take turns instead of failing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+
+# Versioned migrations: append a new entry, never edit a shipped one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE SEQUENCE raw_landing_seq",
+        """CREATE TABLE raw_landing (
+            seq BIGINT PRIMARY KEY DEFAULT nextval('raw_landing_seq'),
+            source VARCHAR NOT NULL, entity VARCHAR NOT NULL, record_id VARCHAR,
+            updated_at TIMESTAMPTZ, payload_hash VARCHAR NOT NULL, payload JSON NOT NULL,
+            run_id VARCHAR, landed_at TIMESTAMPTZ NOT NULL)""",
+        "CREATE INDEX raw_landing_hash ON raw_landing (source, entity, payload_hash)",
+        """CREATE TABLE sync_cursors (
+            name VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE xrefs (
+            entity VARCHAR NOT NULL, source_system VARCHAR NOT NULL, source_id VARCHAR NOT NULL,
+            target_system VARCHAR NOT NULL, target_id VARCHAR NOT NULL, updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (entity, source_system, source_id, target_system))""",
+        """CREATE TABLE identities (
+            source VARCHAR NOT NULL, user_id VARCHAR NOT NULL, traits_hash VARCHAR NOT NULL,
+            traits JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (source, user_id))""",
+        "CREATE SEQUENCE outbox_seq",
+        """CREATE TABLE outbox (
+            message_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL DEFAULT nextval('outbox_seq'),
+            flow VARCHAR NOT NULL, entity VARCHAR NOT NULL, record_id VARCHAR, kind VARCHAR NOT NULL,
+            event VARCHAR, payload JSON NOT NULL, status VARCHAR NOT NULL DEFAULT 'pending',
+            created_at TIMESTAMPTZ NOT NULL, delivered_at TIMESTAMPTZ, run_id VARCHAR)""",
+        """CREATE TABLE dead_letters (
+            message_id VARCHAR PRIMARY KEY, flow VARCHAR NOT NULL, entity VARCHAR NOT NULL,
+            error VARCHAR NOT NULL, attempts INTEGER NOT NULL, status VARCHAR NOT NULL,
+            first_failed_at TIMESTAMPTZ NOT NULL, last_failed_at TIMESTAMPTZ NOT NULL,
+            next_attempt_at TIMESTAMPTZ)""",
+        "CREATE SEQUENCE audit_log_seq",
+        """CREATE TABLE audit_log (
+            id BIGINT PRIMARY KEY DEFAULT nextval('audit_log_seq'), logged_at TIMESTAMPTZ NOT NULL,
+            flow VARCHAR NOT NULL, entity VARCHAR NOT NULL, record_id VARCHAR, action VARCHAR NOT NULL,
+            target VARCHAR NOT NULL, idempotency_key VARCHAR, outcome VARCHAR NOT NULL, detail JSON,
+            run_id VARCHAR)""",
+        "CREATE SEQUENCE quarantine_seq",
+        """CREATE TABLE quarantine (
+            id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_seq'), source VARCHAR NOT NULL,
+            entity VARCHAR NOT NULL, record_id VARCHAR, reasons VARCHAR NOT NULL, row JSON NOT NULL,
+            landing_seq BIGINT NOT NULL, quarantined_at TIMESTAMPTZ NOT NULL, run_id VARCHAR)""",
+        """CREATE TABLE reconciliation (
+            run_id VARCHAR, checked_at TIMESTAMPTZ NOT NULL, flow VARCHAR NOT NULL, entity VARCHAR NOT NULL,
+            in_source BIGINT, staged BIGINT, quarantined BIGINT, changes BIGINT, delivered BIGINT,
+            dead_lettered BIGINT, pending BIGINT, ok BOOLEAN NOT NULL)""",
+    ),
+)
+
+# A failed write is retried this many times by the replay sensor before it waits for a human.
+MAX_DELIVERY_ATTEMPTS = 8
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def content_hash(value: object) -> str:
+    """Stable hash of a JSON-able value: the change detector for records, traits and payloads."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StagingResource(dg.ConfigurableResource):
+    """The DuckDB staging file, migrated on first connection."""
+
+    database: str = Field(description="Path of the DuckDB file, e.g. data/warehouse.duckdb.")
+    lock_timeout_seconds: float = Field(
+        default=300.0, description="How long a step waits for another process's write lock."
+    )
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; hold it only for the statements that need it."""
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        connect = retry(
+            retry=retry_if_exception(_is_lock_conflict),
+            wait=wait_random_exponential(multiplier=0.05, max=2),
+            stop=stop_after_delay(self.lock_timeout_seconds),
+            reraise=True,
+        )(duckdb.connect)
+        conn = connect(self.database)
+        try:
+            migrate(conn)
+            yield conn
+        finally:
+            conn.close()
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Apply the migrations this file has not seen yet; returns the schema version."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)"
+    )
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN TRANSACTION")
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", [number, utcnow()])
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)
+
+
+# ---------------------------------------------------------------------------------------------- cursors
+
+
+def read_cursor(conn: duckdb.DuckDBPyConnection, name: str) -> dict | None:
+    row = conn.execute("SELECT value FROM sync_cursors WHERE name = ?", [name]).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def write_cursor(conn: duckdb.DuckDBPyConnection, name: str, value: dict) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?)", [name, json.dumps(value), utcnow()]
+    )
+
+
+# ---------------------------------------------------------------------------------------------- landing
+
+
+def land_raw(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    entity: str,
+    records: Sequence[dict],
+    id_field: str,
+    updated_at: Sequence[datetime | None],
+    run_id: str | None,
+) -> int:
+    """Append vendor records as they came, skipping exact copies already landed (overlap re-reads)."""
+    if not records:
+        return 0
+    page = pd.DataFrame(
+        {
+            "record_id": [None if r.get(id_field) is None else str(r.get(id_field)) for r in records],
+            "updated_at": pd.to_datetime(pd.Series(updated_at, dtype="object"), utc=True),
+            "payload": [json.dumps(r, sort_keys=True) for r in records],
+        }
+    )
+    page["payload_hash"] = [hashlib.sha256(p.encode()).hexdigest() for p in page["payload"]]
+    page = page.drop_duplicates("payload_hash")
+    conn.execute("BEGIN TRANSACTION")
+    landed = conn.execute(
+        """INSERT INTO raw_landing (source, entity, record_id, updated_at, payload_hash, payload, run_id, landed_at)
+           SELECT ?, ?, p.record_id, p.updated_at, p.payload_hash, p.payload, ?, ?
+           FROM page p
+           WHERE NOT EXISTS (SELECT 1 FROM raw_landing r
+                             WHERE r.source = ? AND r.entity = ? AND r.payload_hash = p.payload_hash)
+           RETURNING seq""",
+        [source, entity, run_id, utcnow(), source, entity],
+    ).fetchall()
+    conn.execute("COMMIT")
+    return len(landed)
+
+
+def unprocessed_landing(
+    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int
+) -> pd.DataFrame:
+    """Landed rows a later stage has not consumed yet, oldest first."""
+    return conn.execute(
+        """SELECT seq, record_id, payload FROM raw_landing
+           WHERE source = ? AND entity = ? AND seq > ? ORDER BY seq""",
+        [source, entity, after_seq],
+    ).df()
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+def current_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, ids: Sequence[str]) -> pd.DataFrame:
+    """The staged rows for these ids (empty frame when the table does not exist yet)."""
+    if not table_exists(conn, table) or not ids:
+        return pd.DataFrame()
+    wanted = pd.DataFrame({key: list(ids)})
+    return conn.execute(f'SELECT s.* FROM "{table}" s JOIN wanted USING ("{key}")').df()
+
+
+def upsert_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, rows: pd.DataFrame) -> None:
+    """Replace the staged rows for these keys; the table takes the validated frame's columns."""
+    if rows.empty:
+        return
+    conn.register("incoming_rows", rows)
+    conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM incoming_rows WHERE false')
+    conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
+    conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
+    conn.unregister("incoming_rows")
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(
+        conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]
+    )
+
+
+def changed_identities(
+    conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]
+) -> dict[str, dict]:
+    """The identities whose traits differ from what was last queued for them."""
+    if not identities:
+        return {}
+    incoming = pd.DataFrame(
+        {"user_id": list(identities), "traits_hash": [content_hash(t) for t in identities.values()]}
+    )
+    changed = conn.execute(
+        """SELECT i.user_id FROM incoming i LEFT JOIN identities s ON s.source = ? AND s.user_id = i.user_id
+           WHERE s.traits_hash IS DISTINCT FROM i.traits_hash""",
+        [source],
+    ).fetchall()
+    return {user_id: identities[user_id] for (user_id,) in changed}
+
+
+def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]) -> None:
+    now = utcnow()
+    for user_id, traits in identities.items():
+        conn.execute(
+            "INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?, ?)",
+            [source, user_id, content_hash(traits), json.dumps(traits, default=str), now],
+        )
+
+
+def quarantine_rows(
+    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, rows: pd.DataFrame, run_id: str | None
+) -> None:
+    """Park rows that failed validation with their reasons; columns record_id, reasons, row, landing_seq."""
+    if rows.empty:
+        return
+    conn.register("bad_rows", rows)
+    conn.execute(
+        """INSERT INTO quarantine (source, entity, record_id, reasons, row, landing_seq, quarantined_at, run_id)
+           SELECT ?, ?, record_id, reasons, row, landing_seq, ?, ? FROM bad_rows""",
+        [source, entity, utcnow(), run_id],
+    )
+    conn.unregister("bad_rows")
+
+
+# ---------------------------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    message_id: str
+    record_id: str | None
+    kind: str
+    event: str | None
+    payload: dict
+
+
+def enqueue(
+    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, messages: Sequence[OutboxMessage], run_id: str | None
+) -> int:
+    """Queue writes for the target; a message id already queued is never queued twice."""
+    if not messages:
+        return 0
+    frame = pd.DataFrame(
+        {
+            "message_id": [m.message_id for m in messages],
+            "record_id": [m.record_id for m in messages],
+            "kind": [m.kind for m in messages],
+            "event": [m.event for m in messages],
+            "payload": [json.dumps(m.payload, default=str) for m in messages],
+        }
+    ).drop_duplicates("message_id")
+    before = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    conn.execute(
+        """INSERT OR IGNORE INTO outbox (message_id, flow, entity, record_id, kind, event, payload, created_at, run_id)
+           SELECT message_id, ?, ?, record_id, kind, event, payload, ?, ? FROM frame""",
+        [flow, entity, utcnow(), run_id],
+    )
+    return conn.execute("SELECT count(*) FROM outbox").fetchone()[0] - before
+
+
+def pending_messages(
+    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, limit: int
+) -> list[tuple[str, str | None, dict]]:
+    """The oldest pending messages: (message_id, record_id, payload)."""
+    rows = conn.execute(
+        """SELECT message_id, record_id, payload FROM outbox
+           WHERE flow = ? AND entity = ? AND status = 'pending' ORDER BY seq LIMIT ?""",
+        [flow, entity, limit],
+    ).fetchall()
+    return [(message_id, record_id, json.loads(payload)) for message_id, record_id, payload in rows]
+
+
+def mark_delivered(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    flow: str,
+    entity: str,
+    target: str,
+    delivered: Sequence[tuple[str, str | None]],
+    run_id: str | None,
+) -> None:
+    """Record delivered messages (message_id, record_id) in the outbox and the audit log, atomically."""
+    if not delivered:
+        return
+    now = utcnow()
+    done = pd.DataFrame(delivered, columns=["message_id", "record_id"])
+    conn.execute("BEGIN TRANSACTION")
+    conn.execute(
+        """UPDATE outbox SET status = 'delivered', delivered_at = ?
+           WHERE message_id IN (SELECT message_id FROM done)""",
+        [now],
+    )
+    conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE message_id IN (SELECT message_id FROM done)")
+    conn.execute(
+        """INSERT INTO audit_log (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, run_id)
+           SELECT ?, ?, ?, record_id, 'write', ?, message_id, 'delivered', ? FROM done""",
+        [now, flow, entity, target, run_id],
+    )
+    conn.execute("COMMIT")
+
+
+def dead_letter(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    flow: str,
+    entity: str,
+    target: str,
+    failures: Sequence[tuple[str, str | None, str]],
+    retryable: bool,
+    run_id: str | None,
+) -> None:
+    """Move failed messages (message_id, record_id, error) to the dead-letter queue with a next attempt time.
+
+    Retryable failures back off exponentially until MAX_DELIVERY_ATTEMPTS; a message the target would
+    reject again (bad input) waits for a human instead.
+    """
+    now = utcnow()
+    conn.execute("BEGIN TRANSACTION")
+    for message_id, record_id, error in failures:
+        row = conn.execute("SELECT attempts FROM dead_letters WHERE message_id = ?", [message_id]).fetchone()
+        attempts = (row[0] if row else 0) + 1
+        exhausted = not retryable or attempts >= MAX_DELIVERY_ATTEMPTS
+        next_attempt = None if exhausted else now + timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
+        conn.execute(
+            """INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (message_id) DO UPDATE SET error = excluded.error, attempts = excluded.attempts,
+                 status = excluded.status, last_failed_at = excluded.last_failed_at,
+                 next_attempt_at = excluded.next_attempt_at""",
+            [message_id, flow, entity, error, attempts, "exhausted" if exhausted else "due", now, now, next_attempt],
+        )
+        conn.execute("UPDATE outbox SET status = 'dead' WHERE message_id = ?", [message_id])
+        conn.execute(
+            """INSERT INTO audit_log (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, detail, run_id)
+               VALUES (?, ?, ?, ?, 'write', ?, ?, 'dead_lettered', ?, ?)""",
+            [now, flow, entity, record_id, target, message_id, json.dumps({"error": error}), run_id],
+        )
+    conn.execute("COMMIT")
+
+
+def requeue_dead_letters(
+    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str | None = None, include_exhausted: bool = False
+) -> int:
+    """Put dead letters whose next attempt is due back in the outbox; returns how many."""
+    statuses = ["due", "exhausted"] if include_exhausted else ["due"]
+    due = f"""SELECT message_id FROM dead_letters
+              WHERE flow = ? AND (? IS NULL OR entity = ?) AND status IN ({", ".join("?" * len(statuses))})
+                AND (? OR next_attempt_at <= ?)"""
+    params = [flow, entity, entity, *statuses, include_exhausted, utcnow()]
+    conn.execute("BEGIN TRANSACTION")
+    (count,) = conn.execute(f"SELECT count(*) FROM ({due})", params).fetchone()
+    conn.execute(f"UPDATE outbox SET status = 'pending' WHERE message_id IN ({due})", params)
+    conn.execute(f"UPDATE dead_letters SET status = 'requeued' WHERE message_id IN ({due})", params)
+    conn.execute("COMMIT")
+    return count
+
+
+def due_dead_letters(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int, str]]:
+    """(flow, entity, count, wave) of dead letters due now; the wave is the newest failure's time."""
+    rows = conn.execute(
+        """SELECT flow, entity, count(*), max(last_failed_at) FROM dead_letters
+           WHERE status = 'due' AND next_attempt_at <= ? GROUP BY ALL ORDER BY ALL""",
+        [utcnow()],
+    ).fetchall()
+    return [(flow, entity, count, wave.isoformat()) for flow, entity, count, wave in rows]

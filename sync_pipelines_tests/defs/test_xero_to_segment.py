@@ -1,0 +1,108 @@
+"""Xero invoices -> Segment, end to end against the sandbox: the acceptance of the first flow."""
+
+import json
+
+import duckdb
+
+from sync_pipelines_tests.defs.conftest import expected_track_counts
+
+
+def _staged(sync_env, sql: str) -> list[tuple]:
+    conn = duckdb.connect(sync_env["SYNC_PIPELINES_DUCKDB"], read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin, run_sync):
+    result = run_sync()
+    assert result.success
+
+    invoices = admin.get("/xero/invoices")
+    expected = expected_track_counts(invoices)
+    assert admin.track_counts() == expected
+    contacts = {i["Contact"]["ContactID"] for i in invoices if i["Type"] == "ACCREC" and not i.get("_malformed")}
+    identifies = [m["userId"] for m in admin.segment_messages() if m["type"] == "identify"]
+    assert sorted(identifies) == sorted(contacts)
+
+    delivered_before = len(admin.segment_messages())
+    admin.post("/stats/reset")
+    assert run_sync().success
+    assert len(admin.segment_messages()) == delivered_before
+    assert admin.invoice_calls() == 1
+    assert admin.get("/stats")["segment"] == {}
+
+
+def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, run_sync):
+    assert run_sync().success
+    before = admin.track_counts()
+    invoices = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and not i.get("_malformed")]
+    authorised = [i for i in invoices if i["Status"] == "AUTHORISED"]
+    to_pay, to_void = authorised[0], authorised[1]
+    created = admin.post(
+        "/xero/invoices",
+        {
+            "Type": "ACCREC",
+            "Status": "AUTHORISED",
+            "ContactID": to_pay["Contact"]["ContactID"],
+            "LineItems": [{"Description": "Consulting", "Quantity": 2, "UnitAmount": 150.0, "AccountCode": "200"}],
+        },
+    )
+    admin.post(f"/xero/invoices/{to_pay['InvoiceID']}/pay")
+    admin.post(f"/xero/invoices/{to_void['InvoiceID']}/void")
+
+    assert run_sync().success
+    new = admin.track_counts() - before
+    assert new == {
+        (created["InvoiceID"], "Invoice Created"): 1,
+        (to_pay["InvoiceID"], "Invoice Paid"): 1,
+        (to_void["InvoiceID"], "Invoice Voided"): 1,
+    }
+    paid = next(
+        m for m in admin.segment_messages() if m.get("event") == "Invoice Paid"
+        and m["properties"]["invoice_id"] == to_pay["InvoiceID"]
+    )  # fmt: skip
+    assert paid["properties"]["revenue"] == to_pay["Total"]
+    assert paid["userId"] == to_pay["Contact"]["ContactID"]
+
+
+def test_faults_and_an_expired_token_still_deliver_everything_exactly_once(admin, run_sync, sync_env):
+    faults = {"error_rate": 0.2, "rate_limit_rate": 0.1, "drop_rate": 0.05, "retry_after_seconds": 1}
+    admin.post("/faults", {"xero": faults, "segment": faults, "expire_access_tokens": True}, method="PUT")
+
+    assert run_sync().success
+
+    assert admin.get("/stats")["faults_injected"] > 0
+    assert admin.track_counts() == expected_track_counts(admin.get("/xero/invoices"))
+    twice = _staged(
+        sync_env,
+        "SELECT idempotency_key FROM audit_log WHERE outcome = 'delivered' GROUP BY ALL HAVING count(*) > 1",
+    )
+    assert twice == []
+    assert _staged(sync_env, "SELECT count(*) FROM outbox WHERE status <> 'delivered'") == [(0,)]
+
+
+def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(admin, run_sync, sync_env):
+    admin.post("/reset", {"seed": 7, "invoices": 60, "malformed": 6})
+    result = run_sync()
+    assert result.success
+
+    invoices = admin.get("/xero/invoices")
+    malformed = [i for i in invoices if i.get("_malformed")]
+    assert len(malformed) == 6
+    quarantined = _staged(sync_env, "SELECT record_id, reasons, row FROM quarantine ORDER BY landing_seq")
+    assert len(quarantined) == len(malformed)
+    reasons = " | ".join(reason for _, reason, _ in quarantined)
+    assert "invoice_id: missing" in reasons
+    assert "is not a valid" in reasons  # a bad date or a non-numeric total, with the offending value
+    assert {json.loads(row)["invoice_number"] for _, _, row in quarantined} == {
+        i.get("InvoiceNumber") for i in malformed
+    }
+    assert admin.track_counts() == expected_track_counts(invoices)
+
+    check = next(
+        c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate"
+    )
+    assert check.metadata["quarantined"].value == 6
+

@@ -1,0 +1,69 @@
+"""The staging store on a real DuckDB file: migrations, the outbox, dead letters and the writer lock."""
+
+import multiprocessing
+from datetime import timedelta
+
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.staging import MIGRATIONS, OutboxMessage, StagingResource
+
+
+def _message(n: int) -> OutboxMessage:
+    return OutboxMessage(f"m{n}", f"r{n}", "track", "Invoice Created", {"messageId": f"m{n}", "n": n})
+
+
+def test_migrations_apply_once_and_record_the_version(tmp_path):
+    store = StagingResource(database=str(tmp_path / "w.duckdb"))
+    for _ in range(2):
+        with store.connect() as conn:
+            assert conn.execute("SELECT max(version), count(*) FROM schema_migrations").fetchone() == (
+                len(MIGRATIONS),
+                len(MIGRATIONS),
+            )
+
+
+def test_outbox_never_queues_a_message_id_twice(tmp_path):
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        assert staging.enqueue(conn, flow="f", entity="e", messages=[_message(1), _message(2)], run_id=None) == 2
+        assert staging.enqueue(conn, flow="f", entity="e", messages=[_message(2), _message(3)], run_id=None) == 1
+        assert [m for m, _, _ in staging.pending_messages(conn, flow="f", entity="e", limit=10)] == ["m1", "m2", "m3"]
+
+
+def test_dead_letters_back_off_then_replay_and_bad_input_waits_for_a_human(tmp_path):
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        staging.enqueue(conn, flow="f", entity="e", messages=[_message(1), _message(2)], run_id=None)
+        common = {"flow": "f", "entity": "e", "target": "segment", "run_id": None}
+        staging.dead_letter(conn, failures=[("m1", "r1", "503 from target")], retryable=True, **common)
+        staging.dead_letter(conn, failures=[("m2", "r2", "no userId")], retryable=False, **common)
+        assert staging.pending_messages(conn, flow="f", entity="e", limit=10) == []
+        # Not due yet: the first retry waits 30 s.
+        assert staging.requeue_dead_letters(conn, flow="f") == 0
+        conn.execute("UPDATE dead_letters SET next_attempt_at = next_attempt_at - ?", [timedelta(minutes=1)])
+        assert [(f, e, n) for f, e, n, _ in staging.due_dead_letters(conn)] == [("f", "e", 1)]
+        assert staging.requeue_dead_letters(conn, flow="f") == 1
+        assert [m for m, _, _ in staging.pending_messages(conn, flow="f", entity="e", limit=10)] == ["m1"]
+        staging.mark_delivered(conn, delivered=[("m1", "r1")], **common)
+        assert conn.execute("SELECT message_id, status FROM dead_letters ORDER BY 1").fetchall() == [
+            ("m1", "replayed"),
+            ("m2", "exhausted"),
+        ]
+        assert staging.requeue_dead_letters(conn, flow="f", include_exhausted=True) == 1
+
+
+def _write_many(database: str, worker: int) -> None:
+    store = StagingResource(database=database)
+    for n in range(25):
+        with store.connect() as conn:
+            staging.enqueue(conn, flow="f", entity="e", messages=[_message(worker * 1000 + n)], run_id=None)
+
+
+def test_parallel_processes_take_turns_on_the_writer_lock(tmp_path):
+    database = str(tmp_path / "w.duckdb")
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_many, args=(database, w)) for w in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    with StagingResource(database=database).connect() as conn:
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (100,)
