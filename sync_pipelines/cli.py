@@ -92,7 +92,7 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     """Start the sandbox, materialise every asset, print the reconciliation table."""
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
         definitions = _load_definitions()
-        job = definitions.get_implicit_global_asset_job_def()
+        job = definitions.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
         click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
@@ -141,7 +141,7 @@ def replay(include_exhausted: bool) -> None:
             for spec in SPECS
         )
     click.echo(f"requeued {requeued} dead letters")
-    job = definitions.get_implicit_global_asset_job_def()
+    job = definitions.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(), asset_selection=[spec.delivered_key for spec in SPECS]
     )

@@ -102,7 +102,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 with staging_db.connect() as conn:
                     landed += staging.land_raw(
                         conn, source="xero", entity=spec.entity, records=page, id_field=spec.id_field,
-                        updated_at=[None if isinstance(u, str) else u for u in updated], run_id=context.run_id,
+                        updated_at=[None if isinstance(u, str) else u for u in updated], run_id=context.run.run_id,
                     )  # fmt: skip
                     if stamps:
                         # Checkpoint per page: pages come in UpdatedDateUTC order (xero.md §3.1).
@@ -178,13 +178,13 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 conn.execute("BEGIN TRANSACTION")
                 staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
                 staging.quarantine_rows(
-                    conn, source="xero", entity=spec.entity, run_id=context.run_id,
+                    conn, source="xero", entity=spec.entity, run_id=context.run.run_id,
                     rows=rejected.assign(
                         record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index
                     ),
                 )  # fmt: skip
                 enqueued += staging.enqueue(
-                    conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=context.run_id
+                    conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=context.run.run_id
                 )
                 staging.remember_identities(conn, "xero", identities)
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
@@ -246,12 +246,12 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
             record_of = {message_id: record_id for message_id, record_id, _ in batch}
             with staging_db.connect() as conn:
                 staging.mark_delivered(
-                    conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run_id,
+                    conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run.run_id,
                     delivered=[(m, record_of[m]) for m in report.delivered],
                 )  # fmt: skip
                 for failures, retryable in ((report.failed, True), (report.rejected, False)):
                     staging.dead_letter(
-                        conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run_id,
+                        conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run.run_id,
                         failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
                     )  # fmt: skip
             sent += len(report.delivered)
@@ -261,7 +261,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 # What failed now waits in the dead-letter queue; the rest of the outbox still goes.
                 context.log.warning(f"{len(report.failed)} failed and {len(report.rejected)} rejected messages")
         with staging_db.connect() as conn:
-            result = reconcile_entity(conn, spec=spec, run_id=context.run_id)
+            result = reconcile_entity(conn, spec=spec, run_id=context.run.run_id)
         stats = client.stats
         yield dg.MaterializeResult(
             metadata={

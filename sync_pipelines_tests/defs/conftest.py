@@ -63,7 +63,7 @@ def run_sync(sync_env):
     instance = dg.DagsterInstance.ephemeral()
 
     def run() -> dg.ExecuteInProcessResult:
-        job = defs().get_implicit_global_asset_job_def()
+        job = defs().resolve_implicit_global_asset_job_def()
         return job.execute_in_process(instance=instance, raise_on_error=False)
 
     return run

@@ -84,25 +84,25 @@ def test_faults_and_an_expired_token_still_deliver_everything_exactly_once(admin
 
 
 def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(admin, run_sync, sync_env):
-    admin.post("/reset", {"seed": 7, "invoices": 60, "malformed": 6})
+    admin.post("/reset", {"seed": 7, "invoices": 60, "malformed": 9})
     result = run_sync()
     assert result.success
 
     invoices = admin.get("/xero/invoices")
-    malformed = [i for i in invoices if i.get("_malformed")]
-    assert len(malformed) == 6
-    quarantined = _staged(sync_env, "SELECT record_id, reasons, row FROM quarantine ORDER BY landing_seq")
-    assert len(quarantined) == len(malformed)
-    reasons = " | ".join(reason for _, reason, _ in quarantined)
-    assert "invoice_id: missing" in reasons
-    assert "is not a valid" in reasons  # a bad date or a non-numeric total, with the offending value
-    assert {json.loads(row)["invoice_number"] for _, _, row in quarantined} == {
-        i.get("InvoiceNumber") for i in malformed
+    malformed = {i["InvoiceNumber"]: i["_malformed"] for i in invoices if i.get("_malformed") and i["Type"] == "ACCREC"}
+    assert set(malformed.values()) == {"missing InvoiceID", "bad Date", "non-numeric Total"}
+    expected_reason = {
+        "missing InvoiceID": "invoice_id: missing",
+        "bad Date": "date: '",
+        "non-numeric Total": "total: '12,34.x' is not a valid",
     }
+    quarantined = _staged(sync_env, "SELECT reasons, row FROM quarantine ORDER BY landing_seq")
+    by_number = {json.loads(row)["invoice_number"]: reasons for reasons, row in quarantined}
+    assert by_number.keys() == malformed.keys()
+    for number, kind in malformed.items():
+        assert expected_reason[kind] in by_number[number]
     assert admin.track_counts() == expected_track_counts(invoices)
 
-    check = next(
-        c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate"
-    )
-    assert check.metadata["quarantined"].value == 6
-
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
+    assert check.passed
+    assert check.metadata["quarantined"].value == len(malformed)

@@ -1,0 +1,1 @@
+"""HTTP clients for the vendors we sync with; each subpackage mirrors its fact sheet in /work/shared/api."""

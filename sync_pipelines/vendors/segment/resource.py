@@ -1,0 +1,18 @@
+"""Dagster resource for the Segment Tracking API; bind write_key with dg.EnvVar."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from sync_pipelines.vendors.segment import settings
+from sync_pipelines.vendors.segment.client import SegmentClient
+
+
+class SegmentResource(dg.ConfigurableResource):
+    """A Segment source, addressed by its write key; api_url selects the region (segment.md §1)."""
+
+    write_key: str
+    api_url: str = settings.API_URL
+
+    def get_client(self) -> SegmentClient:
+        return SegmentClient(api_url=self.api_url, write_key=self.write_key)

@@ -1,0 +1,17 @@
+"""Segment Tracking API facts the client depends on, kept as data (segment.md §1-§3)."""
+
+# segment.md §1, §5: production host without /v1; the client appends /v1/batch.
+API_URL = "https://api.segment.io"
+BATCH_PATH = "/v1/batch"
+
+# segment.md §2: hard limits enforced by Segment.
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_EVENTS = 2500
+MAX_MESSAGE_ID_CHARS = 100
+
+# segment.md §5: analytics-python's working batch size, a margin under MAX_BATCH_BYTES.
+WORKING_BATCH_BYTES = 475_000
+
+# segment.md §3: message types accepted in a batch.
+MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})

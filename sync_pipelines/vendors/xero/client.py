@@ -1,0 +1,340 @@
+"""Xero Accounting API client: paging, incremental reads, idempotent writes, retries and rate limits."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+
+import requests
+import tenacity
+
+from sync_pipelines.vendors.xero import settings
+from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, TokenManager
+
+log = logging.getLogger(__name__)
+
+
+class XeroApiError(Exception):
+    """A request Xero refused or that kept failing; `validation_errors` carries Xero's messages (xero.md §4.4)."""
+
+    def __init__(self, message: str, status: int | None = None, validation_errors: list[str] | None = None):
+        self.status = status
+        self.validation_errors = validation_errors or []
+        detail = f": {'; '.join(self.validation_errors)}" if self.validation_errors else ""
+        super().__init__(f"{message}{detail}")
+
+
+class XeroDailyLimitReached(Exception):
+    """The tenant's daily allowance is spent (xero.md §5): checkpoint and stop instead of retrying."""
+
+    def __init__(self, retry_after: int | None):
+        self.retry_after = retry_after
+        super().__init__(f"Xero daily call limit reached; retry after {retry_after} s")
+
+
+class _Retryable(Exception):
+    """A 5xx or a minute/concurrent 429: the same request may succeed later."""
+
+    def __init__(self, response: requests.Response, retry_after: float | None):
+        self.response = response
+        self.retry_after = retry_after
+        super().__init__(f"{response.status_code} {response.reason}")
+
+
+@dataclasses.dataclass
+class CallStats:
+    """What this client has spent, for run metadata and for deciding whether to defer work."""
+
+    calls: int = 0
+    bytes_received: int = 0
+    retries: int = 0
+    min_limit_remaining: int | None = None
+    day_limit_remaining: int | None = None
+
+
+class CallLimiter:
+    """Client-side share of the per-tenant limits (xero.md §5) so a steady run never meets a 429.
+
+    A sliding window of call start times bounds calls per window, a semaphore bounds calls in
+    flight, and the server's own count (X-MinLimit-Remaining) can only make the window fuller.
+    """
+
+    def __init__(self, calls_per_window: int, max_concurrent: int, window_seconds: float = settings.RATE_WINDOW_SECONDS):
+        if calls_per_window < 1 or max_concurrent < 1:
+            raise ValueError("calls_per_window and max_concurrent must be at least 1")
+        self._calls = calls_per_window
+        self._window = window_seconds
+        self._starts: deque[float] = deque()
+        self._paused_until = 0.0
+        self._condition = threading.Condition()
+        self._in_flight = threading.BoundedSemaphore(max_concurrent)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._in_flight:
+            self._await_window()
+            yield
+
+    def observe_remaining(self, remaining: int) -> None:
+        """Count calls others made against the same tenant: pad the window to the server's count."""
+        with self._condition:
+            now = time.monotonic()
+            self._expire(now)
+            while len(self._starts) < self._calls - remaining:
+                self._starts.append(now)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every caller back after a 429 (xero.md §5: stop the tenant until Retry-After)."""
+        with self._condition:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def _await_window(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                self._expire(now)
+                wait = self._paused_until - now
+                if len(self._starts) >= self._calls:
+                    wait = max(wait, self._starts[0] + self._window - now)
+                if wait <= 0:
+                    self._starts.append(now)
+                    return
+                self._condition.wait(wait)
+
+    def _expire(self, now: float) -> None:
+        while self._starts and self._starts[0] <= now - self._window:
+            self._starts.popleft()
+
+
+class XeroClient:
+    """One tenant's Accounting API; safe to share between threads (limits are per tenant, xero.md §5)."""
+
+    def __init__(
+        self,
+        api_url: str,
+        identity_url: str,
+        client_id: str,
+        client_secret: str,
+        token_store: EncryptedTokenStore,
+        tenant_id: str | None = None,
+        grant: str = "authorization_code",
+        page_size: int = settings.MAX_PAGE_SIZE,
+        calls_per_minute: int = settings.CALLS_PER_MINUTE,
+        max_concurrent: int = settings.MAX_CONCURRENT,
+        timeout: float = 30,
+        max_attempts: int = 8,
+    ) -> None:
+        if not 1 <= page_size <= settings.MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be within 1..{settings.MAX_PAGE_SIZE} (xero.md §3.1)")
+        self._api_url = api_url.rstrip("/")
+        self._auth = TokenManager(identity_url, client_id, client_secret, token_store, grant, timeout)
+        self._tenant_id = tenant_id
+        self._tenant_lock = threading.Lock()
+        self._page_size = page_size
+        self._limiter = CallLimiter(calls_per_minute, max_concurrent)
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._session = requests.Session()
+        # xero.md §2.1: without this header the Accounting API answers in XML.
+        self._session.headers["Accept"] = "application/json"
+        self._stats = CallStats()
+        self._stats_lock = threading.Lock()
+
+    @property
+    def stats(self) -> CallStats:
+        with self._stats_lock:
+            return dataclasses.replace(self._stats)
+
+    @property
+    def tenant_id(self) -> str:
+        """The configured tenant, or the only connected one (xero.md §1.6)."""
+        with self._tenant_lock:
+            if self._tenant_id is None:
+                connections = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False).json()
+                tenants = sorted({c["tenantId"] for c in connections})
+                if len(tenants) != 1:
+                    raise XeroApiError(f"expected one connected tenant, found {len(tenants)}; set tenant_id")
+                self._tenant_id = tenants[0]
+            return self._tenant_id
+
+    def iter_pages(
+        self,
+        collection: str,
+        modified_since: dt.datetime | None = None,
+        where: str | None = None,
+        params: dict | None = None,
+    ) -> Iterator[list[dict]]:
+        """Yield non-empty pages at the largest page size, stopping without an extra empty call (xero.md §3.1)."""
+        headers = {}
+        if modified_since is not None:
+            # xero.md §3.2: a header, UTC, no offset; naive datetimes are taken as UTC.
+            if modified_since.tzinfo is not None:
+                modified_since = modified_since.astimezone(dt.UTC).replace(tzinfo=None)
+            headers["If-Modified-Since"] = modified_since.strftime(settings.IF_MODIFIED_SINCE_FORMAT)
+        query = dict(params or {})
+        if where:
+            query["where"] = where
+        url = f"{self._api_url}{settings.ACCOUNTING_PATH}/{collection}"
+        page = 1
+        while True:
+            response = self._request("GET", url, params={**query, "page": page, "pageSize": self._page_size},
+                                     headers=headers)
+            if response.status_code == 304:
+                # xero.md §3.2: undocumented for lists; treat as "no changes".
+                return
+            body = response.json()
+            items = body.get(collection, [])
+            if items:
+                yield items
+            page_count = (body.get("pagination") or {}).get("pageCount")
+            if len(items) < self._page_size or (page_count is not None and page >= page_count):
+                return
+            page += 1
+
+    def write(
+        self,
+        method: str,
+        collection: str,
+        records: list[dict],
+        idempotency_key: str,
+        summarize_errors: bool = False,
+    ) -> list[dict]:
+        """Create or update records; retried safely under one Idempotency-Key (xero.md §4.1-§4.3).
+
+        With summarize_errors=False every element comes back with StatusAttributeString and its
+        ValidationErrors (xero.md §4.2); with True a single invalid element fails the whole call.
+        """
+        if method.upper() not in ("PUT", "POST"):
+            raise ValueError("write() sends PUT (create) or POST (create or update), xero.md §4.1")
+        if not 0 < len(idempotency_key) <= settings.MAX_IDEMPOTENCY_KEY_CHARS:
+            raise ValueError(f"idempotency_key must be 1..{settings.MAX_IDEMPOTENCY_KEY_CHARS} chars (xero.md §4.3)")
+        response = self._request(
+            method.upper(),
+            f"{self._api_url}{settings.ACCOUNTING_PATH}/{collection}",
+            params={} if summarize_errors else {"summarizeErrors": "false"},
+            headers={"Idempotency-Key": idempotency_key},
+            json={collection: records},
+        )
+        return response.json().get(collection, [])
+
+    def _request(self, method: str, url: str, tenant: bool = True, **kwargs) -> requests.Response:
+        tenant_header = {"xero-tenant-id": self.tenant_id} if tenant else {}
+        headers = {**kwargs.pop("headers", {}), **tenant_header}
+        state = {"attempt": 0, "renewed": False}
+
+        def attempt() -> requests.Response:
+            state["attempt"] += 1
+            if state["attempt"] > 1:
+                self._count(retries=1)
+            response = self._send(method, url, headers, kwargs, tenant)
+            if response.status_code == 401 and not state["renewed"]:
+                # xero.md §1.9: refresh once and retry once; a second 401 is final.
+                state["renewed"] = True
+                self._auth.renew_rejected(response.request.headers["Authorization"].removeprefix("Bearer "))
+                self._count(retries=1)
+                response = self._send(method, url, headers, kwargs, tenant)
+            return self._check(response)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(
+                (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+            ),
+            wait=_wait_retry_after,
+            stop=tenacity.stop_after_attempt(self._max_attempts),
+            before_sleep=lambda rs: log.warning("Xero %s %s failed (%s); retrying", method, url, rs.outcome.exception()),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise XeroApiError(f"Xero {method} {url} kept failing: {exc}", exc.response.status_code) from None
+        except requests.RequestException as exc:
+            raise XeroApiError(f"Xero {method} {url} kept failing: {exc}") from exc
+
+    def _send(self, method: str, url: str, headers: dict, kwargs: dict, tenant: bool) -> requests.Response:
+        headers = {**headers, "Authorization": f"Bearer {self._auth.access_token()}"}
+        # xero.md §1.6: tenant-less calls (/connections) do not count against the tenant's limits.
+        with self._limiter.slot() if tenant else contextlib.nullcontext():
+            self._count(calls=1)
+            response = self._session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
+            self._count(bytes_received=len(response.content))
+        self._observe_limits(response)
+        return response
+
+    def _observe_limits(self, response: requests.Response) -> None:
+        minute = _int_header(response, "X-MinLimit-Remaining")
+        day = _int_header(response, "X-DayLimit-Remaining")
+        with self._stats_lock:
+            if minute is not None:
+                self._stats.min_limit_remaining = minute
+            if day is not None:
+                self._stats.day_limit_remaining = day
+        # A 429 carries Retry-After, which is authoritative (xero.md §5); it pauses the limiter in _check.
+        if minute is not None and response.status_code != 429:
+            self._limiter.observe_remaining(minute)
+
+    def _check(self, response: requests.Response) -> requests.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        retry_after = _int_header(response, "Retry-After")
+        if status == 429:
+            problem = response.headers.get("X-Rate-Limit-Problem", "").lower()
+            # xero.md §5: "day" (older docs "Daily") means defer the run, not retry soon.
+            if problem.startswith("day"):
+                raise XeroDailyLimitReached(retry_after)
+            if retry_after:
+                self._limiter.pause(retry_after)
+            raise _Retryable(response, retry_after)
+        if status >= 500:
+            raise _Retryable(response, retry_after)
+        raise XeroApiError(f"Xero {response.request.method} {response.url} answered {status}", status,
+                           _validation_messages(response))
+
+    def _count(self, calls: int = 0, bytes_received: int = 0, retries: int = 0) -> None:
+        with self._stats_lock:
+            self._stats.calls += calls
+            self._stats.bytes_received += bytes_received
+            self._stats.retries += retries
+
+
+_backoff = tenacity.wait_random_exponential(multiplier=0.5, max=30)
+
+
+def _wait_retry_after(retry_state: tenacity.RetryCallState) -> float:
+    """Honour Retry-After when Xero sends it (xero.md §5), else exponential backoff with jitter."""
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    if isinstance(exc, _Retryable) and exc.retry_after is not None:
+        return exc.retry_after
+    return _backoff(retry_state)
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _validation_messages(response: requests.Response) -> list[str]:
+    """Collect ValidationErrors from a 400 body (xero.md §4.4); 404s and auth errors are plain text or problem JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [response.text[:500]] if response.text else []
+    if not isinstance(body, dict):
+        return []
+    messages = [
+        error["Message"]
+        for element in body.get("Elements", [])
+        for error in element.get("ValidationErrors", [])
+        if error.get("Message")
+    ]
+    return messages or [str(body.get("Message") or body.get("Detail") or body.get("Title") or "")]

@@ -1,0 +1,114 @@
+"""Fixtures for the vendor clients: all of them talk to the real sandbox over 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import requests
+from cryptography.fernet import Fernet
+
+from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, connect_with_authorization_code
+from sync_pipelines.vendors.xero.client import XeroClient
+from sync_pipelines.vendors.xero.settings import SCOPES
+
+CLIENT_ID = "sandbox-client-id"
+CLIENT_SECRET = "sandbox-client-secret"
+REDIRECT_URI = "http://127.0.0.1/callback"
+
+
+@dataclasses.dataclass
+class Admin:
+    """The sandbox's /_admin API, used to arrange state and to read what the server saw."""
+
+    url: str
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        response = requests.request(method, f"{self.url}/_admin{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self, **body) -> None:
+        self.call("POST", "/reset", body)
+
+    def limits(self, **body) -> None:
+        self.call("PUT", "/limits", body)
+
+    def faults(self, **body) -> None:
+        self.call("PUT", "/faults", body)
+
+    def stats(self) -> dict:
+        return self.call("GET", "/stats")
+
+    def reset_stats(self) -> None:
+        self.call("POST", "/stats/reset")
+
+    def count(self, vendor: str, route: str) -> int:
+        """Requests the sandbox saw for one "<METHOD> <path>" route."""
+        return self.stats()[vendor].get(route, 0)
+
+
+@dataclasses.dataclass
+class Xero:
+    """Sandbox URLs and credentials for one connected token set."""
+
+    base: str
+    store: EncryptedTokenStore
+    key: str
+    client_id: str = CLIENT_ID
+    client_secret: str = CLIENT_SECRET
+    redirect_uri: str = REDIRECT_URI
+    scopes: tuple[str, ...] = SCOPES
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/xero/api"
+
+    @property
+    def identity_url(self) -> str:
+        return f"{self.base}/xero/identity"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.base}/xero/login"
+
+    def client(self, **overrides) -> XeroClient:
+        return XeroClient(
+            **{
+                "api_url": self.api_url,
+                "identity_url": self.identity_url,
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "token_store": self.store,
+                **overrides,
+            }
+        )
+
+
+@pytest.fixture
+def admin(sandbox) -> Admin:
+    return Admin(sandbox.url)
+
+
+@pytest.fixture
+def fernet_key() -> str:
+    return Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def connect_xero(tmp_path, fernet_key):
+    """Factory: run the code flow against a sandbox and store the token set encrypted, as the CLI would."""
+
+    def connect(base: str, name: str = "xero-token.bin") -> Xero:
+        store = EncryptedTokenStore(tmp_path / name, fernet_key)
+        connect_with_authorization_code(
+            f"{base}/xero/login", f"{base}/xero/identity", CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, store, SCOPES
+        )
+        return Xero(base, store, fernet_key)
+
+    return connect
+
+
+@pytest.fixture
+def xero(sandbox, connect_xero) -> Xero:
+    return connect_xero(sandbox.url)
