@@ -22,6 +22,8 @@ from sync_pipelines.vendors.xero.settings import SCOPES
 
 SANDBOX_PORT = 8765
 SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
+# The demo prints step progress, not Dagster's debug event stream.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
@@ -60,7 +62,10 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
         # Without a key of the user's, the sandbox token is re-consented each start rather than kept.
         env["SYNC_PIPELINES_TOKEN_KEY"] = os.environ.get("SYNC_PIPELINES_TOKEN_KEY") or Fernet.generate_key().decode()
         os.environ.update(env)
-        Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+        home = Path(env["DAGSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         connect_sandbox_xero(env)
         yield env
 
@@ -93,7 +98,9 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
         definitions = _load_definitions()
         job = definitions.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET_LOGS
+        )
         click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
     sys.exit(0 if result.success and reconciled else 1)

@@ -1,11 +1,14 @@
 """The code location loads as Dagster's own tools load it."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
+import requests
 
 from sync_pipelines.definitions import defs
 
@@ -44,3 +47,36 @@ def test_dg_check_defs_loads_the_project():
         [str(bin_dir / "dg"), "check", "defs"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dagster_webserver_serves_the_assets_from_workspace_yaml(tmp_path):
+    """What `dagster dev` shows: the webserver on loopback, asked over its GraphQL API."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    server = subprocess.Popen(
+        [str(bin_dir / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    query = {"query": "{ assetNodes { assetKey { path } } }"}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = requests.post(f"http://127.0.0.1:{port}/graphql", json=query, timeout=10)
+                if response.ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "webserver did not answer"
+            assert server.poll() is None, "webserver exited"
+            time.sleep(0.5)
+        paths = {"/".join(node["assetKey"]["path"]) for node in response.json()["data"]["assetNodes"]}
+        assert {"xero/raw/invoices", "xero/staged/invoices", "segment/xero_invoices"} <= paths
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,192 @@
+"""Admin API under /_admin for tests and demos: reset, limits, faults, direct record changes and stats.
+
+Never fault-injected, never rate-limited and unauthenticated: the sandbox only listens on 127.0.0.1.
+"""
+
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync_pipelines.sandbox.accounting import Invalid, PostDataInvalid, set_date, stamp
+from sync_pipelines.sandbox.dates import add_days, now_ms, parse_net
+from sync_pipelines.sandbox.runtime import LIMIT_NAMES, Runtime
+from sync_pipelines.sandbox.store import dumps
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    body = json.loads(raw) if raw.strip() else {}
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return body
+
+
+async def _value_error(request: Request, exc: Exception) -> Response:
+    return _bad(str(exc))
+
+
+class AdminApi:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.store = runtime.store
+        self.ledger = runtime.ledger
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/reset", self.reset, methods=["POST"]),
+                Route("/limits", self.limits, methods=["GET", "PUT"]),
+                Route("/faults", self.faults, methods=["GET", "PUT"]),
+                Route("/xero/invoices", self.invoices, methods=["GET", "POST"]),
+                Route("/xero/invoices/{invoice_id}", self.update_invoice, methods=["POST"]),
+                Route("/xero/invoices/{invoice_id}/pay", self.pay_invoice, methods=["POST"]),
+                Route("/xero/invoices/{invoice_id}/void", self.void_invoice, methods=["POST"]),
+                Route("/xero/contacts", self.contacts, methods=["GET"]),
+                Route("/xero/contacts/{contact_id}/archive", self.archive_contact, methods=["POST"]),
+                Route("/xero/touch", self.touch, methods=["POST"]),
+                Route("/segment/messages", self.messages, methods=["GET"]),
+                Route("/segment/dropped", self.dropped, methods=["GET"]),
+                Route("/stats", self.stats, methods=["GET"]),
+                Route("/stats/reset", self.reset_stats, methods=["POST"]),
+            ],
+            exception_handlers={ValueError: _value_error},
+        )
+
+    async def reset(self, request: Request) -> Response:
+        body = await _json(request)
+        unknown = set(body) - {"seed", "invoices", "contacts", "malformed"}
+        if unknown:
+            return _bad(f"unknown reset options: {sorted(unknown)}")
+        return JSONResponse(self.runtime.reset(**{k: int(v) for k, v in body.items()}))
+
+    async def limits(self, request: Request) -> Response:
+        if request.method == "PUT":
+            body = await _json(request)
+            if set(body) - set(LIMIT_NAMES) or any(int(v) < 1 for v in body.values()):
+                return _bad(f"limits are positive integers named {', '.join(LIMIT_NAMES)}")
+            self.runtime.limits.update({k: int(v) for k, v in body.items()})
+        return JSONResponse(self.runtime.limits)
+
+    async def faults(self, request: Request) -> Response:
+        extra: dict[str, Any] = {}
+        if request.method == "PUT":
+            body = await _json(request)
+            try:
+                self.runtime.set_faults(body)
+            except (ValueError, TypeError) as exc:
+                return _bad(str(exc))
+            if body.get("expire_access_tokens"):
+                # One shot: every access token issued so far now fails with 401 TokenExpired (xero.md §1.9).
+                extra["expired_access_tokens"] = self.store.expire_access_tokens(now_ms())
+        return JSONResponse({**self.runtime.faults, "expire_access_tokens": False, **extra})
+
+    async def invoices(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._listing("Invoices")
+        body = await _json(request)
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_invoice(conn, self._new_invoice(conn, body), now, create_only=True)
+        )
+
+    def _new_invoice(self, conn: Any, body: dict) -> dict:
+        """Fill the defaults a demo wants: an active contact, one line and AUTHORISED."""
+        element = {
+            k: v for k, v in body.items() if k in ("Type", "Status", "LineItems", "CurrencyCode", "Date", "DueDate")
+        }
+        element.setdefault("Type", "ACCREC")
+        element.setdefault("Status", "AUTHORISED")
+        element.setdefault("LineItems", [{"Description": "Sandbox services", "Quantity": 1, "UnitAmount": 100}])
+        if body.get("ContactID"):
+            element["Contact"] = {"ContactID": body["ContactID"]}
+        else:
+            contact = json.loads(self.store.find("Contacts", "status = 'ACTIVE'", limit=1, conn=conn)[0][0])
+            element["Contact"] = {"ContactID": contact["ContactID"]}
+        return element
+
+    async def update_invoice(self, request: Request) -> Response:
+        body = await _json(request)
+        invoice_id = request.path_params["invoice_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_invoice(conn, body, now, target_id=invoice_id), invoice_id
+        )
+
+    async def pay_invoice(self, request: Request) -> Response:
+        body = await _json(request)
+        invoice_id = request.path_params["invoice_id"]
+        payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}}
+        if body.get("Amount") is not None:
+            payment["Amount"] = body["Amount"]
+        return self._ledger_write(lambda conn, now: self.ledger.create_payment(conn, payment, now)[1], invoice_id)
+
+    async def void_invoice(self, request: Request) -> Response:
+        invoice_id = request.path_params["invoice_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.void_invoice(conn, self.store.get("Invoices", invoice_id, conn), now),
+            invoice_id,
+        )
+
+    async def contacts(self, request: Request) -> Response:
+        return self._listing("Contacts")
+
+    async def archive_contact(self, request: Request) -> Response:
+        contact_id = request.path_params["contact_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_contact(conn, {"ContactStatus": "ARCHIVED"}, now, target_id=contact_id),
+            contact_id,
+            collection="Contacts",
+        )
+
+    async def touch(self, request: Request) -> Response:
+        """Bump UpdatedDateUTC (and move DueDate a day) on the n least recently updated well-formed invoices."""
+        count = int((await _json(request)).get("count", 1))
+        now = now_ms()
+        touched = []
+        with self.store.transaction() as conn:
+            rows = self.store.find(
+                "Invoices", "malformed IS NULL AND status NOT IN ('VOIDED', 'DELETED')", limit=count, conn=conn
+            )
+            for offset, (body, _) in enumerate(rows):
+                invoice = json.loads(body)
+                set_date(invoice, "DueDate", add_days(parse_net(invoice["DueDate"]), 1))
+                stamp(invoice, now + offset)
+                self.store.save(conn, "Invoices", invoice)
+                touched.append(invoice["InvoiceID"])
+        return JSONResponse({"touched": len(touched), "ids": touched})
+
+    def _listing(self, collection: str) -> Response:
+        """Every record as the API renders it; malformed invoices carry "_malformed": "<why>"."""
+        parts = []
+        for body, malformed in self.store.find(collection):
+            parts.append(body if malformed is None else body[:-1] + "," + dumps({"_malformed": malformed})[1:])
+        return Response("[" + ",".join(parts) + "]", media_type="application/json")
+
+    def _ledger_write(self, write: Any, record_id: str | None = None, collection: str = "Invoices") -> Response:
+        if record_id is not None and self.store.get(collection, record_id) is None:
+            return _bad(f"{collection[:-1].lower()} {record_id} not found", 404)
+        try:
+            with self.store.transaction() as conn:
+                record = write(conn, now_ms())
+        except (Invalid, PostDataInvalid) as exc:
+            return _bad(str(exc))
+        return JSONResponse(record)
+
+    async def messages(self, request: Request) -> Response:
+        return JSONResponse(self.store.messages())
+
+    async def dropped(self, request: Request) -> Response:
+        return JSONResponse(self.store.dropped())
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.runtime.stats_snapshot())
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.runtime.reset_stats()
+        return JSONResponse(self.runtime.stats_snapshot())

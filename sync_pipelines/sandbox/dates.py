@@ -1,0 +1,90 @@
+"""Date formats the Xero API speaks, so every sandbox module renders and parses them the same way."""
+
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+# xero.md §2.2: the SDK's regex for .NET JSON dates.
+_NET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{2,4})?\)/$")
+_DAY_MS = 86_400_000
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def net(ms: int, offset: bool = True) -> str:
+    """Entity timestamps carry +0000, the envelope DateTimeUTC does not (xero.md §2.2)."""
+    return f"/Date({ms}+0000)/" if offset else f"/Date({ms})/"
+
+
+def parse_net(value: str) -> int:
+    """Milliseconds since the epoch from "/Date(ms±hhmm)/", applying any non-zero offset."""
+    match = _NET_DATE.match(value)
+    if not match:
+        raise ValueError(f"not a .NET date: {value!r}")
+    ms = int(match.group(1))
+    zone = match.group(2)
+    if zone and int(zone[1:]):
+        hours, minutes = int(zone[1:3]), int(zone[3:5] or 0)
+        sign = 1 if zone[0] == "+" else -1
+        ms -= sign * (hours * 3600 + minutes * 60) * 1000
+    return ms
+
+
+def day_start(ms: int) -> int:
+    return ms - ms % _DAY_MS
+
+
+def add_days(ms: int, days: int) -> int:
+    return ms + days * _DAY_MS
+
+
+def parse_date_input(value: object) -> int:
+    """Calendar dates on writes: "YYYY-MM-DD", "/Date(ms)/" or an ISO datetime (xero.md §2.1)."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a date: {value!r}")
+    if value.startswith("/Date("):
+        return day_start(parse_net(value))
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    midnight = datetime.combine(parsed.date(), datetime.min.time(), UTC)
+    return int(midnight.timestamp() * 1000)
+
+
+def parse_http_timestamp(value: str) -> int:
+    """If-Modified-Since: ISO with or without offset (naive = UTC), or an RFC 1123 HTTP-date (xero.md §3.2)."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        parsed = parsedate_to_datetime(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def datetime_literal(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
+    """The where-clause DateTime(y, m, d[, h, mi, s]) constructor, read as UTC."""
+    return int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp() * 1000)
+
+
+def date_string(ms: int) -> str:
+    """DateString / DueDateString helpers: "2018-10-20T00:00:00"."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def utc_string(ms: int) -> str:
+    """UpdatedDateUTCString: "2018-11-02T16:31:30Z" (xero.md §2.2)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def connection_string(ms: int) -> str:
+    """/connections timestamps: no zone, 7 fractional digits (xero.md §1.6)."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0"
+
+
+def expiry_string(ms: int) -> str:
+    """The "token expired at MM/DD/YYYY HH:MM:SS" detail of a 401 (xero.md §1.9)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m/%d/%Y %H:%M:%S")

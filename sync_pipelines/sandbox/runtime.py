@@ -1,0 +1,122 @@
+"""Settings and the live, in-memory state every sandbox app shares (limits, faults, stats, in-flight counts).
+
+Records, tokens and Segment messages persist in the Store; counters and fault knobs are per process, so a
+restarted sandbox starts with fresh rate-limit windows and no faults, like a new day at the vendor.
+"""
+
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sync_pipelines.sandbox import seed
+from sync_pipelines.sandbox.accounting import Ledger
+from sync_pipelines.sandbox.store import Store
+
+LIMIT_NAMES = ("minute_limit", "day_limit", "concurrent_limit", "app_minute_limit")
+FAULT_DEFAULTS: dict[str, float] = {
+    "error_rate": 0.0,
+    "rate_limit_rate": 0.0,
+    "drop_rate": 0.0,
+    "latency_ms": 0.0,
+    "retry_after_seconds": 1.0,
+}
+VENDORS = ("xero", "segment")
+
+
+@dataclass
+class SandboxSettings:
+    """Everything a sandbox run needs; defaults mirror the vendors' documented limits (xero.md §1.4, §4.3, §5)."""
+
+    state_path: Path
+    seed: int = 42
+    invoices: int = 200
+    contacts: int = 40
+    malformed: int = 0
+    minute_limit: int = 60
+    day_limit: int = 5000
+    concurrent_limit: int = 5
+    app_minute_limit: int = 10000
+    access_token_ttl: int = 1800
+    refresh_grace_seconds: int = 1800
+    idempotency_ttl: int = 360
+    client_id: str = "sandbox-client-id"
+    client_secret: str = "sandbox-client-secret"
+    write_key: str = "sandbox-write-key"
+
+
+@dataclass
+class Runtime:
+    settings: SandboxSettings
+    store: Store
+    ledger: Ledger = field(init=False)
+    limits: dict[str, int] = field(init=False)
+    faults: dict[str, dict[str, float]] = field(init=False)
+    stats: dict[str, Counter] = field(default_factory=lambda: {vendor: Counter() for vendor in VENDORS})
+    faults_injected: int = 0
+    inflight: Counter = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.store)
+        self.limits = {name: getattr(self.settings, name) for name in LIMIT_NAMES}
+        self.faults = {vendor: dict(FAULT_DEFAULTS) for vendor in VENDORS}
+        self._fault_rng = random.Random(f"faults:{self.settings.seed}")
+        if self.store.meta_get("seed") is None:
+            self.reset()
+
+    def reset(self, **overrides: Any) -> dict[str, Any]:
+        """Regenerate every record deterministically; OAuth tokens survive so connected clients stay connected."""
+        options = {
+            name: overrides.get(name, getattr(self.settings, name))
+            for name in ("seed", "invoices", "contacts", "malformed")
+        }
+        records, meta = seed.generate(**options)
+        self.store.replace_records(records, meta)
+        return {**options, "tenant_id": meta["tenant_id"]}
+
+    @property
+    def tenant_id(self) -> str:
+        return self.store.meta_get("tenant_id")
+
+    def set_faults(self, config: dict[str, Any]) -> None:
+        """Merge fault knobs and restart the fault RNG so a given configuration replays the same faults."""
+        for vendor in VENDORS:
+            for name, value in (config.get(vendor) or {}).items():
+                if name not in FAULT_DEFAULTS:
+                    raise ValueError(f"unknown fault {vendor}.{name}")
+                number = float(value)
+                if name.endswith("_rate") and not 0 <= number <= 1:
+                    raise ValueError(f"{vendor}.{name} must be between 0 and 1")
+                if number < 0:
+                    raise ValueError(f"{vendor}.{name} must not be negative")
+                self.faults[vendor][name] = number
+        with self.lock:
+            self._fault_rng = random.Random(f"faults:{self.settings.seed}")
+
+    def draw(self) -> float:
+        with self.lock:
+            return self._fault_rng.random()
+
+    def count(self, vendor: str, key: str) -> None:
+        with self.lock:
+            self.stats[vendor][key] += 1
+
+    def note_fault(self) -> None:
+        with self.lock:
+            self.faults_injected += 1
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                **{vendor: dict(counter) for vendor, counter in self.stats.items()},
+                "faults_injected": self.faults_injected,
+            }
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            for counter in self.stats.values():
+                counter.clear()
+            self.faults_injected = 0

@@ -1,0 +1,138 @@
+"""The Segment HTTP Tracking API sandbox, mounted under /segment (mirrors https://api.segment.io).
+
+Like Segment, it answers 200 for everything it accepts for processing and silently drops what it would
+discard later (segment.md §2); the admin API exposes both the accepted and the dropped messages.
+"""
+
+import base64
+import gzip
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync_pipelines.sandbox.runtime import Runtime
+from sync_pipelines.sandbox.store import dumps
+
+SINGLE_LIMIT = 32 * 1024  # segment.md §2: single calls and each batch item
+BATCH_LIMIT = 500 * 1024  # segment.md §2: whole /batch body
+MAX_BATCH_ITEMS = 2500  # segment.md §2: larger batches get 200 but are dropped
+MAX_MESSAGE_ID = 100  # segment.md §2
+CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+BATCH_PATHS = ("batch", "import")  # /v1/import is an alias of /v1/batch (segment.md §1)
+
+
+def drop_reason(message: Any) -> str | None:
+    """Why Segment would discard an accepted message after answering 200 (segment.md §2, §3)."""
+    if not isinstance(message, dict) or message.get("type") not in CALL_TYPES:
+        return "invalid_type"
+    if not message.get("userId") and not message.get("anonymousId"):
+        return "no_user_anon_id"
+    if message["type"] == "track" and not message.get("event"):
+        return "missing_event"
+    if message["type"] == "group" and not message.get("groupId"):
+        return "missing_group_id"
+    if message["type"] == "alias" and not message.get("previousId"):
+        return "missing_previous_id"
+    if len(str(message.get("messageId", ""))) > MAX_MESSAGE_ID:
+        return "message_id_too_long"
+    return None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    """Error bodies carry "code" and "message", the keys analytics-python reads (segment.md §2)."""
+    return JSONResponse({"code": code, "message": message}, status)
+
+
+def _size(value: Any) -> int:
+    return len(dumps(value).encode())
+
+
+class SegmentSandbox:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/{call}", self.receive, methods=["POST"])])
+
+    def _write_key(self, request: Request, body: dict) -> str | None:
+        """Basic auth with the write key as username, or "writeKey" in the body (segment.md §1)."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                return base64.b64decode(header[6:]).decode().partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                return None
+        key = body.get("writeKey")
+        return key if isinstance(key, str) else None
+
+    async def receive(self, request: Request) -> Response:
+        call = request.path_params["call"]
+        if call not in CALL_TYPES + BATCH_PATHS:
+            return _error(404, "not_found", f"Unknown endpoint /v1/{call}")
+        raw = await request.body()
+        if request.headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError):
+                return _error(400, "invalid_request", "Body is not valid gzip")
+        batch = call in BATCH_PATHS
+        if len(raw) > (BATCH_LIMIT if batch else SINGLE_LIMIT):
+            return _error(400, "payload_too_large", "Exceed payload limit")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _error(400, "invalid_json", "Invalid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request", "Body must be a JSON object")
+        if self._write_key(request, body) != self.runtime.settings.write_key:
+            return _error(401, "unauthorized", "Invalid write key")
+        if batch:
+            items = body.get("batch")
+            if not isinstance(items, list):
+                return _error(400, "invalid_request", '"batch" must be an array')
+            if any(_size(item) > SINGLE_LIMIT for item in items):
+                return _error(400, "payload_too_large", "Exceed payload limit")
+            items = [_merge_batch_defaults(item, body) for item in items]
+        else:
+            items = [{**{k: v for k, v in body.items() if k != "writeKey"}, "type": call}]
+        self._record(items)
+        return JSONResponse({"success": True})
+
+    def _record(self, items: list[Any]) -> None:
+        """Accept or silently drop each message; dedupe is on messageId only (segment.md §4)."""
+        store = self.runtime.store
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with store.transaction() as conn:
+            if len(items) > MAX_BATCH_ITEMS:
+                for item in items:
+                    store.drop_message(conn, item, "batch_too_large")
+                return
+            for item in items:
+                reason = drop_reason(item)
+                if reason is None:
+                    message = {
+                        **item,
+                        "messageId": item.get("messageId") or str(uuid.uuid4()),
+                        "receivedAt": received_at,
+                    }
+                    if store.accept_message(conn, str(message["messageId"]), message):
+                        continue
+                    reason = "duplicate_message_id"
+                store.drop_message(conn, item, reason)
+
+
+def _merge_batch_defaults(item: Any, body: dict) -> Any:
+    """Top-level context/integrations of a batch apply to each item unless the item overrides them (segment.md §3)."""
+    if not isinstance(item, dict):
+        return item
+    merged = dict(item)
+    for key in ("context", "integrations"):
+        if isinstance(body.get(key), dict):
+            merged[key] = {**body[key], **(item.get(key) or {})}
+    return merged

@@ -1,0 +1,272 @@
+"""SQLite persistence for the sandbox: records as rendered JSON plus the indexed columns filters need.
+
+Bodies are stored exactly as the API renders them so a 1,000-row page is a string join, not a
+re-serialisation; the columns next to them (id, updated_ms, type, status, ref_id, label, date_ms)
+carry the filter/order values so `where`, If-Modified-Since and paging run on indexes.
+"""
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sync_pipelines.sandbox.dates import parse_net
+
+# Collection name in the API -> (table, id field, type field, status field, reference path).
+COLLECTIONS: dict[str, tuple[str, str, str | None, str, tuple[str, str]]] = {
+    "Invoices": ("invoices", "InvoiceID", "Type", "Status", ("Contact", "ContactID")),
+    "Contacts": ("contacts", "ContactID", None, "ContactStatus", ("", "")),
+    "BankTransactions": ("bank_transactions", "BankTransactionID", "Type", "Status", ("Contact", "ContactID")),
+    "Payments": ("payments", "PaymentID", "PaymentType", "Status", ("Invoice", "InvoiceID")),
+}
+_LABEL_FIELD = {
+    "Invoices": "InvoiceNumber",
+    "Contacts": "Name",
+    "BankTransactions": "Reference",
+    "Payments": "Reference",
+}
+
+_RECORD_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id TEXT PRIMARY KEY, updated_ms INTEGER NOT NULL, type TEXT, status TEXT, ref_id TEXT,
+    label TEXT, date_ms INTEGER, malformed TEXT, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS {table}_updated ON {table} (updated_ms, id);
+CREATE INDEX IF NOT EXISTS {table}_status ON {table} (status, updated_ms, id);
+CREATE INDEX IF NOT EXISTS {table}_ref ON {table} (ref_id);
+CREATE INDEX IF NOT EXISTS {table}_label ON {table} (label);
+"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY, kind TEXT NOT NULL, client_id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0, used INTEGER NOT NULL DEFAULT 0, parent TEXT, successor TEXT,
+    superseded_ms INTEGER, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent);
+CREATE TABLE IF NOT EXISTS idempotency (
+    client TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    status INTEGER NOT NULL, media_type TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (client, key));
+CREATE TABLE IF NOT EXISTS segment_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segment_dropped (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, reason TEXT NOT NULL, body TEXT NOT NULL);
+"""
+
+
+def dumps(value: Any) -> str:
+    """Compact, key-order-preserving JSON: the one serialisation used for stored bodies."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def index_columns(collection: str, body: dict) -> tuple[str | None, str | None, str | None, str | None, int | None]:
+    """(type, status, ref_id, label, date_ms) read from a rendered body; bad dates index as NULL."""
+    _, _, type_field, status_field, (ref_object, ref_field) = COLLECTIONS[collection]
+    ref = body.get(ref_object) if ref_object else None
+    try:
+        date_ms = parse_net(body["Date"]) if isinstance(body.get("Date"), str) else None
+    except ValueError:
+        date_ms = None
+    return (
+        body.get(type_field) if type_field else None,
+        body.get(status_field),
+        ref.get(ref_field) if isinstance(ref, dict) else None,
+        body.get(_LABEL_FIELD[collection]),
+        date_ms,
+    )
+
+
+class Store:
+    """One WAL-mode connection shared by the server's threads behind a lock (sqlite3 calls are short)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        script = _SCHEMA + "".join(_RECORD_TABLE.format(table=spec[0]) for spec in COLLECTIONS.values())
+        self._conn.executescript(script)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Serialise a read-modify-write against other requests; commits on success, rolls back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    def meta_get(self, key: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def meta_set(self, key: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, dumps(value)))
+
+    # -- records ------------------------------------------------------------------------------
+
+    def replace_records(self, records: dict[str, Iterable[tuple[str, dict, str | None]]], meta: dict[str, Any]) -> None:
+        """Swap every collection and the seed metadata in one transaction (seeding and /_admin/reset)."""
+        with self.transaction() as conn:
+            for table in ("segment_messages", "segment_dropped", "idempotency"):
+                conn.execute(f"DELETE FROM {table}")
+            for collection, (table, *_) in COLLECTIONS.items():
+                conn.execute(f"DELETE FROM {table}")
+                conn.executemany(
+                    f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        self._row(collection, row_id, body, malformed)
+                        for row_id, body, malformed in records.get(collection, ())
+                    ),
+                )
+            for key, value in meta.items():
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, dumps(value)))
+
+    @staticmethod
+    def _row(collection: str, row_id: str, body: dict, malformed: str | None) -> tuple:
+        updated_ms = parse_net(body["UpdatedDateUTC"])
+        return (row_id, updated_ms, *index_columns(collection, body), malformed, dumps(body))
+
+    def save(self, conn: sqlite3.Connection, collection: str, body: dict, row_id: str | None = None) -> None:
+        """Upsert one record inside a caller's transaction; the id column defaults to the body's ID field."""
+        table, id_field, *_ = COLLECTIONS[collection]
+        row = self._row(collection, row_id or body[id_field], body, None)
+        conn.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def get(self, collection: str, record_id: str, conn: sqlite3.Connection | None = None) -> dict | None:
+        table = COLLECTIONS[collection][0]
+        sql, params = f"SELECT body FROM {table} WHERE id = ?", (record_id,)
+        rows = conn.execute(sql, params).fetchall() if conn else self._query(sql, params)
+        return json.loads(rows[0][0]) if rows else None
+
+    def find(
+        self,
+        collection: str,
+        where: str = "1",
+        params: Iterable[Any] = (),
+        order: str = "updated_ms, id",
+        limit: int = -1,
+        offset: int = 0,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[tuple[str, str | None]]:
+        """(body JSON, malformed reason) rows; `where`/`order` are SQL built from whitelisted columns only."""
+        table = COLLECTIONS[collection][0]
+        sql = f"SELECT body, malformed FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        values = (*params, limit, offset)
+        return conn.execute(sql, values).fetchall() if conn else self._query(sql, values)
+
+    def count(self, collection: str, where: str = "1", params: Iterable[Any] = ()) -> int:
+        table = COLLECTIONS[collection][0]
+        return self._query(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0]
+
+    def max_updated_ms(self, collection: str) -> int:
+        table = COLLECTIONS[collection][0]
+        return self._query(f"SELECT COALESCE(MAX(updated_ms), 0) FROM {table}")[0][0]
+
+    # -- OAuth tokens -------------------------------------------------------------------------
+
+    def token(self, token: str) -> dict | None:
+        rows = self._query(
+            "SELECT token, kind, client_id, expires_ms, revoked, used, parent, successor, superseded_ms, data "
+            "FROM tokens WHERE token = ?",
+            (token,),
+        )
+        if not rows:
+            return None
+        keys = ("token", "kind", "client_id", "expires_ms", "revoked", "used", "parent", "successor", "superseded_ms")
+        record = dict(zip(keys, rows[0][:9], strict=True))
+        record["data"] = json.loads(rows[0][9])
+        return record
+
+    def add_token(
+        self,
+        conn: sqlite3.Connection,
+        token: str,
+        kind: str,
+        client_id: str,
+        expires_ms: int,
+        data: dict,
+        parent: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO tokens (token, kind, client_id, expires_ms, parent, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (token, kind, client_id, expires_ms, parent, dumps(data)),
+        )
+
+    def update_token(self, conn: sqlite3.Connection, token: str, **fields: Any) -> None:
+        allowed = {"revoked", "used", "successor", "superseded_ms", "expires_ms"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot update token fields {sorted(fields)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        conn.execute(f"UPDATE tokens SET {assignments} WHERE token = ?", (*fields.values(), token))
+
+    def revoke_token_family(self, conn: sqlite3.Connection, token: str) -> None:
+        """Revoke a refresh token and every access token issued with it."""
+        conn.execute("UPDATE tokens SET revoked = 1 WHERE token = ? OR parent = ?", (token, token))
+
+    def mark_token_used(self, token: str) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE tokens SET used = 1 WHERE token = ? AND used = 0", (token,))
+
+    def expire_access_tokens(self, now_ms: int) -> int:
+        with self._lock:
+            cursor = self._conn.execute(
+                "UPDATE tokens SET expires_ms = ? WHERE kind = 'access' AND expires_ms > ?", (now_ms - 1, now_ms)
+            )
+            return cursor.rowcount
+
+    # -- idempotency cache --------------------------------------------------------------------
+
+    def idempotent_response(self, client: str, key: str, not_before_ms: int) -> tuple[str, int, str, bytes] | None:
+        """(fingerprint, status, media type, body) of a live cached response for the key."""
+        rows = self._query(
+            "SELECT fingerprint, status, media_type, body FROM idempotency "
+            "WHERE client = ? AND key = ? AND created_ms >= ?",
+            (client, key, not_before_ms),
+        )
+        return rows[0] if rows else None
+
+    def remember_response(
+        self, client: str, key: str, fingerprint: str, created_ms: int, status: int, media_type: str, body: bytes
+    ) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (client, key, fingerprint, created_ms, status, media_type, body),
+            )
+
+    # -- Segment ------------------------------------------------------------------------------
+
+    def accept_message(self, conn: sqlite3.Connection, message_id: str, message: dict) -> bool:
+        """Store a message unless its messageId was seen before (segment.md §4); True when stored."""
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO segment_messages (message_id, body) VALUES (?, ?)", (message_id, dumps(message))
+        )
+        return cursor.rowcount == 1
+
+    def drop_message(self, conn: sqlite3.Connection, message: Any, reason: str) -> None:
+        conn.execute("INSERT INTO segment_dropped (reason, body) VALUES (?, ?)", (reason, dumps(message)))
+
+    def messages(self) -> list[dict]:
+        return [json.loads(body) for (body,) in self._query("SELECT body FROM segment_messages ORDER BY seq")]
+
+    def dropped(self) -> list[dict]:
+        rows = self._query("SELECT body, reason FROM segment_dropped ORDER BY seq")
+        return [{"message": json.loads(body), "reason": reason} for body, reason in rows]
