@@ -170,3 +170,7 @@ def xero_connect(redirect_uri: str) -> None:
         store,
     )  # fmt: skip
     click.echo("Connected; tokens stored encrypted.")
+
+
+if __name__ == "__main__":
+    main()

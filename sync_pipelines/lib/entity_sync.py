@@ -187,6 +187,11 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                     conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=context.run.run_id
                 )
                 staging.remember_identities(conn, "xero", identities)
+                # Segment's userId for a Xero contact is its ContactID (segment.md §3: a stable id of ours).
+                staging.link_ids(
+                    conn, entity="contacts", source_system="xero", target_system="segment",
+                    pairs=[(user_id, user_id) for user_id in identities],
+                )  # fmt: skip
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
                 conn.execute("COMMIT")
             processed += len(frame)

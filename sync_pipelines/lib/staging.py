@@ -246,6 +246,19 @@ def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities
         )
 
 
+def link_ids(
+    conn: duckdb.DuckDBPyConnection, *, entity: str, source_system: str, target_system: str,
+    pairs: Sequence[tuple[str, str]],
+) -> None:
+    """Remember which target id stands for which source id, so later flows can match and echo-check."""
+    now = utcnow()
+    for source_id, target_id in pairs:
+        conn.execute(
+            "INSERT OR REPLACE INTO xrefs VALUES (?, ?, ?, ?, ?, ?)",
+            [entity, source_system, source_id, target_system, target_id, now],
+        )
+
+
 def quarantine_rows(
     conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, rows: pd.DataFrame, run_id: str | None
 ) -> None:

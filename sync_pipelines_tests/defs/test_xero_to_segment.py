@@ -15,7 +15,7 @@ def _staged(sync_env, sql: str) -> list[tuple]:
         conn.close()
 
 
-def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin, run_sync):
+def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin, run_sync, sync_env):
     result = run_sync()
     assert result.success
 
@@ -25,6 +25,7 @@ def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin,
     contacts = {i["Contact"]["ContactID"] for i in invoices if i["Type"] == "ACCREC" and not i.get("_malformed")}
     identifies = [m["userId"] for m in admin.segment_messages() if m["type"] == "identify"]
     assert sorted(identifies) == sorted(contacts)
+    assert _staged(sync_env, "SELECT count(*) FROM xrefs WHERE source_system = 'xero'") == [(len(contacts),)]
 
     delivered_before = len(admin.segment_messages())
     admin.post("/stats/reset")

@@ -8,8 +8,8 @@ import json
 import logging
 
 import requests
-import tenacity
 
+from sync_pipelines.vendors.retrying import RetryableResponse, retry_after_seconds, retrying
 from sync_pipelines.vendors.segment import settings
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,6 @@ class SendStats:
     calls: int = 0
     bytes_sent: int = 0
     retries: int = 0
-
-
-class _Retryable(Exception):
-    """429 or 5xx: Segment asks to try the same batch again (segment.md §2, §5)."""
-
-    def __init__(self, response: requests.Response, retry_after: float | None):
-        self.retry_after = retry_after
-        super().__init__(f"{response.status_code} {response.reason}: {response.text[:200]}")
 
 
 def _serialise(message: dict) -> bytes:
@@ -138,23 +130,16 @@ class SegmentClient:
             self._stats.bytes_sent += len(body)
             response = self._session.post(self._url, data=body, timeout=self._timeout)
             if response.status_code == 429 or response.status_code >= 500:
-                raise _Retryable(response, _retry_after(response))
+                # segment.md §2, §5: try the same batch again, after Retry-After when given.
+                raise RetryableResponse(response, retry_after_seconds(response))
             if response.status_code != 200:
                 # segment.md §2: 400 is oversize or invalid JSON; resending the same bytes cannot help.
                 raise requests.HTTPError(f"{response.status_code} {response.reason}: {response.text[:200]}")
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(
-                (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-            ),
-            wait=_wait_retry_after,
-            stop=tenacity.stop_after_attempt(self._max_attempts),
-            reraise=True,
-        )
         message_ids = [message_id for message_id, _ in batch]
         try:
-            retrying(attempt)
-        except (_Retryable, requests.RequestException) as exc:
+            retrying(self._max_attempts)(attempt)
+        except (RetryableResponse, requests.RequestException) as exc:
             log.warning("Segment batch of %d messages failed after %d attempts: %s", len(batch), attempts, exc)
             report.failed.extend((message_id, str(exc)) for message_id in message_ids)
         else:
@@ -171,19 +156,3 @@ def _envelope(items: list[bytes], sent_at: str) -> bytes:
 
 
 _ENVELOPE_BYTES = len(_envelope([], "2000-01-01T00:00:00.000Z"))
-_backoff = tenacity.wait_random_exponential(multiplier=0.5, max=30)
-
-
-def _wait_retry_after(retry_state: tenacity.RetryCallState) -> float:
-    """Honour Retry-After on 429 (segment.md §2), else exponential backoff with jitter."""
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    if isinstance(exc, _Retryable) and exc.retry_after is not None:
-        return exc.retry_after
-    return _backoff(retry_state)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None

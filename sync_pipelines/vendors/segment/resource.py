@@ -13,6 +13,7 @@ class SegmentResource(dg.ConfigurableResource):
 
     write_key: str
     api_url: str = settings.API_URL
+    max_attempts: int = 8  # per batch, with backoff; then its messages go to the dead-letter queue
 
     def get_client(self) -> SegmentClient:
-        return SegmentClient(api_url=self.api_url, write_key=self.write_key)
+        return SegmentClient(api_url=self.api_url, write_key=self.write_key, max_attempts=self.max_attempts)

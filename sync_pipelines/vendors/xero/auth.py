@@ -15,13 +15,13 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import tenacity
 from cryptography.fernet import Fernet, InvalidToken
 from filelock import FileLock
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
+from sync_pipelines.vendors.retrying import TRANSIENT_ERRORS, retrying
 from sync_pipelines.vendors.xero import settings
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ class _TransientTokenEndpointError(Exception):
     """5xx/429 from the identity server: worth retrying with the same (still valid) refresh token."""
 
 
-_TOKEN_RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    _TransientTokenEndpointError)
+_TOKEN_RETRYABLE = (*TRANSIENT_ERRORS, _TransientTokenEndpointError)
 _transport_lock = threading.Lock()
 _redaction_lock = threading.Lock()
 
@@ -145,14 +144,8 @@ def _token_call(session: OAuth2Session, call, max_attempts: int) -> dict:
     _redact_library_logs()
     for hook in ("access_token_response", "refresh_token_response"):
         session.register_compliance_hook(hook, _raise_on_transient)
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(_TOKEN_RETRYABLE),
-        wait=tenacity.wait_random_exponential(multiplier=0.5, max=30),
-        stop=tenacity.stop_after_attempt(max_attempts),
-        reraise=True,
-    )
     try:
-        token = retrying(call)
+        token = retrying(max_attempts, retry_on=_TOKEN_RETRYABLE)(call)
     except OAuth2Error as exc:
         # xero.md §1.3/§1.9: invalid_grant means expired, revoked or superseded; never loop on it.
         raise XeroAuthError(f"Xero identity server refused the grant: {exc.error}") from None

@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Iterator
 
 import requests
-import tenacity
 
+from sync_pipelines.vendors.retrying import RetryableResponse, retrying
 from sync_pipelines.vendors.xero import settings
 from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, TokenManager
 
@@ -36,15 +36,6 @@ class XeroDailyLimitReached(Exception):
     def __init__(self, retry_after: int | None):
         self.retry_after = retry_after
         super().__init__(f"Xero daily call limit reached; retry after {retry_after} s")
-
-
-class _Retryable(Exception):
-    """A 5xx or a minute/concurrent 429: the same request may succeed later."""
-
-    def __init__(self, response: requests.Response, retry_after: float | None):
-        self.response = response
-        self.retry_after = retry_after
-        super().__init__(f"{response.status_code} {response.reason}")
 
 
 @dataclasses.dataclass
@@ -241,18 +232,13 @@ class XeroClient:
                 response = self._send(method, url, headers, kwargs, tenant)
             return self._check(response)
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(
-                (_Retryable, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-            ),
-            wait=_wait_retry_after,
-            stop=tenacity.stop_after_attempt(self._max_attempts),
+        policy = retrying(
+            self._max_attempts,
             before_sleep=lambda rs: log.warning("Xero %s %s failed (%s); retrying", method, url, rs.outcome.exception()),
-            reraise=True,
         )
         try:
-            return retrying(attempt)
-        except _Retryable as exc:
+            return policy(attempt)
+        except RetryableResponse as exc:
             raise XeroApiError(f"Xero {method} {url} kept failing: {exc}", exc.response.status_code) from None
         except requests.RequestException as exc:
             raise XeroApiError(f"Xero {method} {url} kept failing: {exc}") from exc
@@ -291,9 +277,9 @@ class XeroClient:
                 raise XeroDailyLimitReached(retry_after)
             if retry_after:
                 self._limiter.pause(retry_after)
-            raise _Retryable(response, retry_after)
+            raise RetryableResponse(response, retry_after)
         if status >= 500:
-            raise _Retryable(response, retry_after)
+            raise RetryableResponse(response, retry_after)
         raise XeroApiError(f"Xero {response.request.method} {response.url} answered {status}", status,
                            _validation_messages(response))
 
@@ -302,17 +288,6 @@ class XeroClient:
             self._stats.calls += calls
             self._stats.bytes_received += bytes_received
             self._stats.retries += retries
-
-
-_backoff = tenacity.wait_random_exponential(multiplier=0.5, max=30)
-
-
-def _wait_retry_after(retry_state: tenacity.RetryCallState) -> float:
-    """Honour Retry-After when Xero sends it (xero.md §5), else exponential backoff with jitter."""
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    if isinstance(exc, _Retryable) and exc.retry_after is not None:
-        return exc.retry_after
-    return _backoff(retry_state)
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
