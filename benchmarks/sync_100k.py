@@ -88,7 +88,7 @@ def main() -> None:
     port = _free_port()
     sandbox = subprocess.Popen(
         [sys.executable, "-m", "sync_pipelines.cli", "sandbox", "--data-dir", str(work), "--port", str(port),
-         "--invoices", str(args.invoices)],
+         "--invoices", str(args.invoices), "--contacts", str(max(40, args.invoices // 50))],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -123,12 +123,13 @@ def dev(data_dir: Path, port: int, ui_port: int) -> None:
 @click.option("--port", default=SANDBOX_PORT, show_default=True)
 @click.option("--seed", default=42, show_default=True)
 @click.option("--invoices", default=200, show_default=True)
+@click.option("--contacts", default=40, show_default=True)
 @click.option("--malformed", default=0, show_default=True)
-def sandbox(data_dir: Path, port: int, seed: int, invoices: int, malformed: int) -> None:
-    """Serve the vendor sandbox on 127.0.0.1 until interrupted."""
+def sandbox(data_dir: Path, port: int, seed: int, invoices: int, contacts: int, malformed: int) -> None:
+    """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(
-        state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, malformed=malformed
+        state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed
     )
     click.echo(f"sandbox on http://127.0.0.1:{port} (state: {settings.state_path})")
     SandboxServer(settings, port=port).serve_forever()

@@ -6,11 +6,13 @@ check and metadata key is derived from it here.
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pandera.pandas as pa
 
@@ -73,6 +75,63 @@ class EntitySyncSpec:
     @property
     def key(self) -> str:
         return self.mapping.key
+
+
+@dataclass
+class BatchOutcome:
+    """What staging one batch of landed records did, summed over a run for its metadata."""
+
+    processed: int = 0
+    changed: int = 0
+    quarantined: int = 0
+    enqueued: int = 0
+    failing_fields: Counter = field(default_factory=Counter)
+
+    def __iadd__(self, other: "BatchOutcome") -> "BatchOutcome":
+        self.processed += other.processed
+        self.changed += other.changed
+        self.quarantined += other.quarantined
+        self.enqueued += other.enqueued
+        self.failing_fields += other.failing_fields
+        return self
+
+
+def stage_batch(
+    conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec, landed: pd.DataFrame, run_id: str
+) -> BatchOutcome:
+    """Validate landed records, quarantine the failures, stage the changes and queue their messages.
+
+    Runs inside the caller's transaction, so the state, the outbox and the cursor move together.
+    """
+    frame = pd.DataFrame([spec.flatten(json.loads(p)) for p in landed["payload"]], index=landed["seq"])
+    # Overlap re-reads and several versions in one batch: the latest landed version wins.
+    has_key = frame[spec.key].notna()
+    frame = pd.concat([frame[has_key].drop_duplicates(spec.key, keep="last"), frame[~has_key]])
+    valid, rejected = split_valid(frame, spec.contract)
+    valid = valid.assign(content_hash=[staging.content_hash(r) for r in valid.to_dict("records")])
+    previous = staging.current_state(conn, spec.table, spec.key, valid[spec.key].tolist())
+    if not previous.empty:
+        known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
+        valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
+    identities = staging.changed_identities(conn, "xero", spec.mapping.identities(valid))
+    messages = spec.mapping.identify_messages(identities) + spec.mapping.track_messages(valid, previous)
+
+    staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
+    staging.quarantine_rows(
+        conn, source="xero", entity=spec.entity, run_id=run_id,
+        rows=rejected.assign(record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index),
+    )  # fmt: skip
+    enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id)
+    staging.remember_identities(conn, "xero", identities)
+    # Segment's userId for a Xero contact is its ContactID (segment.md §3: a stable id of ours).
+    staging.link_ids(
+        conn, entity="contacts", source_system="xero", target_system="segment",
+        pairs=[(user_id, user_id) for user_id in identities],
+    )  # fmt: skip
+    failing_fields = Counter(
+        reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; ")
+    )
+    return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
 
 
 def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
@@ -154,70 +213,41 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
     def validated(context: dg.AssetExecutionContext, staging_db: StagingResource):
         started = time.monotonic()
         cursor_name = f"{spec.name}.validated"
-        processed = quarantined = changed_rows = enqueued = 0
-        reasons: dict[str, int] = {}
+        totals = BatchOutcome()
         while True:
             with staging_db.connect() as conn:
                 after = (staging.read_cursor(conn, cursor_name) or {"seq": 0})["seq"]
                 landed = staging.unprocessed_landing(conn, source="xero", entity=spec.entity, after_seq=after)
-                landed = landed.head(VALIDATION_CHUNK)
                 if landed.empty:
                     break
-                frame = pd.DataFrame([spec.flatten(json.loads(p)) for p in landed["payload"]], index=landed["seq"])
-                # Overlap re-reads and several versions in one batch: the latest landed version wins.
-                has_key = frame[spec.key].notna()
-                frame = pd.concat([frame[has_key].drop_duplicates(spec.key, keep="last"), frame[~has_key]])
-                valid, rejected = split_valid(frame, spec.contract)
-                valid = valid.assign(content_hash=[staging.content_hash(r) for r in valid.to_dict("records")])
-                previous = staging.current_state(conn, spec.table, spec.key, valid[spec.key].tolist())
-                if not previous.empty:
-                    known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
-                    valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
-                identities = staging.changed_identities(conn, "xero", spec.mapping.identities(valid))
-                messages = spec.mapping.identify_messages(identities) + spec.mapping.track_messages(valid, previous)
+                landed = landed.head(VALIDATION_CHUNK)
                 conn.execute("BEGIN TRANSACTION")
-                staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
-                staging.quarantine_rows(
-                    conn, source="xero", entity=spec.entity, run_id=context.run.run_id,
-                    rows=rejected.assign(
-                        record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index
-                    ),
-                )  # fmt: skip
-                enqueued += staging.enqueue(
-                    conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=context.run.run_id
-                )
-                staging.remember_identities(conn, "xero", identities)
-                # Segment's userId for a Xero contact is its ContactID (segment.md §3: a stable id of ours).
-                staging.link_ids(
-                    conn, entity="contacts", source_system="xero", target_system="segment",
-                    pairs=[(user_id, user_id) for user_id in identities],
-                )  # fmt: skip
+                totals += stage_batch(conn, spec, landed, context.run.run_id)
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
                 conn.execute("COMMIT")
-            processed += len(frame)
-            quarantined += len(rejected)
-            changed_rows += len(valid)
-            for reason_list in rejected["reasons"]:
-                for reason in reason_list.split("; "):
-                    reasons[reason.split(":")[0]] = reasons.get(reason.split(":")[0], 0) + 1
         with staging_db.connect() as conn:
             (duplicates,) = conn.execute(
                 f'SELECT count(*) - count(DISTINCT "{spec.key}") FROM "{spec.table}"'
             ).fetchone() if staging.table_exists(conn, spec.table) else (0,)
-        rate = quarantined / processed if processed else 0.0
+        rate = totals.quarantined / totals.processed if totals.processed else 0.0
         yield dg.MaterializeResult(
             metadata={
-                "dagster/row_count": changed_rows,
-                "rows_processed": processed,
-                "rows_quarantined": quarantined,
-                "messages_enqueued": enqueued,
+                "dagster/row_count": totals.changed,
+                "rows_processed": totals.processed,
+                "rows_quarantined": totals.quarantined,
+                "messages_enqueued": totals.enqueued,
                 "seconds": round(time.monotonic() - started, 3),
             }
         )
         yield dg.AssetCheckResult(
             check_name="quarantine_rate",
             passed=rate <= spec.quarantine_threshold,
-            metadata={"quarantined": quarantined, "processed": processed, "rate": rate, "by_field": reasons},
+            metadata={
+                "quarantined": totals.quarantined,
+                "processed": totals.processed,
+                "rate": rate,
+                "by_field": dict(totals.failing_fields),
+            },
         )
         yield dg.AssetCheckResult(check_name="unique_keys", passed=duplicates == 0, metadata={"duplicates": duplicates})
 
