@@ -1,28 +1,58 @@
 """The code location under Dagster's own executors and instance: how the UI and schedules run it."""
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
 
+from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib.entity_sync import build_entity_sync
 from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
 from sync_pipelines_tests.defs.conftest import expected_track_counts
 
 
-def sync_job() -> dg.JobDefinition:
-    return defs().resolve_job_def("xero_to_segment_sync")
+# A second entity made by the same factory, so two chains of steps run side by side in separate processes.
+BILLS = dataclasses.replace(
+    INVOICES,
+    entity="bills",
+    where='Type=="ACCPAY"',
+    description="Bills (ACCPAY)",
+    mapping=dataclasses.replace(INVOICES.mapping, object_name="Bill"),
+)
 
 
-def test_multiprocess_executor_steps_share_duckdb_without_lock_failures(admin, sync_env, tmp_path):
+def two_entity_job() -> dg.JobDefinition:
+    """Reconstructable in each step's process: invoices and bills, all their steps free to run at once."""
+    entities = dg.Definitions.merge(build_entity_sync(INVOICES), build_entity_sync(BILLS))
+    definitions = dg.Definitions.merge(
+        dg.Definitions(
+            assets=entities.assets,
+            resources=defs().resources,
+            jobs=[dg.define_asset_job("two_entities", executor_def=dg.multiprocess_executor)],
+        )
+    )
+    return definitions.resolve_job_def("two_entities")
+
+
+def test_parallel_steps_in_separate_processes_share_duckdb_without_lock_failures(admin, sync_env, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     with dg.DagsterInstance.local_temp(str(home)) as instance:
         for _ in range(2):
-            with dg.execute_job(dg.reconstructable(sync_job), instance=instance) as result:
+            with dg.execute_job(dg.reconstructable(two_entity_job), instance=instance) as result:
                 assert result.success
                 steps = {e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
-                assert len(steps) == 3
-    assert admin.track_counts() == expected_track_counts(admin.get("/xero/invoices"))
+                assert len(steps) == 6
+                processes = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+                assert len(processes) == 6
+    invoices = admin.get("/xero/invoices")
+    received = admin.track_counts()
+    assert {k: n for k, n in received.items() if k[1].startswith("Invoice")} == expected_track_counts(invoices)
+    bills = [i for i in invoices if i["Type"] == "ACCPAY" and not i.get("_malformed")]
+    assert {k for k, n in received.items() if k[1] == "Bill Created" and n == 1} == {
+        (b["InvoiceID"], "Bill Created") for b in bills
+    }
 
 
 def test_no_token_is_written_or_logged_in_plaintext(admin, run_sync, sync_env, capfd):

@@ -107,3 +107,30 @@ def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
     assert check.passed
     assert check.metadata["quarantined"].value == len(malformed)
+
+
+def test_a_mostly_broken_batch_blocks_delivery_for_a_human_to_look(admin, run_sync, sync_env):
+    admin.post("/reset", {"seed": 11, "invoices": 8, "malformed": 12})
+    result = run_sync()
+
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
+    assert not check.passed
+    assert check.metadata["rate"].value > 0.2
+    assert not result.success
+    assert admin.segment_messages() == []
+    assert _staged(sync_env, "SELECT count(*) FROM quarantine") == [(check.metadata["quarantined"].value,)]
+
+
+def test_every_materialisation_reports_the_figures_the_ui_plots(run_sync):
+    result = run_sync()
+    figures = {
+        event.asset_key.to_user_string(): event.metadata for event in result.get_asset_materialization_events()
+        for event in [event.step_materialization_data.materialization]
+    }  # fmt: skip
+    extract = figures["xero/raw/invoices"]
+    for name in ("dagster/row_count", "api_calls", "bytes_received", "seconds", "min_limit_remaining",
+                 "day_limit_remaining"):  # fmt: skip
+        assert isinstance(extract[name].value, int | float), name
+    assert extract["api_calls"].value >= 1 and extract["day_limit_remaining"].value < 5000
+    assert figures["xero/staged/invoices"]["rows_processed"].value == extract["dagster/row_count"].value
+    assert figures["segment/xero_invoices"]["dagster/row_count"].value > 0
