@@ -23,8 +23,8 @@ import requests
 from cryptography.fernet import Fernet
 
 from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
-from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.definitions import defs
+from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
 
@@ -129,7 +129,8 @@ def main() -> None:
                                                             f"validate + stage {full[staged]['seconds']:.1f} s)"),
         ("full: delivery to Segment", f"{delivered[INVOICES.delivered_key.to_user_string()]['dagster/row_count']:,} "
                                       f"messages in {deliver_seconds:.1f} s"),
-        ("peak RSS / RSS before the sync", f"{full_rss:.0f} MiB / {baseline_rss:.0f} MiB = {full_rss / baseline_rss:.2f}"),
+        ("peak RSS / RSS before the sync",
+         f"{full_rss:.0f} MiB / {baseline_rss:.0f} MiB = {full_rss / baseline_rss:.2f}"),
         ("incremental: invoices changed", changed),
         ("incremental: rows fetched", incremental[raw]["rows_fetched"]),
         ("incremental: API calls (fraction of full)", f"{incremental_calls} ({incremental_calls / full_calls:.3f})"),

@@ -98,9 +98,7 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
         definitions = _load_definitions()
         job = definitions.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(
-            instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET_LOGS
-        )
+        result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET_LOGS)
         click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
     sys.exit(0 if result.success and reconciled else 1)
@@ -113,9 +111,7 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
 def dev(data_dir: Path, port: int, ui_port: int) -> None:
     """The Dagster UI (127.0.0.1) against the embedded sandbox."""
     with running_sandbox(data_dir, port):
-        subprocess.run(
-            ["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False
-        )
+        subprocess.run(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False)
 
 
 @main.command()

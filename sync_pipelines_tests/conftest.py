@@ -1,11 +1,52 @@
-"""Shared fixtures for the whole test suite."""
+"""Shared fixtures for the whole test suite: a real sandbox per test, and its admin API."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+
+
+class SandboxAdmin:
+    """The sandbox's /_admin API: how tests change the world and look at what the vendors received."""
+
+    def __init__(self, base_url: str) -> None:
+        self.url = f"{base_url}/_admin"
+
+    def call(self, method: str, path: str, body: dict | None = None, **params) -> object:
+        response = requests.request(method, self.url + path, json=body, params=params or None, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.json() if response.content else None
+
+    def get(self, path: str, **params) -> object:
+        return self.call("GET", path, **params)
+
+    def post(self, path: str, body: dict | None = None, method: str = "POST") -> object:
+        return self.call(method, path, body or {})
+
+    def reset(self, **body) -> None:
+        self.call("POST", "/reset", body)
+
+    def limits(self, **body) -> None:
+        self.call("PUT", "/limits", body)
+
+    def faults(self, **body) -> None:
+        self.call("PUT", "/faults", body)
+
+    def stats(self) -> dict:
+        return self.call("GET", "/stats")
+
+    def reset_stats(self) -> None:
+        self.call("POST", "/stats/reset")
+
+    def count(self, vendor: str, route: str) -> int:
+        """Requests the sandbox saw for one "<METHOD> <path>" route."""
+        return self.stats()[vendor].get(route, 0)
+
+    def segment_messages(self) -> list[dict]:
+        return self.call("GET", "/segment/messages")
 
 
 @pytest.fixture
@@ -13,3 +54,8 @@ def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
     """A real sandbox on a free 127.0.0.1 port with its state in this test's tmp_path."""
     with SandboxServer(SandboxSettings(state_path=tmp_path / "sandbox.db")) as server:
         yield server
+
+
+@pytest.fixture
+def admin(sandbox: SandboxServer) -> SandboxAdmin:
+    return SandboxAdmin(sandbox.url)

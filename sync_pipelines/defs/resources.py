@@ -23,8 +23,6 @@ def defs() -> dg.Definitions:
                 token_path=dg.EnvVar("XERO_TOKEN_PATH"),
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
             ),
-            "segment": SegmentResource(
-                api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")
-            ),
+            "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),
         }
     )

@@ -128,9 +128,7 @@ def stage_batch(
         conn, entity="contacts", source_system="xero", target_system="segment",
         pairs=[(user_id, user_id) for user_id in identities],
     )  # fmt: skip
-    failing_fields = Counter(
-        reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; ")
-    )
+    failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
     return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
 
 
@@ -159,6 +157,8 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 stamps = [u for u in updated if not isinstance(u, str) and u is not None]
                 fetched += len(page)
                 with staging_db.connect() as conn:
+                    # The page and the cursor that covers it move together.
+                    conn.execute("BEGIN TRANSACTION")
                     landed += staging.land_raw(
                         conn, source="xero", entity=spec.entity, records=page, id_field=spec.id_field,
                         updated_at=[None if isinstance(u, str) else u for u in updated], run_id=context.run.run_id,
@@ -169,6 +169,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                         if cursor is None or newest.isoformat() > cursor["updated_at"]:
                             cursor = {"updated_at": newest.isoformat()}
                             staging.write_cursor(conn, cursor_name, cursor)
+                    conn.execute("COMMIT")
         except XeroDailyLimitReached as stop:
             # Stop cleanly: what landed is checkpointed; the next run resumes from the cursor.
             quota_exhausted = True
@@ -226,9 +227,11 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
                 conn.execute("COMMIT")
         with staging_db.connect() as conn:
-            (duplicates,) = conn.execute(
-                f'SELECT count(*) - count(DISTINCT "{spec.key}") FROM "{spec.table}"'
-            ).fetchone() if staging.table_exists(conn, spec.table) else (0,)
+            (duplicates,) = (
+                conn.execute(f'SELECT count(*) - count(DISTINCT "{spec.key}") FROM "{spec.table}"').fetchone()
+                if staging.table_exists(conn, spec.table)
+                else (0,)
+            )
         rate = totals.quarantined / totals.processed if totals.processed else 0.0
         yield dg.MaterializeResult(
             metadata={
@@ -309,8 +312,6 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 "seconds": round(time.monotonic() - started, 3),
             }
         )
-        yield dg.AssetCheckResult(
-            check_name="reconciliation", passed=result.ok, metadata=result.as_metadata()
-        )
+        yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=result.as_metadata())
 
     return dg.Definitions(assets=[extract, validated, delivered])

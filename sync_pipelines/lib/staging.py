@@ -87,6 +87,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@contextmanager
+def frame_as(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> Iterator[None]:
+    """Expose a dataframe to SQL under `name` for the statements inside the block."""
+    # DuckDB refuses to (un)register while a result is partly read (fetchone); a fresh statement ends it.
+    conn.execute("SELECT 1").fetchall()
+    conn.register(name, frame)
+    try:
+        yield
+    finally:
+        conn.execute("SELECT 1").fetchall()
+        conn.unregister(name)
+
+
 class StagingResource(dg.ConfigurableResource):
     """The DuckDB staging file, migrated on first connection."""
 
@@ -115,9 +128,7 @@ class StagingResource(dg.ConfigurableResource):
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> int:
     """Apply the migrations this file has not seen yet; returns the schema version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)"
-    )
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
     (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
         conn.execute("BEGIN TRANSACTION")
@@ -137,9 +148,7 @@ def read_cursor(conn: duckdb.DuckDBPyConnection, name: str) -> dict | None:
 
 
 def write_cursor(conn: duckdb.DuckDBPyConnection, name: str, value: dict) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?)", [name, json.dumps(value), utcnow()]
-    )
+    conn.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?)", [name, json.dumps(value), utcnow()])
 
 
 # ---------------------------------------------------------------------------------------------- landing
@@ -167,23 +176,20 @@ def land_raw(
     )
     page["payload_hash"] = [hashlib.sha256(p.encode()).hexdigest() for p in page["payload"]]
     page = page.drop_duplicates("payload_hash")
-    conn.execute("BEGIN TRANSACTION")
-    landed = conn.execute(
-        """INSERT INTO raw_landing (source, entity, record_id, updated_at, payload_hash, payload, run_id, landed_at)
+    with frame_as(conn, "page", page):
+        landed = conn.execute(
+            """INSERT INTO raw_landing (source, entity, record_id, updated_at, payload_hash, payload, run_id, landed_at)
            SELECT ?, ?, p.record_id, p.updated_at, p.payload_hash, p.payload, ?, ?
            FROM page p
            WHERE NOT EXISTS (SELECT 1 FROM raw_landing r
                              WHERE r.source = ? AND r.entity = ? AND r.payload_hash = p.payload_hash)
            RETURNING seq""",
-        [source, entity, run_id, utcnow(), source, entity],
-    ).fetchall()
-    conn.execute("COMMIT")
+            [source, entity, run_id, utcnow(), source, entity],
+        ).fetchall()
     return len(landed)
 
 
-def unprocessed_landing(
-    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int
-) -> pd.DataFrame:
+def unprocessed_landing(conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int) -> pd.DataFrame:
     """Landed rows a later stage has not consumed yet, oldest first."""
     return conn.execute(
         """SELECT seq, record_id, payload FROM raw_landing
@@ -199,19 +205,18 @@ def current_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, ids: Se
     """The staged rows for these ids (empty frame when the table does not exist yet)."""
     if not table_exists(conn, table) or not ids:
         return pd.DataFrame()
-    wanted = pd.DataFrame({key: list(ids)})
-    return conn.execute(f'SELECT s.* FROM "{table}" s JOIN wanted USING ("{key}")').df()
+    with frame_as(conn, "wanted", pd.DataFrame({key: list(ids)})):
+        return conn.execute(f'SELECT s.* FROM "{table}" s JOIN wanted USING ("{key}")').df()
 
 
 def upsert_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, rows: pd.DataFrame) -> None:
     """Replace the staged rows for these keys; the table takes the validated frame's columns."""
     if rows.empty:
         return
-    conn.register("incoming_rows", rows)
-    conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM incoming_rows WHERE false')
-    conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
-    conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
-    conn.unregister("incoming_rows")
+    with frame_as(conn, "incoming_rows", rows):
+        conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM incoming_rows WHERE false')
+        conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -220,20 +225,19 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     )
 
 
-def changed_identities(
-    conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]
-) -> dict[str, dict]:
+def changed_identities(conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]) -> dict[str, dict]:
     """The identities whose traits differ from what was last queued for them."""
     if not identities:
         return {}
     incoming = pd.DataFrame(
         {"user_id": list(identities), "traits_hash": [content_hash(t) for t in identities.values()]}
     )
-    changed = conn.execute(
-        """SELECT i.user_id FROM incoming i LEFT JOIN identities s ON s.source = ? AND s.user_id = i.user_id
-           WHERE s.traits_hash IS DISTINCT FROM i.traits_hash""",
-        [source],
-    ).fetchall()
+    with frame_as(conn, "incoming", incoming):
+        changed = conn.execute(
+            """SELECT i.user_id FROM incoming i LEFT JOIN identities s ON s.source = ? AND s.user_id = i.user_id
+               WHERE s.traits_hash IS DISTINCT FROM i.traits_hash""",
+            [source],
+        ).fetchall()
     return {user_id: identities[user_id] for (user_id,) in changed}
 
 
@@ -247,7 +251,11 @@ def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities
 
 
 def link_ids(
-    conn: duckdb.DuckDBPyConnection, *, entity: str, source_system: str, target_system: str,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    entity: str,
+    source_system: str,
+    target_system: str,
     pairs: Sequence[tuple[str, str]],
 ) -> None:
     """Remember which target id stands for which source id, so later flows can match and echo-check."""
@@ -265,13 +273,12 @@ def quarantine_rows(
     """Park rows that failed validation with their reasons; columns record_id, reasons, row, landing_seq."""
     if rows.empty:
         return
-    conn.register("bad_rows", rows)
-    conn.execute(
-        """INSERT INTO quarantine (source, entity, record_id, reasons, row, landing_seq, quarantined_at, run_id)
-           SELECT ?, ?, record_id, reasons, row, landing_seq, ?, ? FROM bad_rows""",
-        [source, entity, utcnow(), run_id],
-    )
-    conn.unregister("bad_rows")
+    with frame_as(conn, "bad_rows", rows):
+        conn.execute(
+            """INSERT INTO quarantine (source, entity, record_id, reasons, row, landing_seq, quarantined_at, run_id)
+               SELECT ?, ?, record_id, reasons, row, landing_seq, ?, ? FROM bad_rows""",
+            [source, entity, utcnow(), run_id],
+        )
 
 
 # ---------------------------------------------------------------------------------------------- outbox
@@ -302,11 +309,13 @@ def enqueue(
         }
     ).drop_duplicates("message_id")
     before = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-    conn.execute(
-        """INSERT OR IGNORE INTO outbox (message_id, flow, entity, record_id, kind, event, payload, created_at, run_id)
-           SELECT message_id, ?, ?, record_id, kind, event, payload, ?, ? FROM frame""",
-        [flow, entity, utcnow(), run_id],
-    )
+    with frame_as(conn, "queued", frame):
+        conn.execute(
+            """INSERT OR IGNORE INTO outbox
+                 (message_id, flow, entity, record_id, kind, event, payload, created_at, run_id)
+               SELECT message_id, ?, ?, record_id, kind, event, payload, ?, ? FROM queued""",
+            [flow, entity, utcnow(), run_id],
+        )
     return conn.execute("SELECT count(*) FROM outbox").fetchone()[0] - before
 
 
@@ -335,19 +344,20 @@ def mark_delivered(
     if not delivered:
         return
     now = utcnow()
-    done = pd.DataFrame(delivered, columns=["message_id", "record_id"])
     conn.execute("BEGIN TRANSACTION")
-    conn.execute(
-        """UPDATE outbox SET status = 'delivered', delivered_at = ?
-           WHERE message_id IN (SELECT message_id FROM done)""",
-        [now],
-    )
-    conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE message_id IN (SELECT message_id FROM done)")
-    conn.execute(
-        """INSERT INTO audit_log (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, run_id)
-           SELECT ?, ?, ?, record_id, 'write', ?, message_id, 'delivered', ? FROM done""",
-        [now, flow, entity, target, run_id],
-    )
+    with frame_as(conn, "done", pd.DataFrame(delivered, columns=["message_id", "record_id"])):
+        conn.execute(
+            """UPDATE outbox SET status = 'delivered', delivered_at = ?
+               WHERE message_id IN (SELECT message_id FROM done)""",
+            [now],
+        )
+        conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE message_id IN (SELECT message_id FROM done)")
+        conn.execute(
+            """INSERT INTO audit_log
+                 (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, run_id)
+               SELECT ?, ?, ?, record_id, 'write', ?, message_id, 'delivered', ? FROM done""",
+            [now, flow, entity, target, run_id],
+        )
     conn.execute("COMMIT")
 
 
@@ -382,7 +392,8 @@ def dead_letter(
         )
         conn.execute("UPDATE outbox SET status = 'dead' WHERE message_id = ?", [message_id])
         conn.execute(
-            """INSERT INTO audit_log (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, detail, run_id)
+            """INSERT INTO audit_log
+                 (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, detail, run_id)
                VALUES (?, ?, ?, ?, 'write', ?, ?, 'dead_lettered', ?, ?)""",
             [now, flow, entity, record_id, target, message_id, json.dumps({"error": error}), run_id],
         )

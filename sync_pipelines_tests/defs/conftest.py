@@ -5,45 +5,23 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 from cryptography.fernet import Fernet
 
 from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
 from sync_pipelines.definitions import defs
+from sync_pipelines_tests.conftest import SandboxAdmin
 
 
-class Admin:
-    """The sandbox's admin API: what tests use to change the world and to look at what the target got."""
-
-    def __init__(self, base_url: str) -> None:
-        self.url = f"{base_url}/_admin"
-
-    def get(self, path: str, **params) -> object:
-        response = requests.get(f"{self.url}{path}", params=params, timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def post(self, path: str, body: dict | None = None, method: str = "POST") -> object:
-        response = requests.request(method, f"{self.url}{path}", json=body or {}, timeout=60)
-        response.raise_for_status()
-        return response.json()
-
-    def segment_messages(self) -> list[dict]:
-        return self.get("/segment/messages")
-
-    def track_counts(self) -> Counter:
-        return Counter(
-            (m["properties"]["invoice_id"], m["event"]) for m in self.segment_messages() if m["type"] == "track"
-        )
-
-    def invoice_calls(self) -> int:
-        stats = self.get("/stats")["xero"]
-        return sum(count for call, count in stats.items() if call.startswith("GET") and call.endswith("/Invoices"))
+def track_counts(admin: SandboxAdmin) -> Counter:
+    """(invoice id, event) -> how many such track calls Segment holds."""
+    return Counter(
+        (m["properties"]["invoice_id"], m["event"]) for m in admin.segment_messages() if m["type"] == "track"
+    )
 
 
-@pytest.fixture
-def admin(sandbox) -> Admin:
-    return Admin(sandbox.url)
+def invoice_calls(admin: SandboxAdmin) -> int:
+    """List calls the sandbox's Xero saw on /Invoices."""
+    return sum(n for call, n in admin.stats()["xero"].items() if call.startswith("GET") and call.endswith("/Invoices"))
 
 
 @pytest.fixture

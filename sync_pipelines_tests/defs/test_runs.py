@@ -5,12 +5,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.definitions import defs
+from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.lib.entity_sync import build_entity_sync
 from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
-from sync_pipelines_tests.defs.conftest import expected_track_counts
-
+from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 
 # A second entity made by the same factory, so two chains of steps run side by side in separate processes.
 BILLS = dataclasses.replace(
@@ -47,7 +46,7 @@ def test_parallel_steps_in_separate_processes_share_duckdb_without_lock_failures
                 processes = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
                 assert len(processes) == 6
     invoices = admin.get("/xero/invoices")
-    received = admin.track_counts()
+    received = track_counts(admin)
     assert {k: n for k, n in received.items() if k[1].startswith("Invoice")} == expected_track_counts(invoices)
     bills = [i for i in invoices if i["Type"] == "ACCPAY" and not i.get("_malformed")]
     assert {k for k, n in received.items() if k[1] == "Bill Created" and n == 1} == {

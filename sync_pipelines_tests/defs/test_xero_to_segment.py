@@ -4,7 +4,7 @@ import json
 
 import duckdb
 
-from sync_pipelines_tests.defs.conftest import expected_track_counts
+from sync_pipelines_tests.defs.conftest import expected_track_counts, invoice_calls, track_counts
 
 
 def _staged(sync_env, sql: str) -> list[tuple]:
@@ -21,7 +21,7 @@ def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin,
 
     invoices = admin.get("/xero/invoices")
     expected = expected_track_counts(invoices)
-    assert admin.track_counts() == expected
+    assert track_counts(admin) == expected
     contacts = {i["Contact"]["ContactID"] for i in invoices if i["Type"] == "ACCREC" and not i.get("_malformed")}
     identifies = [m["userId"] for m in admin.segment_messages() if m["type"] == "identify"]
     assert sorted(identifies) == sorted(contacts)
@@ -31,13 +31,13 @@ def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin,
     admin.post("/stats/reset")
     assert run_sync().success
     assert len(admin.segment_messages()) == delivered_before
-    assert admin.invoice_calls() == 1
+    assert invoice_calls(admin) == 1
     assert admin.get("/stats")["segment"] == {}
 
 
 def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, run_sync):
     assert run_sync().success
-    before = admin.track_counts()
+    before = track_counts(admin)
     invoices = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and not i.get("_malformed")]
     authorised = [i for i in invoices if i["Status"] == "AUTHORISED"]
     to_pay, to_void = authorised[0], authorised[1]
@@ -54,7 +54,7 @@ def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, r
     admin.post(f"/xero/invoices/{to_void['InvoiceID']}/void")
 
     assert run_sync().success
-    new = admin.track_counts() - before
+    new = track_counts(admin) - before
     assert new == {
         (created["InvoiceID"], "Invoice Created"): 1,
         (to_pay["InvoiceID"], "Invoice Paid"): 1,
@@ -75,7 +75,7 @@ def test_faults_and_an_expired_token_still_deliver_everything_exactly_once(admin
     assert run_sync().success
 
     assert admin.get("/stats")["faults_injected"] > 0
-    assert admin.track_counts() == expected_track_counts(admin.get("/xero/invoices"))
+    assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
     twice = _staged(
         sync_env,
         "SELECT idempotency_key FROM audit_log WHERE outcome = 'delivered' GROUP BY ALL HAVING count(*) > 1",
@@ -102,7 +102,7 @@ def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(
     assert by_number.keys() == malformed.keys()
     for number, kind in malformed.items():
         assert expected_reason[kind] in by_number[number]
-    assert admin.track_counts() == expected_track_counts(invoices)
+    assert track_counts(admin) == expected_track_counts(invoices)
 
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
     assert check.passed

@@ -1,6 +1,5 @@
 """Fixtures for testing the sandbox itself over real HTTP."""
 
-from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -73,21 +72,6 @@ class XeroApi:
             page += 1
 
 
-class Admin:
-    def __init__(self, server: SandboxServer):
-        self.base = f"{server.url}/_admin"
-
-    def __call__(self, method: str, path: str, body: dict | None = None) -> object:
-        response = requests.request(method, self.base + path, json=body, timeout=60)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-
 @pytest.fixture
 def api(sandbox: SandboxServer) -> XeroApi:
     return XeroApi(sandbox)
-
-
-@pytest.fixture
-def admin(sandbox: SandboxServer) -> Callable[..., object]:
-    return Admin(sandbox)

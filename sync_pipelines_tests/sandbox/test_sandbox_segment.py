@@ -16,7 +16,7 @@ def test_auth_by_basic_or_body_write_key(sandbox, admin):
     assert _post(sandbox, "identify", {"userId": "u1", "writeKey": WRITE_KEY[0]}, auth=None).status_code == 200
     assert _post(sandbox, "track", {"userId": "u1", "event": "A"}, auth=None).status_code == 401
     assert _post(sandbox, "track", {"userId": "u1", "event": "A"}, auth=("wrong", "")).status_code == 401
-    assert [m["type"] for m in admin("GET", "/segment/messages")] == ["track", "identify"]
+    assert [m["type"] for m in admin.call("GET", "/segment/messages")] == ["track", "identify"]
 
 
 def test_invalid_json_and_payload_limits_are_400(sandbox):
@@ -41,11 +41,11 @@ def test_drop_rules_and_dedupe(sandbox, admin):
     ]
     response = _post(sandbox, "batch", {"batch": batch, "context": {"library": {"name": "test"}}})
     assert response.status_code == 200
-    accepted = admin("GET", "/segment/messages")
+    accepted = admin.call("GET", "/segment/messages")
     assert [m.get("messageId") for m in accepted][0] == "m-1" and len(accepted) == 2
     assert accepted[1]["type"] == "identify" and accepted[1]["messageId"]  # assigned when absent
     assert all(m["context"]["library"]["name"] == "test" for m in accepted)
-    reasons = [(d["message"].get("messageId"), d["reason"]) for d in admin("GET", "/segment/dropped")]
+    reasons = [(d["message"].get("messageId"), d["reason"]) for d in admin.call("GET", "/segment/dropped")]
     assert reasons == [
         ("m-1", "duplicate_message_id"),
         ("m-2", "no_user_anon_id"),
@@ -53,12 +53,12 @@ def test_drop_rules_and_dedupe(sandbox, admin):
         ("m-4", "missing_group_id"),
     ]
     _post(sandbox, "track", {"userId": "u9", "event": "Again", "messageId": "m-1"})
-    assert len(admin("GET", "/segment/messages")) == 2
+    assert len(admin.call("GET", "/segment/messages")) == 2
 
 
 def test_batches_over_2500_items_are_accepted_then_dropped(sandbox, admin):
     batch = [{"type": "track", "userId": "u", "event": "E", "messageId": f"big-{n}"} for n in range(2501)]
     assert _post(sandbox, "batch", {"batch": batch}).status_code == 200
-    assert admin("GET", "/segment/messages") == []
-    dropped = admin("GET", "/segment/dropped")
+    assert admin.call("GET", "/segment/messages") == []
+    dropped = admin.call("GET", "/segment/dropped")
     assert len(dropped) == 2501 and {d["reason"] for d in dropped} == {"batch_too_large"}

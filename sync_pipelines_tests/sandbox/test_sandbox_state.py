@@ -23,8 +23,8 @@ def test_same_seed_gives_byte_identical_records():
 
 
 def test_seeded_invoices_look_like_xero(admin):
-    invoices = admin("GET", "/xero/invoices")
-    contacts = {c["ContactID"]: c for c in admin("GET", "/xero/contacts")}
+    invoices = admin.call("GET", "/xero/invoices")
+    contacts = {c["ContactID"]: c for c in admin.call("GET", "/xero/contacts")}
     assert len({c["Name"] for c in contacts.values()}) == len(contacts) == 40
     share = sum(i["Type"] == "ACCREC" for i in invoices) / len(invoices)
     assert 0.75 < share < 0.95
@@ -41,9 +41,9 @@ def test_seeded_invoices_look_like_xero(admin):
 
 
 def test_reset_and_malformed_flagging(api, admin):
-    summary = admin("POST", "/reset", {"seed": 5, "invoices": 30, "contacts": 5, "malformed": 4})
+    summary = admin.call("POST", "/reset", {"seed": 5, "invoices": 30, "contacts": 5, "malformed": 4})
     assert summary["tenant_id"] == tenant_id(5)
-    listing = admin("GET", "/xero/invoices")
+    listing = admin.call("GET", "/xero/invoices")
     flagged = [i for i in listing if "_malformed" in i]
     assert Counter(i["_malformed"] for i in flagged) == {"missing InvoiceID": 2, "bad Date": 1, "non-numeric Total": 1}
     assert {i["Type"] for i in flagged} == {"ACCREC"}
@@ -51,8 +51,8 @@ def test_reset_and_malformed_flagging(api, admin):
     assert any(i.get("Date") in ("/Date(notanumber)/", "2024-13-45") for i in flagged)
     api.tenant_id = summary["tenant_id"]
     assert len(api.all_pages("Invoices")) == 34  # malformed ones page like the rest
-    assert admin("POST", "/reset", {"seed": 5, "invoices": 30, "contacts": 5, "malformed": 4}) == summary
-    assert admin("GET", "/xero/invoices") == listing
+    assert admin.call("POST", "/reset", {"seed": 5, "invoices": 30, "contacts": 5, "malformed": 4}) == summary
+    assert admin.call("GET", "/xero/invoices") == listing
 
 
 def test_state_survives_a_restart(tmp_path: Path):
@@ -86,64 +86,65 @@ def test_state_survives_a_restart(tmp_path: Path):
 
 
 def test_admin_invoice_lifecycle_and_touch(api, admin):
-    created = admin(
+    created = admin.call(
         "POST",
         "/xero/invoices",
         {"Type": "ACCREC", "LineItems": [{"Description": "Widget", "Quantity": 3, "UnitAmount": 20}]},
     )
     assert (created["Status"], created["Total"]) == ("AUTHORISED", 69.0)
-    edited = admin("POST", f"/xero/invoices/{created['InvoiceID']}", {"Reference": "R-1"})
+    edited = admin.call("POST", f"/xero/invoices/{created['InvoiceID']}", {"Reference": "R-1"})
     assert edited["Reference"] == "R-1" and parse_net(edited["UpdatedDateUTC"]) >= parse_net(created["UpdatedDateUTC"])
-    half = admin("POST", f"/xero/invoices/{created['InvoiceID']}/pay", {"Amount": 30})
+    half = admin.call("POST", f"/xero/invoices/{created['InvoiceID']}/pay", {"Amount": 30})
     assert (half["Status"], half["AmountDue"]) == ("AUTHORISED", 39.0)
-    assert admin("POST", f"/xero/invoices/{created['InvoiceID']}/pay")["Status"] == "PAID"
-    voided = admin("POST", f"/xero/invoices/{created['InvoiceID']}/void")  # payments are deleted first (xero.md §7)
+    assert admin.call("POST", f"/xero/invoices/{created['InvoiceID']}/pay")["Status"] == "PAID"
+    # Payments are deleted first (xero.md §7).
+    voided = admin.call("POST", f"/xero/invoices/{created['InvoiceID']}/void")
     assert (voided["Status"], voided["AmountDue"], voided["Payments"]) == ("VOIDED", 0.0, [])
-    draft = admin("POST", "/xero/invoices", {"Status": "DRAFT"})
-    assert admin("POST", f"/xero/invoices/{draft['InvoiceID']}/void")["Status"] == "DELETED"
+    draft = admin.call("POST", "/xero/invoices", {"Status": "DRAFT"})
+    assert admin.call("POST", f"/xero/invoices/{draft['InvoiceID']}/void")["Status"] == "DELETED"
 
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
-    touched = admin("POST", "/xero/touch", {"count": 5})
+    touched = admin.call("POST", "/xero/touch", {"count": 5})
     assert touched["touched"] == 5
     changed = api.all_pages("Invoices", headers=api.headers(**{"If-Modified-Since": since}))
     assert set(touched["ids"]) <= {i["InvoiceID"] for i in changed}
 
 
 def test_faults_errors_rate_limits_and_stats(api, admin):
-    admin("POST", "/stats/reset")
-    admin("PUT", "/faults", {"xero": {"error_rate": 1}})
+    admin.call("POST", "/stats/reset")
+    admin.call("PUT", "/faults", {"xero": {"error_rate": 1}})
     assert api.request("GET", "Invoices", params={"page": 1}).status_code in (500, 503)
     assert requests.get(f"{api.base}/_admin/stats", timeout=10).status_code == 200  # never faulted
-    admin("PUT", "/faults", {"xero": {"error_rate": 0, "rate_limit_rate": 1, "retry_after_seconds": 7}})
+    admin.call("PUT", "/faults", {"xero": {"error_rate": 0, "rate_limit_rate": 1, "retry_after_seconds": 7}})
     limited = api.request("GET", "Invoices", params={"page": 1})
     assert (limited.status_code, limited.headers["X-Rate-Limit-Problem"], limited.headers["Retry-After"]) == (
         429,
         "minute",
         "7",
     )
-    admin("PUT", "/faults", {"xero": {"rate_limit_rate": 0}, "segment": {"error_rate": 1}})
+    admin.call("PUT", "/faults", {"xero": {"rate_limit_rate": 0}, "segment": {"error_rate": 1}})
     assert (
         requests.post(
             f"{api.base}/segment/v1/batch", json={"batch": []}, auth=("sandbox-write-key", ""), timeout=10
         ).status_code
         >= 500
     )
-    stats = admin("GET", "/stats")
+    stats = admin.call("GET", "/stats")
     assert stats["xero"]["GET /api.xro/2.0/Invoices"] == 2 and stats["segment"]["POST /v1/batch"] == 1
     assert stats["faults_injected"] == 3
-    assert admin("GET", "/faults")["xero"]["retry_after_seconds"] == 7
+    assert admin.call("GET", "/faults")["xero"]["retry_after_seconds"] == 7
 
 
 def test_dropped_connection_still_applies_the_write(api, admin):
-    before = len(admin("GET", "/xero/invoices"))
-    admin("PUT", "/faults", {"xero": {"drop_rate": 1}})
-    contact_id = next(c["ContactID"] for c in admin("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
+    before = len(admin.call("GET", "/xero/invoices"))
+    admin.call("PUT", "/faults", {"xero": {"drop_rate": 1}})
+    contact_id = next(c["ContactID"] for c in admin.call("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
     body = {"Type": "ACCREC", "Contact": {"ContactID": contact_id}, "LineItems": [{"Description": "Lost reply"}]}
     with pytest.raises((requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
         api.request("PUT", "Invoices", headers=api.headers(**{"Idempotency-Key": "drop-1"}), json=body)
-    admin("PUT", "/faults", {"xero": {"drop_rate": 0}})
+    admin.call("PUT", "/faults", {"xero": {"drop_rate": 0}})
     replay = api.request("PUT", "Invoices", headers=api.headers(**{"Idempotency-Key": "drop-1"}), json=body)
-    assert replay.status_code == 200 and len(admin("GET", "/xero/invoices")) == before + 1
+    assert replay.status_code == 200 and len(admin.call("GET", "/xero/invoices")) == before + 1
 
 
 def test_a_page_of_1000_is_fast(tmp_path: Path):

@@ -104,10 +104,10 @@ def test_unpaged_list_is_summary_form(api):
 
 
 def test_archived_contacts_are_hidden_unless_asked_for(api, admin):
-    contacts = admin("GET", "/xero/contacts")
+    contacts = admin.call("GET", "/xero/contacts")
     archived = {c["ContactID"] for c in contacts if c["ContactStatus"] == "ARCHIVED"}
     if not archived:
-        archived = {admin("POST", f"/xero/contacts/{contacts[0]['ContactID']}/archive")["ContactID"]}
+        archived = {admin.call("POST", f"/xero/contacts/{contacts[0]['ContactID']}/archive")["ContactID"]}
     visible = {c["ContactID"] for c in api.all_pages("Contacts")}
     everything = {c["ContactID"] for c in api.all_pages("Contacts", includeArchived="true")}
     assert not visible & archived and archived <= everything and len(everything) == 40
@@ -133,14 +133,14 @@ def test_gate_statuses_for_accept_auth_and_tenant(api):
 
 def test_expired_access_tokens_get_token_expired(api, admin):
     assert api.request("GET", "Invoices", params={"page": 1}).status_code == 200
-    assert admin("PUT", "/faults", {"expire_access_tokens": True})["expired_access_tokens"] >= 1
+    assert admin.call("PUT", "/faults", {"expire_access_tokens": True})["expired_access_tokens"] >= 1
     expired = api.request("GET", "Invoices", params={"page": 1})
     assert expired.status_code == 401
     assert re.fullmatch(r"TokenExpired: token expired at \d\d/\d\d/\d{4} \d\d:\d\d:\d\d", expired.json()["Detail"])
 
 
 def test_rate_limit_headers_and_429s(api, admin):
-    admin("PUT", "/limits", {"minute_limit": 3})
+    admin.call("PUT", "/limits", {"minute_limit": 3})
     remaining = []
     for _ in range(3):
         response = api.request("GET", "Invoices", params={"page": 1, "pageSize": 1})
@@ -153,7 +153,7 @@ def test_rate_limit_headers_and_429s(api, admin):
     limited = api.request("GET", "Invoices", params={"page": 1})
     assert limited.status_code == 429 and limited.headers["X-Rate-Limit-Problem"] == "minute"
     assert 0 < int(limited.headers["Retry-After"]) <= 60
-    admin("PUT", "/limits", {"minute_limit": 1000, "day_limit": 3})
+    admin.call("PUT", "/limits", {"minute_limit": 1000, "day_limit": 3})
     day = api.request("GET", "Invoices", params={"page": 1})
     assert (
         day.status_code == 429
@@ -164,8 +164,8 @@ def test_rate_limit_headers_and_429s(api, admin):
 
 def test_concurrent_limit(api, admin):
     """Slow responses stay in flight; the sixth concurrent call for a tenant is refused (xero.md §5)."""
-    admin("PUT", "/limits", {"concurrent_limit": 2})
-    admin("PUT", "/faults", {"xero": {"latency_ms": 400}})
+    admin.call("PUT", "/limits", {"concurrent_limit": 2})
+    admin.call("PUT", "/faults", {"xero": {"latency_ms": 400}})
     results: list[requests.Response] = []
 
     def call() -> None:

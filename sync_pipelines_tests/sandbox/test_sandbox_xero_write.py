@@ -17,7 +17,7 @@ def _invoice(contact_id: str, description: str = "Consulting", **extra) -> dict:
 
 
 def _contact_id(admin) -> str:
-    return next(c["ContactID"] for c in admin("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
+    return next(c["ContactID"] for c in admin.call("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
 
 
 def test_default_summarize_errors_is_a_400_but_good_elements_are_saved(api, admin):
@@ -40,7 +40,7 @@ def test_default_summarize_errors_is_a_400_but_good_elements_are_saved(api, admi
     assert error["Elements"][0]["ValidationErrors"][0]["Message"]
     saved = [
         i
-        for i in admin("GET", "/xero/invoices")
+        for i in admin.call("GET", "/xero/invoices")
         if i["LineItems"] and i["LineItems"][0]["Description"] == "Saved anyway"
     ]
     assert len(saved) == 1 and saved[0]["Total"] == 24.15 and saved[0]["TotalTax"] == 3.15
@@ -90,12 +90,12 @@ def test_post_updates_bump_updated_date_and_put_cannot_update(api, admin):
 
 def test_idempotency_key_replays_and_rejects_a_different_request(api, admin):
     contact_id = _contact_id(admin)
-    before = len(admin("GET", "/xero/invoices"))
+    before = len(admin.call("GET", "/xero/invoices"))
     headers = api.headers(**{"Idempotency-Key": "create-1"})
     first = api.request("PUT", "Invoices", headers=headers, json=_invoice(contact_id))
     replay = api.request("PUT", "Invoices", headers=headers, json=_invoice(contact_id))
     assert first.status_code == replay.status_code == 200 and replay.content == first.content
-    assert len(admin("GET", "/xero/invoices")) == before + 1
+    assert len(admin.call("GET", "/xero/invoices")) == before + 1
     mismatch = api.request("PUT", "Invoices", headers=headers, json=_invoice(contact_id, "Something else"))
     assert (
         mismatch.status_code == 400
@@ -136,7 +136,7 @@ def test_payments_drive_amounts_and_status(api, admin):
 
 
 def test_contact_names_are_unique_among_active_contacts(api, admin):
-    name = next(c["Name"] for c in admin("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
+    name = next(c["Name"] for c in admin.call("GET", "/xero/contacts") if c["ContactStatus"] == "ACTIVE")
     clash = api.request(
         "PUT",
         "Contacts",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import requests
 from cryptography.fernet import Fernet
 
 from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, connect_with_authorization_code
@@ -15,37 +14,6 @@ from sync_pipelines.vendors.xero.settings import SCOPES
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"
 REDIRECT_URI = "http://127.0.0.1/callback"
-
-
-@dataclasses.dataclass
-class Admin:
-    """The sandbox's /_admin API, used to arrange state and to read what the server saw."""
-
-    url: str
-
-    def call(self, method: str, path: str, body: dict | None = None):
-        response = requests.request(method, f"{self.url}/_admin{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else None
-
-    def reset(self, **body) -> None:
-        self.call("POST", "/reset", body)
-
-    def limits(self, **body) -> None:
-        self.call("PUT", "/limits", body)
-
-    def faults(self, **body) -> None:
-        self.call("PUT", "/faults", body)
-
-    def stats(self) -> dict:
-        return self.call("GET", "/stats")
-
-    def reset_stats(self) -> None:
-        self.call("POST", "/stats/reset")
-
-    def count(self, vendor: str, route: str) -> int:
-        """Requests the sandbox saw for one "<METHOD> <path>" route."""
-        return self.stats()[vendor].get(route, 0)
 
 
 @dataclasses.dataclass
@@ -83,11 +51,6 @@ class Xero:
                 **overrides,
             }
         )
-
-
-@pytest.fixture
-def admin(sandbox) -> Admin:
-    return Admin(sandbox.url)
 
 
 @pytest.fixture

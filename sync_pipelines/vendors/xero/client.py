@@ -56,7 +56,9 @@ class CallLimiter:
     flight, and the server's own count (X-MinLimit-Remaining) can only make the window fuller.
     """
 
-    def __init__(self, calls_per_window: int, max_concurrent: int, window_seconds: float = settings.RATE_WINDOW_SECONDS):
+    def __init__(
+        self, calls_per_window: int, max_concurrent: int, window_seconds: float = settings.RATE_WINDOW_SECONDS
+    ):
         if calls_per_window < 1 or max_concurrent < 1:
             raise ValueError("calls_per_window and max_concurrent must be at least 1")
         self._calls = calls_per_window
@@ -174,8 +176,9 @@ class XeroClient:
         url = f"{self._api_url}{settings.ACCOUNTING_PATH}/{collection}"
         page = 1
         while True:
-            response = self._request("GET", url, params={**query, "page": page, "pageSize": self._page_size},
-                                     headers=headers)
+            response = self._request(
+                "GET", url, params={**query, "page": page, "pageSize": self._page_size}, headers=headers
+            )
             if response.status_code == 304:
                 # xero.md §3.2: undocumented for lists; treat as "no changes".
                 return
@@ -234,7 +237,9 @@ class XeroClient:
 
         policy = retrying(
             self._max_attempts,
-            before_sleep=lambda rs: log.warning("Xero %s %s failed (%s); retrying", method, url, rs.outcome.exception()),
+            before_sleep=lambda rs: log.warning(
+                "Xero %s %s failed (%s); retrying", method, url, rs.outcome.exception()
+            ),
         )
         try:
             return policy(attempt)
@@ -280,8 +285,9 @@ class XeroClient:
             raise RetryableResponse(response, retry_after)
         if status >= 500:
             raise RetryableResponse(response, retry_after)
-        raise XeroApiError(f"Xero {response.request.method} {response.url} answered {status}", status,
-                           _validation_messages(response))
+        raise XeroApiError(
+            f"Xero {response.request.method} {response.url} answered {status}", status, _validation_messages(response)
+        )
 
     def _count(self, calls: int = 0, bytes_received: int = 0, retries: int = 0) -> None:
         with self._stats_lock:

@@ -76,7 +76,11 @@ def test_messages_segment_would_drop_are_rejected_locally(admin, client):
 
     assert report.delivered == [good["messageId"]]
     assert [reason for _, reason in report.rejected] == [
-        "no_user_anon_id", "missing_event", "missing_group_id", "message_id_too_long", "missing_message_id",
+        "no_user_anon_id",
+        "missing_event",
+        "missing_group_id",
+        "message_id_too_long",
+        "missing_message_id",
         "message_too_large",
     ]
     assert [message_id for message_id, _ in report.rejected] == [m.get("messageId") for m in bad.values()]

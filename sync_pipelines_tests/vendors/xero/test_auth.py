@@ -123,9 +123,7 @@ def test_old_refresh_token_is_rejected_after_rotation(strict_xero):
     # A second copy of the token set that still holds the superseded refresh token.
     stale_store = EncryptedTokenStore(strict_xero.store.path.with_name("stale.bin"), strict_xero.key)
     stale_store.save(old)
-    manager = TokenManager(
-        strict_xero.identity_url, strict_xero.client_id, strict_xero.client_secret, stale_store
-    )
+    manager = TokenManager(strict_xero.identity_url, strict_xero.client_id, strict_xero.client_secret, stale_store)
 
     with pytest.raises(XeroAuthError, match="invalid_grant"):
         manager.access_token()

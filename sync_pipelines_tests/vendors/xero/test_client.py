@@ -150,7 +150,7 @@ def test_limiter_bounds_calls_per_window_and_in_flight():
 
     starts.sort()
     assert peak == 2
-    assert all(later - earlier >= 0.5 for earlier, later in zip(starts, starts[4:]))
+    assert all(later - earlier >= 0.5 for earlier, later in zip(starts, starts[4:], strict=False))
 
 
 def test_limiter_counts_calls_reported_by_the_server():
