@@ -218,10 +218,11 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
         while True:
             with staging_db.connect() as conn:
                 after = (staging.read_cursor(conn, cursor_name) or {"seq": 0})["seq"]
-                landed = staging.unprocessed_landing(conn, source="xero", entity=spec.entity, after_seq=after)
+                landed = staging.unprocessed_landing(
+                    conn, source="xero", entity=spec.entity, after_seq=after, limit=VALIDATION_CHUNK
+                )
                 if landed.empty:
                     break
-                landed = landed.head(VALIDATION_CHUNK)
                 conn.execute("BEGIN TRANSACTION")
                 totals += stage_batch(conn, spec, landed, context.run.run_id)
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})

@@ -189,12 +189,14 @@ def land_raw(
     return len(landed)
 
 
-def unprocessed_landing(conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int) -> pd.DataFrame:
-    """Landed rows a later stage has not consumed yet, oldest first."""
+def unprocessed_landing(
+    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int, limit: int
+) -> pd.DataFrame:
+    """The oldest `limit` landed rows a later stage has not consumed yet."""
     return conn.execute(
         """SELECT seq, record_id, payload FROM raw_landing
-           WHERE source = ? AND entity = ? AND seq > ? ORDER BY seq""",
-        [source, entity, after_seq],
+           WHERE source = ? AND entity = ? AND seq > ? ORDER BY seq LIMIT ?""",
+        [source, entity, after_seq, limit],
     ).df()
 
 
