@@ -18,7 +18,7 @@ import pandera.pandas as pa
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.reconcile import reconcile_entity
-from sync_pipelines.lib.segment_events import TrackMapping
+from sync_pipelines.lib.segment_events import TrackMapping, row_versions
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.lib.validation import split_valid
 from sync_pipelines.schemas.xero import parse_xero_date
@@ -108,7 +108,7 @@ def stage_batch(
     has_key = frame[spec.key].notna()
     frame = pd.concat([frame[has_key].drop_duplicates(spec.key, keep="last"), frame[~has_key]])
     valid, rejected = split_valid(frame, spec.contract)
-    valid = valid.assign(content_hash=[staging.content_hash(r) for r in valid.to_dict("records")])
+    valid = valid.assign(content_hash=row_versions(valid))
     previous = staging.current_state(conn, spec.table, spec.key, valid[spec.key].tolist())
     if not previous.empty:
         known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))

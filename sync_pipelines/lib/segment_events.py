@@ -8,10 +8,8 @@ derived from the record and the version that caused it, so a replay can never do
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -21,14 +19,19 @@ from sync_pipelines.lib.staging import OutboxMessage, content_hash
 MAX_MESSAGE_ID = 100
 
 
-def _json_value(value: object) -> object:
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NaT:
-        return None
-    return value.item() if hasattr(value, "item") else value
+def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns as JSON values: times as ISO-8601 UTC with milliseconds (segment.md §3), missing as None."""
+    columns = {}
+    for name, column in frame.items():
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            column = column.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+        columns[name] = column.astype(object).where(column.notna(), None)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def row_versions(frame: pd.DataFrame) -> pd.Series:
+    """A stable 64-bit hash of each row's values, as hex: the version of a record that a change makes."""
+    return pd.util.hash_pandas_object(frame, index=False).map("{:016x}".format)
 
 
 @dataclass(frozen=True)
@@ -50,63 +53,65 @@ class TrackMapping:
     def event_name(self, action: str) -> str:
         return f"{self.object_name} {action}"
 
+    def _properties(self, rows: pd.DataFrame) -> pd.DataFrame:
+        ready = json_ready(rows)
+        return pd.DataFrame({name: ready[column] for name, column in self.properties.items()}, index=rows.index)
+
     def track_messages(self, changed: pd.DataFrame, previous: pd.DataFrame) -> list[OutboxMessage]:
-        """One track call per real state change of each changed row."""
-        before = previous.set_index(self.key).to_dict("index") if not previous.empty else {}
+        """One track call per real state change: first sight, a status with an event, or changed properties."""
+        if changed.empty:
+            return []
+        properties = self._properties(changed)
+        versions = row_versions(properties)
+        before: dict[str, tuple[object, str]] = {}
+        if not previous.empty:
+            old = previous.set_index(self.key, drop=False)
+            before = dict(
+                zip(old.index, zip(old[self.status_column], row_versions(self._properties(old)), strict=True),
+                    strict=True)
+            )  # fmt: skip
+        ready = json_ready(changed[[self.user_id, self.timestamp, self.status_column]])
+        extras = json_ready(changed[[c for c in (self.revenue_column, self.currency_column) if c]])
         slug = self.object_name.lower().replace(" ", "_")
         messages = []
-        for row in changed.to_dict("records"):
-            record_id = str(row[self.key])
-            old = before.get(record_id)
-            status = row.get(self.status_column)
+        for index, record_id in changed[self.key].astype(str).items():
+            status, version = ready.at[index, self.status_column], versions[index]
+            old_status, old_version = before.get(record_id, (None, None))
             actions = []
-            if old is None:
+            if old_version is None:
                 actions.append("Created")
-            if status in self.status_events and (old is None or old.get(self.status_column) != status):
+            if status in self.status_events and status != old_status:
                 actions.append(self.status_events[status])
-            elif old is not None:
+            elif old_version is not None and version != old_version:
                 actions.append("Updated")
-            version = content_hash({p: _json_value(row[c]) for p, c in self.properties.items()})[:16]
             for action in actions:
                 # Created happens once per record; every other action once per version of the record.
                 suffix = "" if action == "Created" else f":{version}"
                 message_id = f"xero:{slug}:{record_id}:{action.lower()}{suffix}"[:MAX_MESSAGE_ID]
-                messages.append(
-                    OutboxMessage(
-                        message_id=message_id,
-                        record_id=record_id,
-                        kind="track",
-                        event=self.event_name(action),
-                        payload=self._track(row, action, message_id),
-                    )
-                )
+                payload = {
+                    "type": "track",
+                    "messageId": message_id,
+                    "userId": str(ready.at[index, self.user_id]),
+                    "event": self.event_name(action),
+                    "properties": properties.loc[index].to_dict(),
+                    "timestamp": ready.at[index, self.timestamp],
+                }
+                if self.revenue_column and action in self.status_events.values():
+                    payload["properties"]["revenue"] = extras.at[index, self.revenue_column]
+                if self.currency_column:
+                    payload["properties"]["currency"] = extras.at[index, self.currency_column]
+                messages.append(OutboxMessage(message_id, record_id, "track", self.event_name(action), payload))
         return messages
-
-    def _track(self, row: dict, action: str, message_id: str) -> dict:
-        properties = {name: _json_value(row[column]) for name, column in self.properties.items()}
-        if self.revenue_column and action in self.status_events.values():
-            properties["revenue"] = _json_value(row[self.revenue_column])
-        if self.currency_column:
-            properties["currency"] = _json_value(row[self.currency_column])
-        return {
-            "type": "track",
-            "messageId": message_id,
-            "userId": str(row[self.user_id]),
-            "event": self.event_name(action),
-            "properties": properties,
-            "timestamp": _json_value(row[self.timestamp]),
-        }
 
     def identities(self, changed: pd.DataFrame) -> dict[str, dict]:
         """The latest traits of every user a changed row mentions."""
         if not self.traits or changed.empty:
             return {}
         latest = changed.sort_values(self.timestamp).drop_duplicates(self.user_id, keep="last")
+        traits = json_ready(latest[list(self.traits.values())])
         return {
-            str(row[self.user_id]): {
-                trait: _json_value(row[column]) for trait, column in self.traits.items() if row[column] is not None
-            }
-            for row in latest.to_dict("records")
+            str(user_id): {trait: row[column] for trait, column in self.traits.items() if row[column] is not None}
+            for user_id, row in zip(latest[self.user_id], traits.to_dict("records"), strict=True)
         }
 
     def identify_messages(self, identities: Mapping[str, dict]) -> list[OutboxMessage]:
@@ -116,11 +121,11 @@ class TrackMapping:
             message_id = f"xero:identify:{user_id}:{content_hash(traits)[:16]}"[:MAX_MESSAGE_ID]
             messages.append(
                 OutboxMessage(
-                    message_id=message_id,
-                    record_id=user_id,
-                    kind="identify",
-                    event=None,
-                    payload={"type": "identify", "messageId": message_id, "userId": user_id, "traits": traits},
-                )
+                    message_id,
+                    user_id,
+                    "identify",
+                    None,
+                    {"type": "identify", "messageId": message_id, "userId": user_id, "traits": traits},
+                )  # fmt: skip
             )
         return messages

@@ -244,11 +244,19 @@ def changed_identities(conn: duckdb.DuckDBPyConnection, source: str, identities:
 
 
 def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]) -> None:
-    now = utcnow()
-    for user_id, traits in identities.items():
+    if not identities:
+        return
+    remembered = pd.DataFrame(
+        {
+            "user_id": list(identities),
+            "traits_hash": [content_hash(t) for t in identities.values()],
+            "traits": [json.dumps(t, default=str) for t in identities.values()],
+        }
+    )
+    with frame_as(conn, "remembered", remembered):
         conn.execute(
-            "INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?, ?)",
-            [source, user_id, content_hash(traits), json.dumps(traits, default=str), now],
+            "INSERT OR REPLACE INTO identities SELECT ?, user_id, traits_hash, traits, ? FROM remembered",
+            [source, utcnow()],
         )
 
 
@@ -261,11 +269,12 @@ def link_ids(
     pairs: Sequence[tuple[str, str]],
 ) -> None:
     """Remember which target id stands for which source id, so later flows can match and echo-check."""
-    now = utcnow()
-    for source_id, target_id in pairs:
+    if not pairs:
+        return
+    with frame_as(conn, "linked", pd.DataFrame(pairs, columns=["source_id", "target_id"])):
         conn.execute(
-            "INSERT OR REPLACE INTO xrefs VALUES (?, ?, ?, ?, ?, ?)",
-            [entity, source_system, source_id, target_system, target_id, now],
+            "INSERT OR REPLACE INTO xrefs SELECT ?, ?, source_id, ?, target_id, ? FROM linked",
+            [entity, source_system, target_system, utcnow()],
         )
 
 

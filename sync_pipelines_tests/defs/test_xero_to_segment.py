@@ -35,12 +35,12 @@ def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin,
     assert admin.get("/stats")["segment"] == {}
 
 
-def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, run_sync):
+def test_created_paid_voided_and_updated_invoices_deliver_exactly_those_changes(admin, run_sync):
     assert run_sync().success
     before = track_counts(admin)
     invoices = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and not i.get("_malformed")]
     authorised = [i for i in invoices if i["Status"] == "AUTHORISED"]
-    to_pay, to_void = authorised[0], authorised[1]
+    to_pay, to_void, to_update = authorised[0], authorised[1], authorised[2]
     created = admin.post(
         "/xero/invoices",
         {
@@ -52,6 +52,7 @@ def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, r
     )
     admin.post(f"/xero/invoices/{to_pay['InvoiceID']}/pay")
     admin.post(f"/xero/invoices/{to_void['InvoiceID']}/void")
+    admin.post(f"/xero/invoices/{to_update['InvoiceID']}", {"DueDate": "2031-01-31"})
 
     assert run_sync().success
     new = track_counts(admin) - before
@@ -59,6 +60,7 @@ def test_created_paid_and_voided_invoices_deliver_exactly_those_changes(admin, r
         (created["InvoiceID"], "Invoice Created"): 1,
         (to_pay["InvoiceID"], "Invoice Paid"): 1,
         (to_void["InvoiceID"], "Invoice Voided"): 1,
+        (to_update["InvoiceID"], "Invoice Updated"): 1,
     }
     paid = next(
         m for m in admin.segment_messages() if m.get("event") == "Invoice Paid"
