@@ -53,6 +53,10 @@ class TrackMapping:
     def event_name(self, action: str) -> str:
         return f"{self.object_name} {action}"
 
+    @property
+    def _money_columns(self) -> list[str]:
+        return [c for c in (self.revenue_column, self.currency_column) if c]
+
     def _properties(self, rows: pd.DataFrame) -> pd.DataFrame:
         ready = json_ready(rows)
         return pd.DataFrame({name: ready[column] for name, column in self.properties.items()}, index=rows.index)
@@ -70,12 +74,14 @@ class TrackMapping:
                 zip(old.index, zip(old[self.status_column], row_versions(self._properties(old)), strict=True),
                     strict=True)
             )  # fmt: skip
-        ready = json_ready(changed[[self.user_id, self.timestamp, self.status_column]])
-        extras = json_ready(changed[[c for c in (self.revenue_column, self.currency_column) if c]])
+        context = json_ready(
+            changed[list(dict.fromkeys([self.user_id, self.timestamp, self.status_column, *self._money_columns]))]
+        ).to_dict("records")
         slug = self.object_name.lower().replace(" ", "_")
         messages = []
-        for index, record_id in changed[self.key].astype(str).items():
-            status, version = ready.at[index, self.status_column], versions[index]
+        rows = zip(changed[self.key].astype(str), properties.to_dict("records"), versions, context, strict=True)
+        for record_id, props, version, row in rows:
+            status = row[self.status_column]
             old_status, old_version = before.get(record_id, (None, None))
             actions = []
             if old_version is None:
@@ -88,18 +94,19 @@ class TrackMapping:
                 # Created happens once per record; every other action once per version of the record.
                 suffix = "" if action == "Created" else f":{version}"
                 message_id = f"xero:{slug}:{record_id}:{action.lower()}{suffix}"[:MAX_MESSAGE_ID]
+                event_props = dict(props)
+                if self.revenue_column and action in self.status_events.values():
+                    event_props["revenue"] = row[self.revenue_column]
+                if self.currency_column:
+                    event_props["currency"] = row[self.currency_column]
                 payload = {
                     "type": "track",
                     "messageId": message_id,
-                    "userId": str(ready.at[index, self.user_id]),
+                    "userId": str(row[self.user_id]),
                     "event": self.event_name(action),
-                    "properties": properties.loc[index].to_dict(),
-                    "timestamp": ready.at[index, self.timestamp],
+                    "properties": event_props,
+                    "timestamp": row[self.timestamp],
                 }
-                if self.revenue_column and action in self.status_events.values():
-                    payload["properties"]["revenue"] = extras.at[index, self.revenue_column]
-                if self.currency_column:
-                    payload["properties"]["currency"] = extras.at[index, self.currency_column]
                 messages.append(OutboxMessage(message_id, record_id, "track", self.event_name(action), payload))
         return messages
 
