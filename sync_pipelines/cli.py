@@ -14,6 +14,8 @@ import dagster as dg
 from cryptography.fernet import Fernet
 from tabulate import tabulate
 
+from sync_pipelines.definitions import defs
+from sync_pipelines.defs.xero_to_segment import SPECS
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource, requeue_dead_letters
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
@@ -62,18 +64,19 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
         # Without a key of the user's, the sandbox token is re-consented each start rather than kept.
         env["SYNC_PIPELINES_TOKEN_KEY"] = os.environ.get("SYNC_PIPELINES_TOKEN_KEY") or Fernet.generate_key().decode()
         os.environ.update(env)
-        home = Path(env["DAGSTER_HOME"])
-        home.mkdir(parents=True, exist_ok=True)
-        if not (home / "dagster.yaml").exists():
-            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         connect_sandbox_xero(env)
         yield env
 
 
-def _load_definitions() -> dg.Definitions:
-    from sync_pipelines.definitions import defs
-
-    return defs()
+def _dagster_instance() -> dg.DagsterInstance:
+    """The instance under $DAGSTER_HOME (made on first use, telemetry off), so runs show in the UI."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.ephemeral()
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
 
 
 def _print_reconciliation(database: str) -> bool:
@@ -96,9 +99,9 @@ def main() -> None:
 def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     """Start the sandbox, materialise every asset, print the reconciliation table."""
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
-        definitions = _load_definitions()
+        definitions = defs()
         job = definitions.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False, run_config=QUIET_LOGS)
+        result = job.execute_in_process(instance=_dagster_instance(), raise_on_error=False, run_config=QUIET_LOGS)
         click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
     sys.exit(0 if result.success and reconciled else 1)
@@ -135,10 +138,8 @@ def sandbox(data_dir: Path, port: int, seed: int, invoices: int, contacts: int, 
 @click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
 def replay(include_exhausted: bool) -> None:
     """Put due dead letters back in the outbox and deliver them (uses the environment's endpoints)."""
-    definitions = _load_definitions()
+    definitions = defs()
     staging = StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"])
-    from sync_pipelines.defs.xero_to_segment import SPECS
-
     with staging.connect() as conn:
         requeued = sum(
             requeue_dead_letters(conn, flow=spec.flow, entity=spec.entity, include_exhausted=include_exhausted)
@@ -147,7 +148,7 @@ def replay(include_exhausted: bool) -> None:
     click.echo(f"requeued {requeued} dead letters")
     job = definitions.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(), asset_selection=[spec.delivered_key for spec in SPECS]
+        instance=_dagster_instance(), asset_selection=[spec.delivered_key for spec in SPECS], run_config=QUIET_LOGS
     )
     sys.exit(0 if result.success else 1)
 
