@@ -286,10 +286,7 @@ class Ledger:
         self, conn: sqlite3.Connection, element: dict, now: int, create_only: bool = False, target_id: str | None = None
     ) -> dict:
         """PUT creates, POST creates or updates (xero.md §4.1) with Xero's status rules (§2.4)."""
-        check_enum(element, "Type", INVOICE_TYPES)
-        check_enum(element, "Status", INVOICE_STATUSES)
-        check_enum(element, "LineAmountTypes", LINE_AMOUNT_TYPES)
-        check_currency(element)
+        check_transaction_enums(element, INVOICE_TYPES, INVOICE_STATUSES)
         dates = {
             field: parse_date_input_or_fail(element[field], field)
             for field in ("Date", "DueDate")
@@ -456,10 +453,7 @@ class Ledger:
         self, conn: sqlite3.Connection, element: dict, now: int, create_only: bool = False, target_id: str | None = None
     ) -> dict:
         """Type, LineItems and BankAccount are required; transfers are read-only (xero.md §2.8)."""
-        check_enum(element, "Type", BANK_TRANSACTION_TYPES)
-        check_enum(element, "Status", BANK_TRANSACTION_STATUSES)
-        check_enum(element, "LineAmountTypes", LINE_AMOUNT_TYPES)
-        check_currency(element)
+        check_transaction_enums(element, BANK_TRANSACTION_TYPES, BANK_TRANSACTION_STATUSES)
         date_ms = parse_date_input_or_fail(element["Date"], "Date") if element.get("Date") is not None else None
         existing = self._existing(
             conn, "BankTransactions", target_id or element.get("BankTransactionID"), create_only, "Bank transaction"
@@ -641,6 +635,14 @@ def check_enum(element: dict, field: str, allowed: tuple[str, ...]) -> None:
         raise PostDataInvalid(
             f"'{element[field]}' is not a valid value for {field}. Expected one of: {', '.join(allowed)}"
         )
+
+
+def check_transaction_enums(element: dict, types: tuple[str, ...], statuses: tuple[str, ...]) -> None:
+    """The enum and currency fields invoices and bank transactions share."""
+    check_enum(element, "Type", types)
+    check_enum(element, "Status", statuses)
+    check_enum(element, "LineAmountTypes", LINE_AMOUNT_TYPES)
+    check_currency(element)
 
 
 def check_currency(element: dict) -> None:

@@ -136,3 +136,24 @@ def test_every_materialisation_reports_the_figures_the_ui_plots(run_sync):
     assert extract["api_calls"].value >= 1 and extract["day_limit_remaining"].value < 5000
     assert figures["xero/staged/invoices"]["rows_processed"].value == extract["dagster/row_count"].value
     assert figures["segment/xero_invoices"]["dagster/row_count"].value > 0
+
+
+def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_checkpoint(admin, run_sync, sync_env):
+    admin.reset(seed=5, invoices=2600)
+    admin.limits(day_limit=2)  # two pages of 1,000 today, then Xero says "day"
+
+    stopped = run_sync()
+    assert stopped.success
+    extract = next(
+        e.step_materialization_data.materialization.metadata
+        for e in stopped.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "xero/raw/invoices"
+    )
+    assert extract["quota_exhausted"].value is True
+    assert extract["rows_fetched"].value == 2000
+    first_cursor = _staged(sync_env, "SELECT value FROM sync_cursors WHERE name = 'xero_invoices.extract'")
+    assert first_cursor != []
+
+    admin.limits(day_limit=5000)  # the next day
+    assert run_sync().success
+    assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
