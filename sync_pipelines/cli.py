@@ -68,15 +68,30 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
         yield env
 
 
-def _dagster_instance() -> dg.DagsterInstance:
-    """The instance under $DAGSTER_HOME (made on first use, telemetry off), so runs show in the UI."""
+# Telemetry off; one Xero extract at a time across processes, so each client's limiter sees the tenant's
+# whole allowance (xero.md §5: 60 calls a minute, 5 in flight, per tenant).
+DAGSTER_YAML = """telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def _prepare_dagster_home() -> bool:
+    """Make $DAGSTER_HOME and its dagster.yaml on first use; False when no home is set."""
     if not os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.ephemeral()
+        return False
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return dg.DagsterInstance.get()
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return True
+
+
+def _dagster_instance() -> dg.DagsterInstance:
+    """The instance under $DAGSTER_HOME, so runs show in the UI; an ephemeral one when none is set."""
+    return dg.DagsterInstance.get() if _prepare_dagster_home() else dg.DagsterInstance.ephemeral()
 
 
 def _print_reconciliation(database: str) -> bool:
@@ -114,6 +129,7 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
 def dev(data_dir: Path, port: int, ui_port: int) -> None:
     """The Dagster UI (127.0.0.1) against the embedded sandbox."""
     with running_sandbox(data_dir, port):
+        _prepare_dagster_home()
         subprocess.run(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False)
 
 
