@@ -2,8 +2,12 @@
 
 import json
 
+import dagster as dg
 import duckdb
+import pandas as pd
 
+from sync_pipelines.definitions import defs
+from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines_tests.defs.conftest import expected_track_counts, invoice_calls, track_counts
 
 
@@ -156,4 +160,40 @@ def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_che
 
     admin.limits(day_limit=5000)  # the next day
     assert run_sync().success
+    assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
+
+
+def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_all_synced(admin, sync_env):
+    """The cursor lands inside a group of invoices with one UpdatedDateUTC; the next run must not skip the rest."""
+    sales = sorted(
+        (int(i["UpdatedDateUTC"][6:-7]), i["InvoiceID"])
+        for i in admin.get("/xero/invoices")
+        if i["Type"] == "ACCREC" and not i.get("_malformed")
+    )
+    stamps = [stamp for stamp, _ in sales]
+    # The first position whose invoice shares its timestamp with the one before it: a page ending just before it
+    # splits the group.
+    split = next(n for n in range(1, len(stamps)) if stamps[n] == stamps[n - 1])
+    definitions = defs()
+    xero = XeroResource(
+        api_url=sync_env["XERO_API_URL"],
+        identity_url=sync_env["XERO_IDENTITY_URL"],
+        client_id=sync_env["XERO_CLIENT_ID"],
+        client_secret=sync_env["XERO_CLIENT_SECRET"],
+        token_path=sync_env["XERO_TOKEN_PATH"],
+        token_key=sync_env["SYNC_PIPELINES_TOKEN_KEY"],
+        page_size=split,
+    )
+    resources = {**definitions.resources, "xero": xero}
+    instance = dg.DagsterInstance.ephemeral()
+
+    admin.limits(day_limit=1)
+    first = dg.materialize(definitions.assets, resources=resources, instance=instance)
+    assert first.success
+    assert len(admin.segment_messages()) > 0
+    cursor = _staged(sync_env, "SELECT value->>'updated_at' FROM sync_cursors WHERE name = 'xero_invoices.extract'")
+    assert cursor == [(pd.Timestamp(stamps[split], unit="ms", tz="UTC").isoformat(),)]
+
+    admin.limits(day_limit=5000)
+    assert dg.materialize(definitions.assets, resources=resources, instance=instance).success
     assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
