@@ -176,10 +176,6 @@ class Store:
         table = COLLECTIONS[collection][0]
         return self._query(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0]
 
-    def max_updated_ms(self, collection: str) -> int:
-        table = COLLECTIONS[collection][0]
-        return self._query(f"SELECT COALESCE(MAX(updated_ms), 0) FROM {table}")[0][0]
-
     # -- OAuth tokens -------------------------------------------------------------------------
 
     def token(self, token: str) -> dict | None:

@@ -26,8 +26,3 @@ def parse_xero_date(value: object) -> object:
     except ValueError:
         return value
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def xero_date(dt: datetime) -> str:
-    """Render an aware datetime the way Xero does."""
-    return f"/Date({int(dt.timestamp() * 1000)}+0000)/"
