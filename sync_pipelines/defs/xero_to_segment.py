@@ -3,7 +3,8 @@
 import dagster as dg
 
 from sync_pipelines.lib.entity_sync import EntitySyncSpec, build_entity_sync
-from sync_pipelines.lib.segment_events import TrackMapping
+from sync_pipelines.lib.sources.xero import XeroCollection
+from sync_pipelines.lib.targets.segment import SegmentTarget, TrackMapping
 from sync_pipelines.schemas.xero_invoice import XeroInvoice, flatten_invoice
 
 FLOW = "xero_to_segment"
@@ -11,32 +12,32 @@ FLOW = "xero_to_segment"
 INVOICES = EntitySyncSpec(
     flow=FLOW,
     entity="invoices",
-    collection="Invoices",
-    id_field="InvoiceID",
-    where='Type=="ACCREC"',
-    contract=XeroInvoice,
-    flatten=flatten_invoice,
     description="Sales invoices (ACCREC)",
-    mapping=TrackMapping(
-        object_name="Invoice",
-        key="invoice_id",
-        user_id="contact_id",
-        timestamp="updated_at",
-        properties={
-            "invoice_id": "invoice_id",
-            "invoice_number": "invoice_number",
-            "status": "status",
-            "total": "total",
-            "amount_due": "amount_due",
-            "amount_paid": "amount_paid",
-            "date": "date",
-            "due_date": "due_date",
-        },
-        status_events={"PAID": "Paid", "VOIDED": "Voided", "DELETED": "Deleted"},
-        revenue_column="total",
-        currency_column="currency_code",
-        amount_property="total",
-        traits={"name": "contact_name", "email": "contact_email", "xero_contact_id": "contact_id"},
+    source=XeroCollection("Invoices", id_field="InvoiceID", where='Type=="ACCREC"'),
+    contract=XeroInvoice,
+    key="invoice_id",
+    flatten=flatten_invoice,
+    target=SegmentTarget(
+        TrackMapping(
+            object_name="Invoice",
+            user_id="contact_id",
+            timestamp="updated_at",
+            properties={
+                "invoice_id": "invoice_id",
+                "invoice_number": "invoice_number",
+                "status": "status",
+                "total": "total",
+                "amount_due": "amount_due",
+                "amount_paid": "amount_paid",
+                "date": "date",
+                "due_date": "due_date",
+            },
+            status_events={"PAID": "Paid", "VOIDED": "Voided", "DELETED": "Deleted"},
+            revenue_column="total",
+            currency_column="currency_code",
+            amount_property="total",
+            traits={"name": "contact_name", "email": "contact_email", "xero_contact_id": "contact_id"},
+        )
     ),
 )
 

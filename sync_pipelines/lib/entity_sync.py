@@ -1,15 +1,17 @@
 """Spec in, assets out: extract -> validated -> delivered for one entity of one flow.
 
-Adding an entity to a flow is one `EntitySyncSpec` in that flow's module; every asset name, table, cursor,
-check and metadata key is derived from it here.
+A flow module lists `EntitySyncSpec`s, each naming a `Source` (where records come from), a pandera contract,
+and a `Target` (where their changes go); every asset name, table, cursor, check and metadata key is derived
+from the spec here. Adding an entity is one spec; adding a vendor is one Source or Target implementation.
 """
 
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import dagster as dg
 import duckdb
@@ -18,63 +20,112 @@ import pandera.pandas as pa
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.reconcile import reconcile_entity
-from sync_pipelines.lib.segment_events import TrackMapping, row_versions
-from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.lib.staging import OutboxMessage, StagingResource, row_versions
 from sync_pipelines.lib.validation import split_valid
-from sync_pipelines.schemas.xero import parse_xero_date
-from sync_pipelines.vendors.segment.resource import SegmentResource
-from sync_pipelines.vendors.xero.client import XeroDailyLimitReached
-from sync_pipelines.vendors.xero.resource import XeroResource
 
 # Rows turned into a dataframe at a time: bounds memory on a 100,000-record backfill.
 VALIDATION_CHUNK = 20_000
-DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
-# Messages handed to the target client at a time; the client splits them into API-sized batches.
+# Messages handed to the target at a time; its client splits them into API-sized batches.
 DELIVERY_CHUNK = 5_000
+DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
+
+
+class QuotaExhausted(Exception):
+    """The source's allowance is spent for now: what landed is checkpointed and the run stops cleanly."""
+
+    def __init__(self, retry_after: float | None):
+        self.retry_after = retry_after
+        super().__init__(f"source quota exhausted; retry after {retry_after} s")
+
+
+class Source(Protocol):
+    """Reads one collection of one vendor incrementally. Its resource is bound under `system`."""
+
+    system: str  # e.g. "xero": names the assets, tables and the resource key
+    id_field: str  # the vendor's record id field
+
+    def read(self, resource: Any, cursor: dict | None) -> Iterator[list[dict]]:
+        """Pages of records changed since the cursor, oldest first; raises QuotaExhausted to stop cleanly."""
+        ...
+
+    def updated_at(self, record: dict) -> datetime | None: ...
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        """The cursor once this page has landed, or None when it does not move."""
+        ...
+
+    def figures(self, resource: Any) -> dict[str, int | float]:
+        """API calls, bytes and quota left so far, for the run's metadata."""
+        ...
+
+
+class DeliveryReport(Protocol):
+    delivered: list[str]  # message ids
+    failed: list[tuple[str, str]]  # (message id, error) worth retrying later
+    rejected: list[tuple[str, str]]  # (message id, reason) the target would refuse again
+
+
+@dataclass(frozen=True)
+class Totals:
+    """How reconciliation compares money: a JSON path into each delivered payload against staged columns."""
+
+    json_path: str
+    amount_column: str
+    currency_column: str
+
+
+class Target(Protocol):
+    """Writes staged changes to one vendor, idempotently. Its resource is bound under `system`."""
+
+    system: str
+    totals: Totals | None
+
+    def stage_changes(
+        self, conn: duckdb.DuckDBPyConnection, *, source: str, key: str, changed: pd.DataFrame, previous: pd.DataFrame
+    ) -> list[OutboxMessage]:
+        """The writes these changes call for, each with a deterministic idempotency key."""
+        ...
+
+    def deliver(self, resource: Any, payloads: list[dict]) -> DeliveryReport: ...
+
+    def figures(self, resource: Any) -> dict[str, int | float]: ...
 
 
 @dataclass(frozen=True)
 class EntitySyncSpec:
-    """One Xero collection delivered to Segment."""
+    """One entity of one flow: where it comes from, the contract it must meet, where it goes."""
 
     flow: str  # e.g. "xero_to_segment": the asset group and the outbox partition
-    entity: str  # e.g. "invoices": names the assets, tables and cursors
-    collection: str  # Xero endpoint, e.g. "Invoices" (xero.md §2.3)
-    id_field: str  # the vendor id, e.g. "InvoiceID"
+    entity: str  # e.g. "invoices"
+    source: Source
     contract: type[pa.DataFrameModel]
+    key: str  # the contract column that identifies a record
     flatten: Callable[[dict], dict]  # vendor record -> contract row
-    mapping: TrackMapping
-    description: str
-    where: str | None = None  # Xero `where` filter, e.g. 'Type=="ACCREC"'
-    # xero.md §3.2: the If-Modified-Since boundary is unconfirmed and late commits happen: re-read a window.
-    overlap: timedelta = timedelta(minutes=5)
-    quarantine_threshold: float = 0.2  # share of a batch; above it the load is blocked for a human to look
+    target: Target
+    description: str  # business meaning, shown in the UI
+    quarantine_threshold: float = 0.2  # share of a batch; above it delivery is blocked for a human to look
     # Delivered data older than this is stale for the people relying on it: the UI flags it.
     freshness: dg.FreshnessPolicy = DELIVERY_FRESHNESS
 
     @property
     def name(self) -> str:
-        return f"xero_{self.entity}"
+        return f"{self.source.system}_{self.entity}"
 
     @property
     def raw_key(self) -> dg.AssetKey:
-        return dg.AssetKey(["xero", "raw", self.entity])
+        return dg.AssetKey([self.source.system, "raw", self.entity])
 
     @property
     def staged_key(self) -> dg.AssetKey:
-        return dg.AssetKey(["xero", "staged", self.entity])
+        return dg.AssetKey([self.source.system, "staged", self.entity])
 
     @property
     def delivered_key(self) -> dg.AssetKey:
-        return dg.AssetKey(["segment", self.name])
+        return dg.AssetKey([self.target.system, self.name])
 
     @property
     def table(self) -> str:
         return f"stg_{self.name}"
-
-    @property
-    def key(self) -> str:
-        return self.mapping.key
 
 
 @dataclass
@@ -113,80 +164,67 @@ def stage_batch(
     if not previous.empty:
         known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
         valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
-    identities = staging.changed_identities(conn, "xero", spec.mapping.identities(valid))
-    messages = spec.mapping.identify_messages(identities) + spec.mapping.track_messages(valid, previous)
-
+    messages = spec.target.stage_changes(
+        conn, source=spec.source.system, key=spec.key, changed=valid, previous=previous
+    )
     staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
     staging.quarantine_rows(
-        conn, source="xero", entity=spec.entity, run_id=run_id,
+        conn, source=spec.source.system, entity=spec.entity, run_id=run_id,
         rows=rejected.assign(record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index),
     )  # fmt: skip
     enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id)
-    staging.remember_identities(conn, "xero", identities)
-    # Segment's userId for a Xero contact is its ContactID (segment.md §3: a stable id of ours).
-    staging.link_ids(
-        conn, entity="contacts", source_system="xero", target_system="segment",
-        pairs=[(user_id, user_id) for user_id in identities],
-    )  # fmt: skip
     failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
     return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
 
 
 def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
     """The extract, validated and delivered assets of one entity, with their checks."""
+    source, target = spec.source, spec.target
 
     @dg.asset(
         key=spec.raw_key,
         group_name=spec.flow,
-        kinds={"xero", "duckdb"},
-        description=f"{spec.description} as Xero returned them, landed unchanged (incremental by UpdatedDateUTC).",
-        pool="xero_api",
+        kinds={source.system, "duckdb"},
+        description=f"{spec.description} as {source.system} returned them, landed unchanged, incrementally.",
+        required_resource_keys={source.system, "staging_db"},
+        # One extract per vendor at a time where the instance limits the pool: the vendor's rate limits are
+        # per tenant, and each step's client only sees its own calls.
+        pool=f"{source.system}_api",
     )
-    def extract(context: dg.AssetExecutionContext, xero: XeroResource, staging_db: StagingResource):
+    def extract(context: dg.AssetExecutionContext):
         started = time.monotonic()
-        client = xero.get_client()
+        vendor, staging_db = getattr(context.resources, source.system), context.resources.staging_db
         cursor_name = f"{spec.name}.extract"
         with staging_db.connect() as conn:
             cursor = staging.read_cursor(conn, cursor_name)
-        since = None if cursor is None else pd.Timestamp(cursor["updated_at"]).to_pydatetime() - spec.overlap
         fetched = landed = 0
         quota_exhausted = False
         try:
-            for page in client.iter_pages(spec.collection, modified_since=since, where=spec.where):
-                updated = [parse_xero_date(r.get("UpdatedDateUTC")) for r in page]
-                stamps = [u for u in updated if not isinstance(u, str) and u is not None]
+            for page in source.read(vendor, cursor):
                 fetched += len(page)
                 with staging_db.connect() as conn:
-                    # The page and the cursor that covers it move together.
+                    # The page and the cursor that covers it move together: a stop anywhere resumes here.
                     conn.execute("BEGIN TRANSACTION")
                     landed += staging.land_raw(
-                        conn, source="xero", entity=spec.entity, records=page, id_field=spec.id_field,
-                        updated_at=[None if isinstance(u, str) else u for u in updated], run_id=context.run.run_id,
+                        conn, source=source.system, entity=spec.entity, records=page, id_field=source.id_field,
+                        updated_at=[source.updated_at(record) for record in page], run_id=context.run.run_id,
                     )  # fmt: skip
-                    if stamps:
-                        # Checkpoint per page: pages come in UpdatedDateUTC order (xero.md §3.1).
-                        newest = max(stamps)
-                        if cursor is None or newest.isoformat() > cursor["updated_at"]:
-                            cursor = {"updated_at": newest.isoformat()}
-                            staging.write_cursor(conn, cursor_name, cursor)
+                    moved = source.checkpoint(cursor, page)
+                    if moved is not None:
+                        cursor = moved
+                        staging.write_cursor(conn, cursor_name, cursor)
                     conn.execute("COMMIT")
-        except XeroDailyLimitReached as stop:
-            # Stop cleanly: what landed is checkpointed; the next run resumes from the cursor.
+        except QuotaExhausted as stop:
             quota_exhausted = True
-            context.log.warning(f"Xero day limit reached; resuming in {stop.retry_after}s from the checkpoint")
-        stats = client.stats
+            context.log.warning(f"{source.system} quota spent; resume after {stop.retry_after}s from the checkpoint")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": landed,
                 "rows_fetched": fetched,
-                "api_calls": stats.calls,
-                "api_retries": stats.retries,
-                "bytes_received": stats.bytes_received,
+                **source.figures(vendor),
                 "seconds": round(time.monotonic() - started, 3),
-                "min_limit_remaining": stats.min_limit_remaining if stats.min_limit_remaining is not None else -1,
-                "day_limit_remaining": stats.day_limit_remaining if stats.day_limit_remaining is not None else -1,
                 "quota_exhausted": quota_exhausted,
-                "cursor": (cursor or {}).get("updated_at", ""),
+                "cursor": json.dumps(cursor),
             }
         )
 
@@ -219,7 +257,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
             with staging_db.connect() as conn:
                 after = (staging.read_cursor(conn, cursor_name) or {"seq": 0})["seq"]
                 landed = staging.unprocessed_landing(
-                    conn, source="xero", entity=spec.entity, after_seq=after, limit=VALIDATION_CHUNK
+                    conn, source=source.system, entity=spec.entity, after_seq=after, limit=VALIDATION_CHUNK
                 )
                 if landed.empty:
                     break
@@ -228,11 +266,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
                 conn.execute("COMMIT")
         with staging_db.connect() as conn:
-            (duplicates,) = (
-                conn.execute(f'SELECT count(*) - count(DISTINCT "{spec.key}") FROM "{spec.table}"').fetchone()
-                if staging.table_exists(conn, spec.table)
-                else (0,)
-            )
+            duplicates = staging.duplicate_keys(conn, spec.table, spec.key)
         rate = totals.quarantined / totals.processed if totals.processed else 0.0
         yield dg.MaterializeResult(
             metadata={
@@ -265,14 +299,16 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
         key=spec.delivered_key,
         deps=[spec.staged_key],
         group_name=spec.flow,
-        kinds={"segment"},
-        description=f"{spec.description} delivered to Segment as track/identify calls, each exactly once.",
+        kinds={target.system},
+        description=f"{spec.description} delivered to {target.system}, each change exactly once.",
+        required_resource_keys={target.system, "staging_db"},
         check_specs=[reconciliation_check],
         freshness_policy=spec.freshness,
     )
-    def delivered(context: dg.AssetExecutionContext, segment: SegmentResource, staging_db: StagingResource):
+    def delivered(context: dg.AssetExecutionContext):
         started = time.monotonic()
-        client = segment.get_client()
+        vendor, staging_db = getattr(context.resources, target.system), context.resources.staging_db
+        run_id = context.run.run_id
         with staging_db.connect() as conn:
             replayed = staging.requeue_dead_letters(conn, flow=spec.flow, entity=spec.entity)
         sent = failed = rejected = 0
@@ -281,17 +317,15 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 batch = staging.pending_messages(conn, flow=spec.flow, entity=spec.entity, limit=DELIVERY_CHUNK)
             if not batch:
                 break
-            report = client.send([payload for _, _, payload in batch])
+            report = target.deliver(vendor, [payload for _, _, payload in batch])
             record_of = {message_id: record_id for message_id, record_id, _ in batch}
+            where = {"flow": spec.flow, "entity": spec.entity, "target": target.system, "run_id": run_id}
             with staging_db.connect() as conn:
-                staging.mark_delivered(
-                    conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run.run_id,
-                    delivered=[(m, record_of[m]) for m in report.delivered],
-                )  # fmt: skip
+                staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
                 for failures, retryable in ((report.failed, True), (report.rejected, False)):
                     staging.dead_letter(
-                        conn, flow=spec.flow, entity=spec.entity, target="segment", run_id=context.run.run_id,
-                        failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
+                        conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
+                        **where,
                     )  # fmt: skip
             sent += len(report.delivered)
             failed += len(report.failed)
@@ -300,16 +334,14 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                 # What failed now waits in the dead-letter queue; the rest of the outbox still goes.
                 context.log.warning(f"{len(report.failed)} failed and {len(report.rejected)} rejected messages")
         with staging_db.connect() as conn:
-            result = reconcile_entity(conn, spec=spec, run_id=context.run.run_id)
-        stats = client.stats
+            result = reconcile_entity(conn, spec=spec, run_id=run_id)
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": sent,
                 "failed": failed,
                 "rejected": rejected,
                 "replayed_from_dead_letters": replayed,
-                "api_calls": stats.calls,
-                "bytes_sent": stats.bytes_sent,
+                **target.figures(vendor),
                 "seconds": round(time.monotonic() - started, 3),
             }
         )

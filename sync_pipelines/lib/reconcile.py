@@ -46,16 +46,16 @@ def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, r
     params = [spec.flow, spec.entity]
     (in_source,) = conn.execute(
         """SELECT count(DISTINCT coalesce(record_id, payload_hash)) FROM raw_landing
-           WHERE source = 'xero' AND entity = ?""",
-        [spec.entity],
+           WHERE source = ? AND entity = ?""",
+        [spec.source.system, spec.entity],
     ).fetchone()
     staged_exists = staging.table_exists(conn, spec.table)
     staged = conn.execute(f'SELECT count(*) FROM "{spec.table}"').fetchone()[0] if staged_exists else 0
     staged_ids = f'SELECT "{spec.key}" FROM "{spec.table}"' if staged_exists else "SELECT NULL WHERE false"
     (quarantined,) = conn.execute(
         f"""SELECT count(DISTINCT coalesce(record_id, CAST(landing_seq AS VARCHAR))) FROM quarantine
-            WHERE source = 'xero' AND entity = ? AND (record_id IS NULL OR record_id NOT IN ({staged_ids}))""",
-        [spec.entity],
+            WHERE source = ? AND entity = ? AND (record_id IS NULL OR record_id NOT IN ({staged_ids}))""",
+        [spec.source.system, spec.entity],
     ).fetchone()
     changes, delivered, dead, pending = conn.execute(
         """SELECT count(*), count(*) FILTER (status = 'delivered'), count(*) FILTER (status = 'dead'),
@@ -82,24 +82,22 @@ def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, r
 
 
 def _totals_mismatch(conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec) -> int:
-    """Currencies where the staged amount differs from the amount in each record's latest delivered event."""
-    mapping = spec.mapping
-    if mapping.amount_property is None or mapping.currency_column is None:
+    """Currencies where the staged amount differs from the amount in each record's latest delivered write."""
+    totals = spec.target.totals
+    if totals is None:
         return 0
-    amount_column = mapping.properties[mapping.amount_property]
     (mismatched,) = conn.execute(
         f"""WITH latest AS (
                 SELECT record_id, arg_max(payload, seq) AS payload FROM outbox
                 WHERE flow = ? AND entity = ? AND kind = 'track' AND status = 'delivered' GROUP BY record_id)
             SELECT count(*) FROM (
-                SELECT s."{mapping.currency_column}",
-                       round(sum(s."{amount_column}"), 2) AS staged,
-                       round(sum(CAST(json_extract_string(l.payload, '$.properties.{mapping.amount_property}')
-                                      AS DOUBLE)), 2) AS delivered
+                SELECT s."{totals.currency_column}",
+                       round(sum(s."{totals.amount_column}"), 2) AS staged,
+                       round(sum(CAST(json_extract_string(l.payload, ?) AS DOUBLE)), 2) AS delivered
                 FROM "{spec.table}" s LEFT JOIN latest l ON l.record_id = s."{spec.key}"
                 GROUP BY 1)
             WHERE staged IS DISTINCT FROM delivered""",
-        [spec.flow, spec.entity],
+        [spec.flow, spec.entity, totals.json_path],
     ).fetchone()
     return mismatched
 

@@ -83,6 +83,11 @@ def content_hash(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def row_versions(frame: pd.DataFrame) -> pd.Series:
+    """A stable 64-bit hash of each row's values, as hex: the version of a record that a change makes."""
+    return pd.util.hash_pandas_object(frame, index=False).map("{:016x}".format)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -219,6 +224,13 @@ def upsert_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, rows: pd
         conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM incoming_rows WHERE false')
         conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
         conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
+
+
+def duplicate_keys(conn: duckdb.DuckDBPyConnection, table: str, key: str) -> int:
+    """How many staged rows share a key with another: must stay 0."""
+    if not table_exists(conn, table):
+        return 0
+    return conn.execute(f'SELECT count(*) - count(DISTINCT "{key}") FROM "{table}"').fetchall()[0][0]
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -15,9 +15,11 @@ from sync_pipelines_tests.defs.conftest import expected_track_counts, track_coun
 BILLS = dataclasses.replace(
     INVOICES,
     entity="bills",
-    where='Type=="ACCPAY"',
     description="Bills (ACCPAY)",
-    mapping=dataclasses.replace(INVOICES.mapping, object_name="Bill"),
+    source=dataclasses.replace(INVOICES.source, where='Type=="ACCPAY"'),
+    target=dataclasses.replace(
+        INVOICES.target, mapping=dataclasses.replace(INVOICES.target.mapping, object_name="Bill")
+    ),
 )
 
 

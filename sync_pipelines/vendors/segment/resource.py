@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from sync_pipelines.vendors.segment import settings
 from sync_pipelines.vendors.segment.client import SegmentClient
@@ -15,5 +16,10 @@ class SegmentResource(dg.ConfigurableResource):
     api_url: str = settings.API_URL
     max_attempts: int = 8  # per batch, with backoff; then its messages go to the dead-letter queue
 
+    _client: SegmentClient | None = PrivateAttr(default=None)
+
     def get_client(self) -> SegmentClient:
-        return SegmentClient(api_url=self.api_url, write_key=self.write_key, max_attempts=self.max_attempts)
+        """One client per resource instance, so a step's figures add up across its batches."""
+        if self._client is None:
+            self._client = SegmentClient(api_url=self.api_url, write_key=self.write_key, max_attempts=self.max_attempts)
+        return self._client

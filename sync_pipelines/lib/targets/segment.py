@@ -1,4 +1,6 @@
-"""How staged record changes become Segment calls: the mapping is data, the rules live here once.
+"""Segment as a target: staged record changes become track and identify calls.
+
+The mapping is data (`TrackMapping`); the rules live here once.
 
 A record's first sighting is its "created" event; a move into a status with an event of its own (paid,
 voided, ...) is that event; any other change to a tracked field is the "updated" event. Each message id is
@@ -6,14 +8,16 @@ derived from the record and the version that caused it, so a replay can never do
 (segment.md §4: Segment dedupes on messageId only).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import duckdb
 import pandas as pd
 
-from sync_pipelines.lib.staging import OutboxMessage, content_hash
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.entity_sync import DeliveryReport, Totals
+from sync_pipelines.lib.staging import OutboxMessage, content_hash, row_versions
+from sync_pipelines.vendors.segment.resource import SegmentResource
 
 # segment.md §2: a messageId may be at most 100 characters.
 MAX_MESSAGE_ID = 100
@@ -29,17 +33,11 @@ def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-def row_versions(frame: pd.DataFrame) -> pd.Series:
-    """A stable 64-bit hash of each row's values, as hex: the version of a record that a change makes."""
-    return pd.util.hash_pandas_object(frame, index=False).map("{:016x}".format)
-
-
 @dataclass(frozen=True)
 class TrackMapping:
     """Declarative Segment mapping for one entity (segment.md §6: "Object Action" names, snake_case props)."""
 
     object_name: str  # "Invoice" -> "Invoice Created", "Invoice Paid", ...
-    key: str  # the contract column that identifies the record
     user_id: str  # the contract column holding the Segment userId
     timestamp: str  # the contract column saying when the change happened
     properties: Mapping[str, str]  # Segment property -> contract column
@@ -61,7 +59,9 @@ class TrackMapping:
         ready = json_ready(rows)
         return pd.DataFrame({name: ready[column] for name, column in self.properties.items()}, index=rows.index)
 
-    def track_messages(self, changed: pd.DataFrame, previous: pd.DataFrame) -> list[OutboxMessage]:
+    def track_messages(
+        self, changed: pd.DataFrame, previous: pd.DataFrame, *, key: str, source: str
+    ) -> list[OutboxMessage]:
         """One track call per real state change: first sight, a status with an event, or changed properties."""
         if changed.empty:
             return []
@@ -69,7 +69,7 @@ class TrackMapping:
         versions = row_versions(properties)
         before: dict[str, tuple[object, str]] = {}
         if not previous.empty:
-            old = previous.set_index(self.key, drop=False)
+            old = previous.set_index(key, drop=False)
             before = dict(
                 zip(old.index, zip(old[self.status_column], row_versions(self._properties(old)), strict=True),
                     strict=True)
@@ -79,7 +79,7 @@ class TrackMapping:
         ).to_dict("records")
         slug = self.object_name.lower().replace(" ", "_")
         messages = []
-        rows = zip(changed[self.key].astype(str), properties.to_dict("records"), versions, context, strict=True)
+        rows = zip(changed[key].astype(str), properties.to_dict("records"), versions, context, strict=True)
         for record_id, props, version, row in rows:
             status = row[self.status_column]
             old_status, old_version = before.get(record_id, (None, None))
@@ -93,7 +93,7 @@ class TrackMapping:
             for action in actions:
                 # Created happens once per record; every other action once per version of the record.
                 suffix = "" if action == "Created" else f":{version}"
-                message_id = f"xero:{slug}:{record_id}:{action.lower()}{suffix}"[:MAX_MESSAGE_ID]
+                message_id = f"{source}:{slug}:{record_id}:{action.lower()}{suffix}"[:MAX_MESSAGE_ID]
                 event_props = dict(props)
                 if self.revenue_column and action in self.status_events.values():
                     event_props["revenue"] = row[self.revenue_column]
@@ -121,11 +121,11 @@ class TrackMapping:
             for user_id, row in zip(latest[self.user_id], traits.to_dict("records"), strict=True)
         }
 
-    def identify_messages(self, identities: Mapping[str, dict]) -> list[OutboxMessage]:
+    def identify_messages(self, identities: Mapping[str, dict], *, source: str) -> list[OutboxMessage]:
         """One identify per user whose traits changed; the traits' hash makes the id."""
         messages = []
         for user_id, traits in identities.items():
-            message_id = f"xero:identify:{user_id}:{content_hash(traits)[:16]}"[:MAX_MESSAGE_ID]
+            message_id = f"{source}:identify:{user_id}:{content_hash(traits)[:16]}"[:MAX_MESSAGE_ID]
             messages.append(
                 OutboxMessage(
                     message_id,
@@ -136,3 +136,44 @@ class TrackMapping:
                 )  # fmt: skip
             )
         return messages
+
+
+@dataclass(frozen=True)
+class SegmentTarget:
+    """A Segment source, written through its Tracking API (segment.md §1-§4)."""
+
+    mapping: TrackMapping
+    system: str = "segment"
+
+    @property
+    def totals(self) -> Totals | None:
+        mapping = self.mapping
+        if mapping.amount_property is None or mapping.currency_column is None:
+            return None
+        return Totals(
+            f"$.properties.{mapping.amount_property}",
+            mapping.properties[mapping.amount_property],
+            mapping.currency_column,
+        )
+
+    def stage_changes(
+        self, conn: duckdb.DuckDBPyConnection, *, source: str, key: str, changed: pd.DataFrame, previous: pd.DataFrame
+    ) -> list[OutboxMessage]:
+        """Track calls for the changes, and an identify for each user whose traits differ from the last sent."""
+        identities = staging.changed_identities(conn, source, self.mapping.identities(changed))
+        staging.remember_identities(conn, source, identities)
+        # The Segment userId of a record's owner is its id in the source (segment.md §3: a stable id of ours).
+        staging.link_ids(
+            conn, entity="users", source_system=source, target_system=self.system,
+            pairs=[(user_id, user_id) for user_id in identities],
+        )  # fmt: skip
+        return self.mapping.identify_messages(identities, source=source) + self.mapping.track_messages(
+            changed, previous, key=key, source=source
+        )
+
+    def deliver(self, segment: SegmentResource, payloads: list[dict]) -> DeliveryReport:
+        return segment.get_client().send(payloads)
+
+    def figures(self, segment: SegmentResource) -> dict[str, int | float]:
+        stats = segment.get_client().stats
+        return {"api_calls": stats.calls, "api_retries": stats.retries, "bytes_sent": stats.bytes_sent}

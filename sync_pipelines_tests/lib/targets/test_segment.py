@@ -1,10 +1,10 @@
-"""Which staged changes become which Segment calls, and with which message ids."""
+"""Segment as a target: which staged changes become which calls, with which message ids."""
 
 import pandas as pd
 
 from sync_pipelines.defs.xero_to_segment import INVOICES
 
-MAPPING = INVOICES.mapping
+MAPPING = INVOICES.target.mapping
 
 
 def _invoice(**changes) -> dict:
@@ -32,12 +32,15 @@ def _invoice(**changes) -> dict:
 
 def _events(changed: dict, previous: dict | None = None) -> list[tuple[str, str]]:
     before = pd.DataFrame([previous]) if previous else pd.DataFrame()
-    return [(m.event, m.message_id) for m in MAPPING.track_messages(pd.DataFrame([changed]), before)]
+    return [
+        (m.event, m.message_id)
+        for m in MAPPING.track_messages(pd.DataFrame([changed]), before, key="invoice_id", source="xero")
+    ]
 
 
 def test_first_sight_of_a_paid_invoice_is_created_then_paid_with_revenue():
     paid = _invoice(status="PAID", amount_due=0.0, amount_paid=120.0)
-    messages = MAPPING.track_messages(pd.DataFrame([paid]), pd.DataFrame())
+    messages = MAPPING.track_messages(pd.DataFrame([paid]), pd.DataFrame(), key="invoice_id", source="xero")
     assert [m.event for m in messages] == ["Invoice Created", "Invoice Paid"]
     created, paid_event = (m.payload for m in messages)
     assert created["messageId"] == "xero:invoice:0f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f:created"
