@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.xero.resource import XeroResource
 
 
 class SandboxAdmin:
@@ -86,3 +87,16 @@ def run_sync(sync_env):
         return job.execute_in_process(instance=instance, raise_on_error=False)
 
     return run
+
+
+def xero_resource(env: dict[str, str], **overrides) -> XeroResource:
+    """The Xero resource the code location binds, built from a sandbox environment, with test overrides."""
+    return XeroResource(
+        api_url=env["XERO_API_URL"],
+        identity_url=env["XERO_IDENTITY_URL"],
+        client_id=env["XERO_CLIENT_ID"],
+        client_secret=env["XERO_CLIENT_SECRET"],
+        token_path=env["XERO_TOKEN_PATH"],
+        token_key=env["SYNC_PIPELINES_TOKEN_KEY"],
+        **overrides,
+    )

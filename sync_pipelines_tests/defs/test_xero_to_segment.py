@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.vendors.xero.resource import XeroResource
+from sync_pipelines_tests.conftest import xero_resource
 from sync_pipelines_tests.defs.conftest import expected_track_counts, invoice_calls, track_counts
 
 
@@ -175,16 +175,7 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     # splits the group.
     split = next(n for n in range(1, len(stamps)) if stamps[n] == stamps[n - 1])
     definitions = defs()
-    xero = XeroResource(
-        api_url=sync_env["XERO_API_URL"],
-        identity_url=sync_env["XERO_IDENTITY_URL"],
-        client_id=sync_env["XERO_CLIENT_ID"],
-        client_secret=sync_env["XERO_CLIENT_SECRET"],
-        token_path=sync_env["XERO_TOKEN_PATH"],
-        token_key=sync_env["SYNC_PIPELINES_TOKEN_KEY"],
-        page_size=split,
-    )
-    resources = {**definitions.resources, "xero": xero}
+    resources = {**definitions.resources, "xero": xero_resource(sync_env, page_size=split)}
     instance = dg.DagsterInstance.ephemeral()
 
     admin.limits(day_limit=1)

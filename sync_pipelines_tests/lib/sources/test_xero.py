@@ -7,6 +7,7 @@ from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
 from sync_pipelines.lib.entity_sync import QuotaExhausted
 from sync_pipelines.lib.sources.xero import XeroCollection
 from sync_pipelines.vendors.xero.resource import XeroResource
+from sync_pipelines_tests.conftest import xero_resource
 
 INVOICES = XeroCollection("Invoices", id_field="InvoiceID", where='Type=="ACCREC"')
 
@@ -33,15 +34,7 @@ def xero(sandbox, tmp_path) -> XeroResource:
     env = sandbox_environment(sandbox.url, tmp_path)
     env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
     connect_sandbox_xero(env)
-    return XeroResource(
-        api_url=env["XERO_API_URL"],
-        identity_url=env["XERO_IDENTITY_URL"],
-        client_id=env["XERO_CLIENT_ID"],
-        client_secret=env["XERO_CLIENT_SECRET"],
-        token_path=env["XERO_TOKEN_PATH"],
-        token_key=env["SYNC_PIPELINES_TOKEN_KEY"],
-        page_size=50,
-    )
+    return xero_resource(env, page_size=50)
 
 
 def test_read_resumes_from_the_cursor_with_an_overlap(admin, xero):
