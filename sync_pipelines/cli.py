@@ -17,7 +17,7 @@ from tabulate import tabulate
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.xero_to_segment import SPECS
 from sync_pipelines.lib.reconcile import latest_reconciliation
-from sync_pipelines.lib.staging import StagingResource, requeue_dead_letters
+from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero import auth
 from sync_pipelines.vendors.xero.settings import SCOPES
@@ -167,6 +167,14 @@ def replay(include_exhausted: bool) -> None:
         instance=_dagster_instance(), asset_selection=[spec.delivered_key for spec in SPECS], run_config=QUIET_LOGS
     )
     sys.exit(0 if result.success else 1)
+
+
+@main.command()
+def release() -> None:
+    """Let the changes a blocked batch held back go out with the next delivery (after you have looked)."""
+    with StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        released = sum(release_held(conn, flow=spec.flow, entity=spec.entity) for spec in SPECS)
+    click.echo(f"released {released} held messages")
 
 
 @main.command("xero-connect")

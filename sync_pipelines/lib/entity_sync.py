@@ -172,7 +172,9 @@ def stage_batch(
         conn, source=spec.source.system, entity=spec.entity, run_id=run_id,
         rows=rejected.assign(record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index),
     )  # fmt: skip
-    enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id)
+    # A batch that mostly fails its contract says the source changed shape: hold even its good rows for a person.
+    held = len(rejected) > spec.quarantine_threshold * len(frame)
+    enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id, held=held)
     failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
     return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
 
@@ -232,7 +234,10 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
         "quarantine_rate",
         asset=spec.staged_key,
         blocking=True,
-        description=f"Blocks delivery when more than {spec.quarantine_threshold:.0%} of a batch fails the contract.",
+        description=(
+            f"Blocks delivery when more than {spec.quarantine_threshold:.0%} of a batch fails the contract; "
+            "that batch's changes are held until `sync-pipelines release`."
+        ),
     )
     unique_check = dg.AssetCheckSpec(
         "unique_keys", asset=spec.staged_key, blocking=True, description=f"One staged row per {spec.key}."

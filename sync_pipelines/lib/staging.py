@@ -317,9 +317,18 @@ class OutboxMessage:
 
 
 def enqueue(
-    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, messages: Sequence[OutboxMessage], run_id: str | None
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    flow: str,
+    entity: str,
+    messages: Sequence[OutboxMessage],
+    run_id: str | None,
+    held: bool = False,
 ) -> int:
-    """Queue writes for the target; a message id already queued is never queued twice."""
+    """Queue writes for the target; a message id already queued is never queued twice.
+
+    Held messages wait for `release_held` (a person deciding that a suspicious batch may go out).
+    """
     if not messages:
         return 0
     frame = pd.DataFrame(
@@ -335,9 +344,9 @@ def enqueue(
     with frame_as(conn, "queued", frame):
         conn.execute(
             """INSERT OR IGNORE INTO outbox
-                 (message_id, flow, entity, record_id, kind, event, payload, created_at, run_id)
-               SELECT message_id, ?, ?, record_id, kind, event, payload, ?, ? FROM queued""",
-            [flow, entity, utcnow(), run_id],
+                 (message_id, flow, entity, record_id, kind, event, payload, status, created_at, run_id)
+               SELECT message_id, ?, ?, record_id, kind, event, payload, ?, ?, ? FROM queued""",
+            [flow, entity, "held" if held else "pending", utcnow(), run_id],
         )
     return conn.execute("SELECT count(*) FROM outbox").fetchone()[0] - before
 
@@ -437,6 +446,19 @@ def requeue_dead_letters(
     conn.execute(f"UPDATE outbox SET status = 'pending' WHERE message_id IN ({due})", params)
     conn.execute(f"UPDATE dead_letters SET status = 'requeued' WHERE message_id IN ({due})", params)
     conn.execute("COMMIT")
+    return count
+
+
+def release_held(conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str | None = None) -> int:
+    """Let held messages go out with the next delivery; returns how many."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM outbox WHERE status = 'held' AND flow = ? AND (? IS NULL OR entity = ?)",
+        [flow, entity, entity],
+    ).fetchone()
+    conn.execute(
+        "UPDATE outbox SET status = 'pending' WHERE status = 'held' AND flow = ? AND (? IS NULL OR entity = ?)",
+        [flow, entity, entity],
+    )
     return count
 
 

@@ -5,7 +5,9 @@ import json
 import dagster as dg
 import duckdb
 import pandas as pd
+from click.testing import CliRunner
 
+from sync_pipelines.cli import main
 from sync_pipelines.definitions import defs
 from sync_pipelines_tests.conftest import xero_resource
 from sync_pipelines_tests.defs.conftest import expected_track_counts, invoice_calls, track_counts
@@ -115,7 +117,7 @@ def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(
     assert check.metadata["quarantined"].value == len(malformed)
 
 
-def test_a_mostly_broken_batch_blocks_delivery_for_a_human_to_look(admin, run_sync, sync_env):
+def test_a_mostly_broken_batch_is_blocked_and_held_until_a_person_releases_it(admin, run_sync, sync_env):
     admin.post("/reset", {"seed": 11, "invoices": 8, "malformed": 12})
     result = run_sync()
 
@@ -125,6 +127,17 @@ def test_a_mostly_broken_batch_blocks_delivery_for_a_human_to_look(admin, run_sy
     assert not result.success
     assert admin.segment_messages() == []
     assert _staged(sync_env, "SELECT count(*) FROM quarantine") == [(check.metadata["quarantined"].value,)]
+
+    assert run_sync().success  # nothing new landed: the check passes, but the held batch stays held
+    assert admin.segment_messages() == []
+    (held,) = _staged(sync_env, "SELECT count(*) FROM outbox WHERE status = 'held'")[0]
+    assert held > 0
+
+    released = CliRunner().invoke(main, ["release"])
+    assert released.exit_code == 0, released.output
+    assert f"released {held} held messages" in released.output
+    assert run_sync().success
+    assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
 
 
 def test_every_materialisation_reports_the_figures_the_ui_plots(run_sync):
