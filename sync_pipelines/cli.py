@@ -56,12 +56,15 @@ def connect_sandbox_xero(env: dict[str, str]) -> None:
 
 @contextmanager
 def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str, str]]:
-    """Start the sandbox and export its environment; a token key is made up when none is set."""
+    """Start the sandbox, export its environment and consent to its Xero afresh.
+
+    Consenting on every start means the sandbox token never has to outlive its key, so a key is made up
+    when none is set.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite", **seed)
     with SandboxServer(settings, port=port) as server:
         env = sandbox_environment(server.url, data_dir)
-        # Without a key of the user's, the sandbox token is re-consented each start rather than kept.
         env["SYNC_PIPELINES_TOKEN_KEY"] = os.environ.get("SYNC_PIPELINES_TOKEN_KEY") or Fernet.generate_key().decode()
         os.environ.update(env)
         connect_sandbox_xero(env)

@@ -297,16 +297,11 @@ class Ledger:
             invoice = self._create_invoice(conn, element, dates, now)
         else:
             invoice = self._update_invoice(conn, existing, element, dates, now)
-        if invoice["Type"] == "ACCREC":
-            clash = self.store.find(
-                "Invoices",
-                "label = ? AND type = 'ACCREC' AND id != ?",
-                (invoice["InvoiceNumber"], invoice["InvoiceID"]),
-                limit=1,
-                conn=conn,
-            )
-            if clash:
-                raise Invalid("Invoice # must be unique.")
+        # xero.md §2.4: sales invoice numbers are unique; bill numbers are not.
+        if invoice["Type"] == "ACCREC" and self.store.label_taken(
+            "Invoices", invoice["InvoiceNumber"], invoice["InvoiceID"], "type = 'ACCREC'", conn
+        ):
+            raise Invalid("Invoice # must be unique.")
         self.store.save(conn, "Invoices", invoice)
         return invoice
 
@@ -430,19 +425,14 @@ class Ledger:
         email = contact.get("EmailAddress", "")
         if email and ("@" not in email or not email.isascii()):
             raise Invalid("Email address must be valid.")
-        if contact["ContactStatus"] == "ACTIVE":
-            clash = self.store.find(
-                "Contacts",
-                "label = ? AND status = 'ACTIVE' AND id != ?",
-                (contact["Name"], contact["ContactID"]),
-                limit=1,
-                conn=conn,
+        # xero.md §2.5: names are unique among active contacts.
+        if contact["ContactStatus"] == "ACTIVE" and self.store.label_taken(
+            "Contacts", contact["Name"], contact["ContactID"], "status = 'ACTIVE'", conn
+        ):
+            raise Invalid(
+                f"The contact name {contact['Name']} is already assigned to another contact. "
+                "The contact name must be unique across all active contacts."
             )
-            if clash:
-                raise Invalid(
-                    f"The contact name {contact['Name']} is already assigned to another contact. "
-                    "The contact name must be unique across all active contacts."
-                )
         stamp(contact, now, with_string=False)
         self.store.save(conn, "Contacts", contact)
         return contact

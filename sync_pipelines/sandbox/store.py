@@ -156,6 +156,12 @@ class Store:
         rows = conn.execute(sql, params).fetchall() if conn else self._query(sql, params)
         return json.loads(rows[0][0]) if rows else None
 
+    def label_taken(
+        self, collection: str, label: str, record_id: str, scope: str, conn: sqlite3.Connection | None = None
+    ) -> bool:
+        """Whether another record within `scope` (SQL on whitelisted columns) already uses this label."""
+        return bool(self.find(collection, f"label = ? AND {scope} AND id != ?", (label, record_id), limit=1, conn=conn))
+
     def find(
         self,
         collection: str,
