@@ -13,7 +13,7 @@ INVOICES = EntitySyncSpec(
     flow=FLOW,
     entity="invoices",
     description="Sales invoices (ACCREC)",
-    source=XeroCollection("Invoices", id_field="InvoiceID", where='Type=="ACCREC"'),
+    source=XeroCollection("Invoices", id_field="InvoiceID", where='Type=="ACCREC"', webhook_category="INVOICE"),
     contract=XeroInvoice,
     key="invoice_id",
     flatten=flatten_invoice,

@@ -22,6 +22,9 @@ class XeroCollection:
     # xero.md §3.2: the If-Modified-Since boundary is unconfirmed, it is accurate to the second, and late
     # commits happen: re-read a window behind the cursor; exact re-reads are dropped when landing.
     overlap: timedelta = timedelta(minutes=5)
+    # xero.md §6: the webhook category whose events mean this collection changed (INVOICE, CONTACT), or None
+    # for collections Xero sends no webhooks for (Payments, BankTransactions: the polling sweep covers them).
+    webhook_category: str | None = None
     system: str = "xero"
 
     def read(self, xero: XeroResource, cursor: dict | None) -> Iterator[list[dict]]:
