@@ -53,6 +53,21 @@ class SandboxAdmin:
     def segment_messages(self) -> list[dict]:
         return self.call("GET", "/segment/messages")
 
+    def webhooks(self, **options) -> dict:
+        """The Xero webhook subscription; options (url, key, attempts, backoff_seconds) are PUT first."""
+        return self.call("PUT", "/xero/webhooks", options) if options else self.call("GET", "/xero/webhooks")
+
+    def flush_webhooks(self, timeout: float = 30) -> None:
+        """Return once every queued webhook event has been delivered (or its delivery given up)."""
+        self.call("POST", "/xero/webhooks/flush", {"timeout": timeout})
+
+    def webhook_deliveries(self) -> list[dict]:
+        return self.call("GET", "/xero/webhooks/deliveries")
+
+    def notifications(self) -> list[dict]:
+        """What the Slack lookalike and the generic webhook receiver captured, in arrival order."""
+        return self.call("GET", "/notifications")
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
@@ -82,9 +97,9 @@ def run_sync(sync_env):
     """Materialise every asset of the code location once, in process, like the demo does."""
     instance = dg.DagsterInstance.ephemeral()
 
-    def run() -> dg.ExecuteInProcessResult:
+    def run(selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
         job = defs().resolve_implicit_global_asset_job_def()
-        return job.execute_in_process(instance=instance, raise_on_error=False)
+        return job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=selection)
 
     return run
 

@@ -6,8 +6,10 @@
 import dagster as dg
 
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.vendors.xero.resource import XeroResource
+from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
 
 @dg.definitions
@@ -24,5 +26,8 @@ def defs() -> dg.Definitions:
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
             ),
             "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),
+            "webhook_inbox": WebhookInboxResource(path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX")),
+            # Set to "" to turn team notifications off.
+            "notifier": NotifierResource(url=dg.EnvVar("SYNC_PIPELINES_NOTIFY_URL")),
         }
     )

@@ -2,16 +2,30 @@
 
 import dagster as dg
 
-from sync_pipelines.defs.xero_to_segment import FLOW
+from sync_pipelines.defs.xero_to_segment import FLOW, contact_enrichment
 
 xero_to_segment_job = dg.define_asset_job(
     f"{FLOW}_sync",
-    selection=dg.AssetSelection.groups(FLOW),
+    selection=dg.AssetSelection.groups(FLOW) - dg.AssetSelection.assets(contact_enrichment),
     description="Extract what changed in Xero since the last cursor, validate, stage and deliver to Segment.",
 )
 
 xero_to_segment_schedule = dg.ScheduleDefinition(
     job=xero_to_segment_job,
     cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+xero_contact_enrichment_job = dg.define_asset_job(
+    "xero_contact_enrichment",
+    selection=dg.AssetSelection.assets(contact_enrichment),
+    description="Recompute per-contact traits from what is staged and send the ones that changed.",
+)
+
+# Daily: overdue balances move with the calendar even when no record changes.
+xero_contact_enrichment_schedule = dg.ScheduleDefinition(
+    job=xero_contact_enrichment_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

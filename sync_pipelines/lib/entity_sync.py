@@ -22,6 +22,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.reconcile import reconcile_entity
 from sync_pipelines.lib.staging import OutboxMessage, StagingResource, row_versions
 from sync_pipelines.lib.validation import split_valid
+from sync_pipelines.vendors.delivery import DeliveryReport
 
 # Rows turned into a dataframe at a time: bounds memory on a 100,000-record backfill.
 VALIDATION_CHUNK = 20_000
@@ -59,12 +60,6 @@ class Source(Protocol):
         ...
 
 
-class DeliveryReport(Protocol):
-    delivered: list[str]  # message ids
-    failed: list[tuple[str, str]]  # (message id, error) worth retrying later
-    rejected: list[tuple[str, str]]  # (message id, reason) the target would refuse again
-
-
 @dataclass(frozen=True)
 class Totals:
     """How reconciliation compares money: a JSON path into each delivered payload against staged columns."""
@@ -75,20 +70,28 @@ class Totals:
 
 
 class Target(Protocol):
-    """Writes staged changes to one vendor, idempotently. Its resource is bound under `system`."""
+    """Writes staged changes to one vendor, idempotently, with the resources named in `resource_keys`."""
 
     system: str
     totals: Totals | None
+    resource_keys: set[str]
 
     def stage_changes(
-        self, conn: duckdb.DuckDBPyConnection, *, source: str, key: str, changed: pd.DataFrame, previous: pd.DataFrame
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        *,
+        name: str,
+        source: str,
+        key: str,
+        changed: pd.DataFrame,
+        previous: pd.DataFrame,
     ) -> list[OutboxMessage]:
         """The writes these changes call for, each with a deterministic idempotency key."""
         ...
 
-    def deliver(self, resource: Any, payloads: list[dict]) -> DeliveryReport: ...
+    def deliver(self, resources: Any, payloads: list[dict]) -> DeliveryReport: ...
 
-    def figures(self, resource: Any) -> dict[str, int | float]: ...
+    def figures(self, resources: Any) -> dict[str, int | float]: ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def stage_batch(
         known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
         valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
     messages = spec.target.stage_changes(
-        conn, source=spec.source.system, key=spec.key, changed=valid, previous=previous
+        conn, name=spec.name, source=spec.source.system, key=spec.key, changed=valid, previous=previous
     )
     staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
     staging.quarantine_rows(
@@ -306,50 +309,53 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
         group_name=spec.flow,
         kinds={target.system},
         description=f"{spec.description} delivered to {target.system}, each change exactly once.",
-        required_resource_keys={target.system, "staging_db"},
+        required_resource_keys={*target.resource_keys, "staging_db"},
         check_specs=[reconciliation_check],
         freshness_policy=spec.freshness,
     )
     def delivered(context: dg.AssetExecutionContext):
         started = time.monotonic()
-        vendor, staging_db = getattr(context.resources, target.system), context.resources.staging_db
-        run_id = context.run.run_id
-        with staging_db.connect() as conn:
-            replayed = staging.requeue_dead_letters(conn, flow=spec.flow, entity=spec.entity)
-        sent = failed = rejected = 0
-        while True:
-            with staging_db.connect() as conn:
-                batch = staging.pending_messages(conn, flow=spec.flow, entity=spec.entity, limit=DELIVERY_CHUNK)
-            if not batch:
-                break
-            report = target.deliver(vendor, [payload for _, _, payload in batch])
-            record_of = {message_id: record_id for message_id, record_id, _ in batch}
-            where = {"flow": spec.flow, "entity": spec.entity, "target": target.system, "run_id": run_id}
-            with staging_db.connect() as conn:
-                staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
-                for failures, retryable in ((report.failed, True), (report.rejected, False)):
-                    staging.dead_letter(
-                        conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
-                        **where,
-                    )  # fmt: skip
-            sent += len(report.delivered)
-            failed += len(report.failed)
-            rejected += len(report.rejected)
-            if report.failed or report.rejected:
-                # What failed now waits in the dead-letter queue; the rest of the outbox still goes.
-                context.log.warning(f"{len(report.failed)} failed and {len(report.rejected)} rejected messages")
-        with staging_db.connect() as conn:
-            result = reconcile_entity(conn, spec=spec, run_id=run_id)
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": sent,
-                "failed": failed,
-                "rejected": rejected,
-                "replayed_from_dead_letters": replayed,
-                **target.figures(vendor),
-                "seconds": round(time.monotonic() - started, 3),
-            }
-        )
+        figures = deliver_outbox(context, flow=spec.flow, entity=spec.entity, target=target)
+        with context.resources.staging_db.connect() as conn:
+            result = reconcile_entity(conn, spec=spec, run_id=context.run.run_id)
+        yield dg.MaterializeResult(metadata={**figures, "seconds": round(time.monotonic() - started, 3)})
         yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=result.as_metadata())
 
     return dg.Definitions(assets=[extract, validated, delivered])
+
+
+def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str, target: Target) -> dict:
+    """Send one entity's pending messages (and its due dead letters) to the target; figures for the metadata.
+
+    What fails waits in the dead-letter queue with its error; the rest of the outbox still goes.
+    """
+    staging_db, run_id = context.resources.staging_db, context.run.run_id
+    with staging_db.connect() as conn:
+        replayed = staging.requeue_dead_letters(conn, flow=flow, entity=entity)
+    sent = failed = rejected = 0
+    while True:
+        with staging_db.connect() as conn:
+            batch = staging.pending_messages(conn, flow=flow, entity=entity, limit=DELIVERY_CHUNK)
+        if not batch:
+            break
+        report = target.deliver(context.resources, [payload for _, _, payload in batch])
+        record_of = {message_id: record_id for message_id, record_id, _ in batch}
+        where = {"flow": flow, "entity": entity, "target": target.system, "run_id": run_id}
+        with staging_db.connect() as conn:
+            staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
+            for failures, retryable in ((report.failed, True), (report.rejected, False)):
+                staging.dead_letter(
+                    conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable, **where
+                )
+        sent += len(report.delivered)
+        failed += len(report.failed)
+        rejected += len(report.rejected)
+        if report.failed or report.rejected:
+            context.log.warning(f"{len(report.failed)} failed and {len(report.rejected)} rejected messages")
+    return {
+        "dagster/row_count": sent,
+        "failed": failed,
+        "rejected": rejected,
+        "replayed_from_dead_letters": replayed,
+        **target.figures(context.resources),
+    }

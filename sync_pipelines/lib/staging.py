@@ -68,6 +68,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             in_source BIGINT, staged BIGINT, quarantined BIGINT, changes BIGINT, delivered BIGINT,
             dead_lettered BIGINT, pending BIGINT, ok BOOLEAN NOT NULL)""",
     ),
+    # Traits can return to an earlier value: a per-identity version keeps every change's message id new.
+    ("ALTER TABLE identities ADD COLUMN version INTEGER NOT NULL DEFAULT 0",),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -217,11 +219,28 @@ def current_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, ids: Se
 
 
 def upsert_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, rows: pd.DataFrame) -> None:
-    """Replace the staged rows for these keys; the table takes the validated frame's columns."""
+    """Replace the staged rows for these keys; the table takes the validated frame's columns.
+
+    A column the contract gained since the table was made is added (earlier rows hold NULL there); a column
+    with no value yet is text rather than DuckDB's untyped NULL, which no later value could be cast into.
+    """
     if rows.empty:
         return
     with frame_as(conn, "incoming_rows", rows):
-        conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" AS SELECT * FROM incoming_rows WHERE false')
+        incoming = [
+            (name, "VARCHAR" if kind.strip('"') == "NULL" else kind)
+            for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM incoming_rows").fetchall()
+        ]
+        columns = ", ".join(f'"{name}" {kind}' for name, kind in incoming)
+        conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+        existing = {
+            name for (name,) in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+            ).fetchall()
+        }  # fmt: skip
+        for name, kind in incoming:
+            if name not in existing:
+                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
         conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
         conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
 
@@ -255,9 +274,10 @@ def changed_identities(conn: duckdb.DuckDBPyConnection, source: str, identities:
     return {user_id: identities[user_id] for (user_id,) in changed}
 
 
-def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]) -> None:
+def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities: dict[str, dict]) -> dict[str, int]:
+    """Record these traits as the last queued; each identity's new version number, counting its changes."""
     if not identities:
-        return
+        return {}
     remembered = pd.DataFrame(
         {
             "user_id": list(identities),
@@ -266,10 +286,14 @@ def remember_identities(conn: duckdb.DuckDBPyConnection, source: str, identities
         }
     )
     with frame_as(conn, "remembered", remembered):
-        conn.execute(
-            "INSERT OR REPLACE INTO identities SELECT ?, user_id, traits_hash, traits, ? FROM remembered",
-            [source, utcnow()],
-        )
+        versions = conn.execute(
+            """INSERT OR REPLACE INTO identities (source, user_id, traits_hash, traits, updated_at, version)
+               SELECT ?, r.user_id, r.traits_hash, r.traits, ?, coalesce(i.version, 0) + 1
+               FROM remembered r LEFT JOIN identities i ON i.source = ? AND i.user_id = r.user_id
+               RETURNING user_id, version""",
+            [source, utcnow(), source],
+        ).fetchall()
+    return dict(versions)
 
 
 def link_ids(

@@ -7,6 +7,7 @@ the same whichever way it was made. Records are dicts in rendered API form (xero
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -17,7 +18,11 @@ CENT = Decimal("0.01")
 # Rates behind the sandbox's tax types (NZ-style GST, as in the spec examples).
 TAX_RATES = {"OUTPUT": Decimal("0.15"), "INPUT": Decimal("0.15"), "NONE": Decimal("0"), "EXEMPTOUTPUT": Decimal("0")}
 BASE_CURRENCY = "USD"
-SALES_ACCOUNT, PURCHASES_ACCOUNT, BANK_ACCOUNT = "200", "400", "090"
+# Xero's default chart of accounts: 200 Sales (REVENUE), 300 Purchases (DIRECTCOSTS), 090 the bank account, and
+# EXPENSE-class accounts in the 400s: 404 Bank Fees, 429 General Expenses, 453 Office Expenses, 493 Travel - National.
+SALES_ACCOUNT, PURCHASES_ACCOUNT, BANK_ACCOUNT = "200", "300", "090"
+GENERAL_EXPENSES_ACCOUNT = "429"
+EXPENSE_ACCOUNTS = ("404", GENERAL_EXPENSES_ACCOUNT, "453", "493")
 BANK_ACCOUNT_ID = "5690f1e8-1d02-4893-90c2-ee1a69eff942"
 
 INVOICE_TYPES = ("ACCREC", "ACCPAY")
@@ -225,15 +230,28 @@ def apply_payment(invoice: dict, payment: dict, updated_ms: int) -> None:
 
 
 class Ledger:
-    """Validating writes against the store; every method runs inside the caller's transaction."""
+    """Validating writes against the store; every method runs inside the caller's transaction.
 
-    def __init__(self, store: Store):
+    before_save sees every record just before it is saved, inside the same transaction (the webhook emitter
+    queues its events there, so a rolled-back write announces nothing).
+    """
+
+    def __init__(self, store: Store, before_save: Callable[[sqlite3.Connection, str, dict], None] | None = None):
         self.store = store
+        self.before_save = before_save
+
+    def save(self, conn: sqlite3.Connection, collection: str, record: dict) -> None:
+        if self.before_save is not None:
+            self.before_save(conn, collection, record)
+        self.store.save(conn, collection, record)
 
     # -- shared lookups -----------------------------------------------------------------------
 
-    def _contact_for(self, conn: sqlite3.Connection, reference: Any, now: int, invoice_type: str) -> dict:
-        """Resolve an invoice's Contact by ID, ContactNumber or Name; an unknown Name creates the contact."""
+    def _contact_for(self, conn: sqlite3.Connection, reference: Any, now: int, invoice_type: str | None) -> dict:
+        """Resolve a Contact by ID, ContactNumber or Name; an unknown Name creates the contact.
+
+        An invoice (invoice_type given) also marks its contact as a customer or supplier.
+        """
         if not isinstance(reference, dict) or not any(reference.get(k) for k in ("ContactID", "Name", "ContactNumber")):
             raise Invalid(
                 "The Contact must contain at least 1 of the following elements to identify the contact: "
@@ -261,11 +279,13 @@ class Ledger:
             )
             if contact is None:
                 contact = self.write_contact(conn, {"Name": reference["Name"]}, now, create_only=True)
+        if invoice_type is None:
+            return contact
         flag = "IsCustomer" if invoice_type == "ACCREC" else "IsSupplier"
         if not contact.get(flag):
             # IsCustomer/IsSupplier are derived and do not bump UpdatedDateUTC (xero.md §3.2).
             contact[flag] = True
-            self.store.save(conn, "Contacts", contact)
+            self.save(conn, "Contacts", contact)
         return contact
 
     def _existing(
@@ -302,7 +322,7 @@ class Ledger:
             "Invoices", invoice["InvoiceNumber"], invoice["InvoiceID"], "type = 'ACCREC'", conn
         ):
             raise Invalid("Invoice # must be unique.")
-        self.store.save(conn, "Invoices", invoice)
+        self.save(conn, "Invoices", invoice)
         return invoice
 
     def _create_invoice(self, conn: sqlite3.Connection, element: dict, dates: dict[str, int], now: int) -> dict:
@@ -391,9 +411,7 @@ class Ledger:
             line.setdefault("LineItemID", str(uuid.uuid4()))
             line.setdefault("Quantity", 1)
             line.setdefault("UnitAmount", 0)
-            line.setdefault(
-                "AccountCode", SALES_ACCOUNT if invoice_type in ("ACCREC", "RECEIVE") else PURCHASES_ACCOUNT
-            )
+            line.setdefault("AccountCode", default_account(invoice_type))
             line.setdefault("TaxType", "OUTPUT" if invoice_type in ("ACCREC", "RECEIVE") else "INPUT")
             lines.append(line)
         return lines
@@ -434,7 +452,7 @@ class Ledger:
                 "The contact name must be unique across all active contacts."
             )
         stamp(contact, now, with_string=False)
-        self.store.save(conn, "Contacts", contact)
+        self.save(conn, "Contacts", contact)
         return contact
 
     # -- bank transactions --------------------------------------------------------------------
@@ -472,11 +490,8 @@ class Ledger:
             if txn["Status"] != "AUTHORISED":
                 raise Invalid(f"This bank transaction cannot be edited as it has a status of {txn['Status']}.")
         if "Contact" in element:
-            txn["Contact"] = contact_summary(
-                self._contact_for(
-                    conn, element["Contact"], now, "ACCREC" if txn["Type"].startswith("RECEIVE") else "ACCPAY"
-                )
-            )
+            # IsCustomer/IsSupplier come from invoices only (xero.md §2.5), so no invoice type here.
+            txn["Contact"] = contact_summary(self._contact_for(conn, element["Contact"], now, None))
         if "LineItems" in element:
             txn["LineItems"] = self._lines(element["LineItems"], txn["Type"], txn["LineItems"])
         for field in ("Reference", "IsReconciled", "LineAmountTypes", "Status", "Url"):
@@ -487,7 +502,7 @@ class Ledger:
         subtotal, tax = price_lines(txn["LineItems"], txn.get("LineAmountTypes", "Exclusive"))
         txn.update(SubTotal=money(subtotal), TotalTax=money(tax), Total=money(subtotal + tax))
         stamp(txn, now, with_string=False)
-        self.store.save(conn, "BankTransactions", txn)
+        self.save(conn, "BankTransactions", txn)
         return txn
 
     # -- payments -----------------------------------------------------------------------------
@@ -526,8 +541,8 @@ class Ledger:
         )
         payment = new_payment(str(uuid.uuid4()), invoice, amount, date_ms, now, element.get("Reference", ""))
         apply_payment(invoice, payment, now)
-        self.store.save(conn, "Payments", payment)
-        self.store.save(conn, "Invoices", invoice)
+        self.save(conn, "Payments", payment)
+        self.save(conn, "Invoices", invoice)
         return payment, invoice
 
     def delete_payment(self, conn: sqlite3.Connection, payment: dict, now: int) -> dict:
@@ -543,8 +558,8 @@ class Ledger:
             invoice["Status"] = "AUTHORISED"
         refresh_invoice_amounts(invoice)
         stamp(invoice, now)
-        self.store.save(conn, "Payments", payment)
-        self.store.save(conn, "Invoices", invoice)
+        self.save(conn, "Payments", payment)
+        self.save(conn, "Invoices", invoice)
         return payment
 
     def _next(self, name: str, conn: sqlite3.Connection) -> int:
@@ -605,6 +620,13 @@ def new_bank_transaction(
     stamp(txn, updated_ms, with_string=False)
     txn["CurrencyCode"] = currency
     return txn
+
+
+def default_account(transaction_type: str) -> str:
+    """Sales post to 200, bills to 300 Purchases, money spent to 429 General Expenses."""
+    if transaction_type == "ACCREC" or transaction_type.startswith("RECEIVE"):
+        return SALES_ACCOUNT
+    return PURCHASES_ACCOUNT if transaction_type == "ACCPAY" else GENERAL_EXPENSES_ACCOUNT
 
 
 def check_transition(current: str, target: str, has_payments: bool) -> None:

@@ -1,4 +1,4 @@
-"""Admin API under /_admin for tests and demos: reset, limits, faults, direct record changes and stats.
+"""Admin API under /_admin for tests and demos: reset, limits, faults, direct record changes, webhooks and stats.
 
 Never fault-injected, never rate-limited and unauthenticated: the sandbox only listens on 127.0.0.1.
 """
@@ -7,14 +7,26 @@ import json
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipelines.sandbox.accounting import Invalid, PostDataInvalid, set_date, stamp
+from sync_pipelines.sandbox.accounting import (
+    BANK_ACCOUNT,
+    BANK_ACCOUNT_ID,
+    Invalid,
+    PostDataInvalid,
+    default_account,
+    set_date,
+    stamp,
+)
 from sync_pipelines.sandbox.dates import add_days, now_ms, parse_net
 from sync_pipelines.sandbox.runtime import LIMIT_NAMES, Runtime
 from sync_pipelines.sandbox.store import dumps
+from sync_pipelines.sandbox.webhooks import check_url
+
+_WEBHOOK_OPTIONS = {"url", "key", "attempts", "backoff_seconds"}
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
@@ -49,9 +61,23 @@ class AdminApi:
                 Route("/xero/invoices/{invoice_id}", self.update_invoice, methods=["POST"]),
                 Route("/xero/invoices/{invoice_id}/pay", self.pay_invoice, methods=["POST"]),
                 Route("/xero/invoices/{invoice_id}/void", self.void_invoice, methods=["POST"]),
-                Route("/xero/contacts", self.contacts, methods=["GET"]),
+                Route("/xero/contacts", self.contacts, methods=["GET", "POST"]),
+                Route("/xero/contacts/{contact_id}", self.update_contact, methods=["POST"]),
                 Route("/xero/contacts/{contact_id}/archive", self.archive_contact, methods=["POST"]),
+                Route("/xero/payments", self.payments, methods=["GET"]),
+                Route("/xero/payments/{payment_id}/delete", self.delete_payment, methods=["POST"]),
+                Route("/xero/bank-transactions", self.bank_transactions, methods=["GET", "POST"]),
+                Route(
+                    "/xero/bank-transactions/{transaction_id}/delete", self.delete_bank_transaction, methods=["POST"]
+                ),
+                Route("/xero/bank-transactions/{transaction_id}/void", self.void_bank_transaction, methods=["POST"]),
                 Route("/xero/touch", self.touch, methods=["POST"]),
+                Route("/xero/webhooks", self.webhooks, methods=["GET", "PUT"]),
+                Route("/xero/webhooks/deliveries", self.webhook_deliveries, methods=["GET"]),
+                Route("/xero/webhooks/redeliver", self.redeliver, methods=["POST"]),
+                Route("/xero/webhooks/itr", self.intent_to_receive, methods=["POST"]),
+                Route("/xero/webhooks/flush", self.flush_webhooks, methods=["POST"]),
+                Route("/notifications", self.notifications, methods=["GET"]),
                 Route("/segment/messages", self.messages, methods=["GET"]),
                 Route("/segment/dropped", self.dropped, methods=["GET"]),
                 Route("/stats", self.stats, methods=["GET"]),
@@ -99,7 +125,9 @@ class AdminApi:
     def _new_invoice(self, conn: Any, body: dict) -> dict:
         """Fill the defaults a demo wants: an active contact, one line and AUTHORISED."""
         element = {
-            k: v for k, v in body.items() if k in ("Type", "Status", "LineItems", "CurrencyCode", "Date", "DueDate")
+            k: v
+            for k, v in body.items()
+            if k in ("Type", "Status", "LineItems", "CurrencyCode", "Date", "DueDate", "Reference")
         }
         element.setdefault("Type", "ACCREC")
         element.setdefault("Status", "AUTHORISED")
@@ -121,9 +149,10 @@ class AdminApi:
     async def pay_invoice(self, request: Request) -> Response:
         body = await _json(request)
         invoice_id = request.path_params["invoice_id"]
-        payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}}
-        if body.get("Amount") is not None:
-            payment["Amount"] = body["Amount"]
+        payment = {"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": BANK_ACCOUNT}}
+        for field in ("Amount", "Date"):
+            if body.get(field) is not None:
+                payment[field] = body[field]
         return self._ledger_write(lambda conn, now: self.ledger.create_payment(conn, payment, now)[1], invoice_id)
 
     async def void_invoice(self, request: Request) -> Response:
@@ -134,7 +163,21 @@ class AdminApi:
         )
 
     async def contacts(self, request: Request) -> Response:
-        return self._listing("Contacts")
+        if request.method == "GET":
+            return self._listing("Contacts")
+        body = await _json(request)
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_contact(conn, body, now, create_only=True), collection="Contacts"
+        )
+
+    async def update_contact(self, request: Request) -> Response:
+        body = await _json(request)
+        contact_id = request.path_params["contact_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_contact(conn, body, now, target_id=contact_id),
+            contact_id,
+            collection="Contacts",
+        )
 
     async def archive_contact(self, request: Request) -> Response:
         contact_id = request.path_params["contact_id"]
@@ -142,6 +185,67 @@ class AdminApi:
             lambda conn, now: self.ledger.write_contact(conn, {"ContactStatus": "ARCHIVED"}, now, target_id=contact_id),
             contact_id,
             collection="Contacts",
+        )
+
+    async def payments(self, request: Request) -> Response:
+        return self._listing("Payments")
+
+    async def delete_payment(self, request: Request) -> Response:
+        """Reverses the payment and reopens its invoice (xero.md §2.9), which announces an INVOICE UPDATE."""
+        payment_id = request.path_params["payment_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.delete_payment(conn, self.store.get("Payments", payment_id, conn), now),
+            payment_id,
+            collection="Payments",
+        )
+
+    async def bank_transactions(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self._listing("BankTransactions")
+        body = await _json(request)
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_bank_transaction(
+                conn, self._new_bank_transaction(body), now, create_only=True
+            ),
+            collection="BankTransactions",
+        )
+
+    @staticmethod
+    def _new_bank_transaction(body: dict) -> dict:
+        """Fill the defaults a demo wants: the bank account and one line on 200 (RECEIVE) or 429 (SPEND)."""
+        element = {k: v for k, v in body.items() if k in ("Type", "LineItems", "CurrencyCode", "Date", "Reference")}
+        element["BankAccount"] = {"AccountID": BANK_ACCOUNT_ID, "Code": BANK_ACCOUNT}
+        if isinstance(body.get("Type"), str):
+            element.setdefault(
+                "LineItems",
+                [
+                    {
+                        "Description": "Sandbox bank transaction",
+                        "Quantity": 1,
+                        "UnitAmount": 100,
+                        "AccountCode": default_account(body["Type"]),
+                    }
+                ],
+            )
+        if body.get("ContactID"):
+            element["Contact"] = {"ContactID": body["ContactID"]}
+        return element
+
+    async def delete_bank_transaction(self, request: Request) -> Response:
+        return self._end_bank_transaction(request, "DELETED")
+
+    async def void_bank_transaction(self, request: Request) -> Response:
+        return self._end_bank_transaction(request, "VOIDED")
+
+    def _end_bank_transaction(self, request: Request, status: str) -> Response:
+        """Bank transactions are removed by status, never deleted outright (xero.md §2.8, §7)."""
+        transaction_id = request.path_params["transaction_id"]
+        return self._ledger_write(
+            lambda conn, now: self.ledger.write_bank_transaction(
+                conn, {"Status": status}, now, target_id=transaction_id
+            ),
+            transaction_id,
+            collection="BankTransactions",
         )
 
     async def touch(self, request: Request) -> Response:
@@ -157,7 +261,7 @@ class AdminApi:
                 invoice = json.loads(body)
                 set_date(invoice, "DueDate", add_days(parse_net(invoice["DueDate"]), 1))
                 stamp(invoice, now + offset)
-                self.store.save(conn, "Invoices", invoice)
+                self.ledger.save(conn, "Invoices", invoice)
                 touched.append(invoice["InvoiceID"])
         return JSONResponse({"touched": len(touched), "ids": touched})
 
@@ -177,6 +281,62 @@ class AdminApi:
         except (Invalid, PostDataInvalid) as exc:
             return _bad(str(exc))
         return JSONResponse(record)
+
+    # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
+
+    async def webhooks(self, request: Request) -> Response:
+        """The subscription: {"url", "key", "attempts", "backoff_seconds"}; PUT changes any of them."""
+        emitter = self.runtime.webhooks
+        if request.method == "PUT":
+            body = await _json(request)
+            if set(body) - _WEBHOOK_OPTIONS:
+                return _bad(f"webhook options are {sorted(_WEBHOOK_OPTIONS)}")
+            if "url" in body:
+                check_url(body["url"])
+            if "key" in body and not (isinstance(body["key"], str) and body["key"]):
+                return _bad("key must be a non-empty string")
+            attempts = int(body.get("attempts", emitter.attempts))
+            backoff = float(body.get("backoff_seconds", emitter.backoff_seconds))
+            if attempts < 1 or backoff < 0:
+                return _bad("attempts must be at least 1 and backoff_seconds not negative")
+            emitter.key, emitter.attempts, emitter.backoff_seconds = body.get("key", emitter.key), attempts, backoff
+            if "url" in body:
+                emitter.subscribe(body["url"])
+        return JSONResponse(
+            {
+                "url": emitter.url,
+                "key": emitter.key,
+                "attempts": emitter.attempts,
+                "backoff_seconds": emitter.backoff_seconds,
+                "queued": self.store.queue_length(),
+            }
+        )
+
+    async def webhook_deliveries(self, request: Request) -> Response:
+        return JSONResponse(self.store.deliveries())
+
+    async def redeliver(self, request: Request) -> Response:
+        first = (await _json(request)).get("first")
+        if not isinstance(first, int):
+            return _bad('"first" must be the firstEventSequence of a logged delivery')
+        if self.runtime.webhooks.url is None:
+            return _bad("no webhook url is configured")
+        outcome = await run_in_threadpool(self.runtime.webhooks.redeliver, first)
+        if outcome is None:
+            return _bad(f"no delivery starts at sequence {first}", 404)
+        return JSONResponse({"first": first, "status": outcome})
+
+    async def intent_to_receive(self, request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(self.runtime.webhooks.intent_to_receive))
+
+    async def flush_webhooks(self, request: Request) -> Response:
+        """Wait (in a worker thread: the receiver may be this very server) until every queued event went out."""
+        timeout = float((await _json(request)).get("timeout", 30))
+        idle = await run_in_threadpool(self.runtime.webhooks.wait_idle, timeout)
+        return JSONResponse({"idle": idle, "queued": self.store.queue_length()}, 200 if idle else 504)
+
+    async def notifications(self, request: Request) -> Response:
+        return JSONResponse(self.store.notifications())
 
     async def messages(self, request: Request) -> Response:
         return JSONResponse(self.store.messages())

@@ -88,3 +88,9 @@ def connection_string(ms: int) -> str:
 def expiry_string(ms: int) -> str:
     """The "token expired at MM/DD/YYYY HH:MM:SS" detail of a 401 (xero.md §1.9)."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m/%d/%Y %H:%M:%S")
+
+
+def event_date_string(ms: int) -> str:
+    """Webhook eventDateUtc: milliseconds and no zone suffix, "2024-06-21T01:15:39.902" (xero.md §6)."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"

@@ -1,7 +1,8 @@
 """Settings and the live, in-memory state every sandbox app shares (limits, faults, stats, in-flight counts).
 
-Records, tokens and Segment messages persist in the Store; counters and fault knobs are per process, so a
-restarted sandbox starts with fresh rate-limit windows and no faults, like a new day at the vendor.
+Records, tokens, Segment messages and queued webhook events persist in the Store; counters, fault knobs and
+run-time webhook settings are per process, so a restarted sandbox starts with fresh rate-limit windows, no
+faults and its configured webhook subscription, like a new day at the vendor.
 """
 
 import random
@@ -14,6 +15,7 @@ from typing import Any
 from sync_pipelines.sandbox import seed
 from sync_pipelines.sandbox.accounting import Ledger
 from sync_pipelines.sandbox.store import Store
+from sync_pipelines.sandbox.webhooks import WebhookEmitter
 
 LIMIT_NAMES = ("minute_limit", "day_limit", "concurrent_limit", "app_minute_limit")
 FAULT_DEFAULTS: dict[str, float] = {
@@ -28,7 +30,11 @@ VENDORS = ("xero", "segment")
 
 @dataclass
 class SandboxSettings:
-    """Everything a sandbox run needs; defaults mirror the vendors' documented limits (xero.md §1.4, §4.3, §5)."""
+    """Everything a sandbox run needs; defaults mirror the vendors' documented limits (xero.md §1.4, §4.3, §5).
+
+    webhook_url None means no webhook subscription (xero.md §6); webhook_attempts and webhook_backoff_seconds
+    (first retry delay, doubling up to 30 s) bound how long one failing delivery is retried.
+    """
 
     state_path: Path
     seed: int = 42
@@ -45,12 +51,17 @@ class SandboxSettings:
     client_id: str = "sandbox-client-id"
     client_secret: str = "sandbox-client-secret"
     write_key: str = "sandbox-write-key"
+    webhook_url: str | None = None
+    webhook_key: str = "sandbox-webhook-key"
+    webhook_attempts: int = 8
+    webhook_backoff_seconds: float = 0.5
 
 
 @dataclass
 class Runtime:
     settings: SandboxSettings
     store: Store
+    webhooks: WebhookEmitter = field(init=False)
     ledger: Ledger = field(init=False)
     limits: dict[str, int] = field(init=False)
     faults: dict[str, dict[str, float]] = field(init=False)
@@ -60,7 +71,14 @@ class Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.ledger = Ledger(self.store)
+        self.webhooks = WebhookEmitter(
+            self.store,
+            self.settings.webhook_url,
+            self.settings.webhook_key,
+            self.settings.webhook_attempts,
+            self.settings.webhook_backoff_seconds,
+        )
+        self.ledger = Ledger(self.store, before_save=self.webhooks.observe)
         self.limits = {name: getattr(self.settings, name) for name in LIMIT_NAMES}
         self.faults = {vendor: dict(FAULT_DEFAULTS) for vendor in VENDORS}
         self._fault_rng = random.Random(f"faults:{self.settings.seed}")

@@ -15,6 +15,7 @@ from faker import Faker
 from sync_pipelines.sandbox.accounting import (
     BANK_ACCOUNT,
     BANK_ACCOUNT_ID,
+    EXPENSE_ACCOUNTS,
     PURCHASES_ACCOUNT,
     SALES_ACCOUNT,
     apply_payment,
@@ -31,6 +32,8 @@ _DAY_MS = 86_400_000
 _STATUS_WEIGHTS = {"DRAFT": 8, "SUBMITTED": 4, "AUTHORISED": 30, "PAID": 50, "VOIDED": 4, "DELETED": 4}
 _CURRENCY_WEIGHTS = {"USD": 50, "GBP": 15, "EUR": 15, "AUD": 10, "NZD": 10}
 _SHARED_TIMESTAMP_SHARE = 0.1
+_INDIVIDUAL_SHARE = 0.25  # contacts that are people (Name == "First Last"); the rest are organisations
+_PURCHASES_BILL_SHARE = 0.5  # bills posted to 300 Purchases; the others to one expense account each
 _MALFORMED_KINDS = ("missing InvoiceID", "bad Date", "non-numeric Total")
 
 Records = dict[str, list[tuple[str, dict, str | None]]]
@@ -50,8 +53,8 @@ def generate(seed: int, invoices: int, contacts: int, malformed: int = 0) -> tup
     def new_id() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    people = [_contact(fake, rng, new_id(), index) for index in range(max(1, contacts))]
-    _make_names_unique(people)
+    taken: set[str] = set()
+    people = [_contact(fake, rng, new_id(), index, taken) for index in range(max(1, contacts))]
     descriptions = sorted({fake.catch_phrase() for _ in range(200)})
     builder = _InvoiceBuilder(rng, new_id, people, descriptions)
     invoice_rows: list[tuple[str, dict, str | None]] = []
@@ -98,9 +101,20 @@ def _past_ms(rng: random.Random) -> int:
     return ANCHOR_MS - rng.randint(1, HISTORY_DAYS * _DAY_MS)
 
 
-def _contact(fake: Faker, rng: random.Random, contact_id: str, index: int) -> dict:
+def _contact(fake: Faker, rng: random.Random, contact_id: str, index: int, taken: set[str]) -> dict:
+    """A person (Name is exactly "First Last") or an organisation with a primary person (FirstName/LastName).
+
+    IsCustomer/IsSupplier stay false here: invoices set them (xero.md §2.5).
+    """
     first, last = fake.first_name(), fake.last_name()
-    contact = new_contact(contact_id, fake.company(), _past_ms(rng))
+    if rng.random() < _INDIVIDUAL_SHARE:
+        while f"{first} {last}" in taken:  # a suffix would make a person look like an organisation
+            first, last = fake.first_name(), fake.last_name()
+        name = f"{first} {last}"
+    else:
+        name = _unique_name(fake.company(), taken)
+    taken.add(name)
+    contact = new_contact(contact_id, name, _past_ms(rng))
     contact.update(
         ContactStatus="ARCHIVED" if rng.random() < 0.05 else "ACTIVE",
         FirstName=first,
@@ -144,24 +158,23 @@ def _contact(fake: Faker, rng: random.Random, contact_id: str, index: int) -> di
     return contact
 
 
-def _make_names_unique(contacts: list[dict]) -> None:
+def _unique_name(name: str, taken: set[str]) -> str:
     """Names must be unique among active contacts (xero.md §2.5); the sandbox keeps them unique overall."""
-    seen: set[str] = set()
-    for contact in contacts:
-        name, suffix = contact["Name"], 2
-        while name in seen:
-            name, suffix = f"{contact['Name']} ({suffix})", suffix + 1
-        contact["Name"] = name
-        seen.add(name)
+    candidate, suffix = name, 2
+    while candidate in taken:
+        candidate, suffix = f"{name} ({suffix})", suffix + 1
+    return candidate
 
 
-def _lines(rng: random.Random, new_id: Callable[[], str], descriptions: list[str], sales: bool) -> list[dict]:
+def _lines(
+    rng: random.Random, new_id: Callable[[], str], descriptions: list[str], sales: bool, account: str
+) -> list[dict]:
     return [
         {
             "Description": rng.choice(descriptions),
             "Quantity": rng.randint(1, 10),
             "UnitAmount": str(Decimal(rng.randint(500, 200_000)) / 100),
-            "AccountCode": SALES_ACCOUNT if sales else PURCHASES_ACCOUNT,
+            "AccountCode": account,
             "TaxType": ("OUTPUT" if sales else "INPUT") if rng.random() < 0.8 else "NONE",
             "LineItemID": new_id(),
         }
@@ -195,7 +208,12 @@ class _InvoiceBuilder:
             number, reference = f"INV-{self.accrec_count:05d}", rng.choice(("", f"PO-{rng.randint(1000, 9999)}"))
         else:
             number, reference = f"SUP-{rng.randint(1000, 99999)}", ""
-        lines = _lines(rng, self.new_id, self.descriptions, sales)
+        if sales:
+            account = SALES_ACCOUNT
+        else:
+            purchases = rng.random() < _PURCHASES_BILL_SHARE
+            account = PURCHASES_ACCOUNT if purchases else rng.choice(EXPENSE_ACCOUNTS)
+        lines = _lines(rng, self.new_id, self.descriptions, sales, account)
         initial = "AUTHORISED" if status == "PAID" else status
         invoice = new_invoice(
             self.new_id(),
@@ -243,7 +261,7 @@ def _bank_transaction(
         "RECEIVE" if receive else "SPEND",
         {"AccountID": BANK_ACCOUNT_ID, "Code": BANK_ACCOUNT},
         rng.choice(contacts),
-        _lines(rng, new_id, descriptions, receive),
+        _lines(rng, new_id, descriptions, receive, SALES_ACCOUNT if receive else rng.choice(EXPENSE_ACCOUNTS)),
         "USD",
         day_start(updated),
         updated,

@@ -14,6 +14,7 @@ from starlette.routing import Mount
 
 from sync_pipelines.sandbox.admin import AdminApi
 from sync_pipelines.sandbox.faults import FaultInjector
+from sync_pipelines.sandbox.notify import NotificationCapture
 from sync_pipelines.sandbox.runtime import Runtime, SandboxSettings
 from sync_pipelines.sandbox.segment import SegmentSandbox
 from sync_pipelines.sandbox.store import Store
@@ -23,12 +24,13 @@ __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /_admin."""
+    """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /_admin, plus notification capture."""
     return Starlette(
         routes=[
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
             Mount("/_admin", app=AdminApi(runtime).app()),
+            *NotificationCapture(runtime).routes(),
         ]
     )
 
@@ -70,6 +72,7 @@ class SandboxServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         self._port = sock.getsockname()[1]
+        self.runtime.webhooks.base_url = self.url
         return sock
 
     def _uvicorn(self) -> uvicorn.Server:
@@ -90,6 +93,7 @@ class SandboxServer:
             if not self._thread.is_alive():
                 raise RuntimeError("the sandbox server failed to start")
             self._thread.join(0.01)
+        self.runtime.webhooks.start()
         return self
 
     def stop(self) -> None:
@@ -97,15 +101,18 @@ class SandboxServer:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
+        self.runtime.webhooks.stop()
         self._store.close()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (uvicorn handles SIGINT/SIGTERM)."""
         sock = self._bind()
         self._server = self._uvicorn()
+        self.runtime.webhooks.start()
         try:
             self._server.run(sockets=[sock])
         finally:
+            self.runtime.webhooks.stop()
             self._store.close()
 
     def __enter__(self) -> "SandboxServer":

@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS segment_messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS segment_dropped (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, reason TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS webhook_queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, category TEXT NOT NULL, resource_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, event_ms INTEGER NOT NULL, UNIQUE (category, resource_id, event_ms));
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    first INTEGER PRIMARY KEY, last INTEGER NOT NULL, events INTEGER NOT NULL, body BLOB NOT NULL,
+    signature TEXT NOT NULL, attempts TEXT NOT NULL DEFAULT '[]', delivered INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS notifications (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, path TEXT NOT NULL, body TEXT NOT NULL);
 """
 
 
@@ -125,7 +133,15 @@ class Store:
     def replace_records(self, records: dict[str, Iterable[tuple[str, dict, str | None]]], meta: dict[str, Any]) -> None:
         """Swap every collection and the seed metadata in one transaction (seeding and /_admin/reset)."""
         with self.transaction() as conn:
-            for table in ("segment_messages", "segment_dropped", "idempotency"):
+            # AUTOINCREMENT never reuses a number, so webhook sequences keep rising across resets (xero.md §6).
+            for table in (
+                "segment_messages",
+                "segment_dropped",
+                "idempotency",
+                "webhook_queue",
+                "webhook_deliveries",
+                "notifications",
+            ):
                 conn.execute(f"DELETE FROM {table}")
             for collection, (table, *_) in COLLECTIONS.items():
                 conn.execute(f"DELETE FROM {table}")
@@ -272,3 +288,70 @@ class Store:
     def dropped(self) -> list[dict]:
         rows = self._query("SELECT body, reason FROM segment_dropped ORDER BY seq")
         return [{"message": json.loads(body), "reason": reason} for body, reason in rows]
+
+    # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
+
+    def queue_event(
+        self, conn: sqlite3.Connection, category: str, resource_id: str, event_type: str, event_ms: int
+    ) -> None:
+        """Queue inside the writer's transaction, so a rolled-back write queues nothing; one event per resource
+        and moment, so a write that saves a record twice (pay then void) is announced once."""
+        conn.execute(
+            "INSERT OR IGNORE INTO webhook_queue (category, resource_id, event_type, event_ms) VALUES (?, ?, ?, ?)",
+            (category, resource_id, event_type, event_ms),
+        )
+
+    def queued_events(self, limit: int = -1) -> list[tuple[int, str, str, str, int]]:
+        """(sequence, category, resource id, event type, event ms) in sequence order."""
+        return self._query(
+            "SELECT seq, category, resource_id, event_type, event_ms FROM webhook_queue ORDER BY seq LIMIT ?", (limit,)
+        )
+
+    def queue_length(self) -> int:
+        return self._query("SELECT COUNT(*) FROM webhook_queue")[0][0]
+
+    def discard_queue(self) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM webhook_queue")
+
+    def log_delivery(self, first: int, last: int, events: int, body: bytes, signature: str) -> None:
+        """Move a batch from the queue to the delivery log in one step: no event is in both or neither."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO webhook_deliveries (first, last, events, body, signature) VALUES (?, ?, ?, ?, ?)",
+                (first, last, events, body, signature),
+            )
+            conn.execute("DELETE FROM webhook_queue WHERE seq BETWEEN ? AND ?", (first, last))
+
+    def note_attempt(self, first: int, outcome: int | str, delivered: bool) -> None:
+        """Append a status code (or an error name) to a delivery's attempts; delivered stays true once true."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE webhook_deliveries SET attempts = json_insert(attempts, '$[#]', ?), "
+                "delivered = MAX(delivered, ?) WHERE first = ?",
+                (outcome, int(delivered), first),
+            )
+
+    def deliveries(self) -> list[dict]:
+        rows = self._query("SELECT first, last, events, attempts, delivered FROM webhook_deliveries ORDER BY first")
+        return [
+            {"first": first, "last": last, "events": events, "attempts": json.loads(attempts), "delivered": bool(ok)}
+            for first, last, events, attempts, ok in rows
+        ]
+
+    def delivery(self, first: int) -> tuple[bytes, str] | None:
+        """The exact body and signature a delivery was sent with."""
+        rows = self._query("SELECT body, signature FROM webhook_deliveries WHERE first = ?", (first,))
+        return (bytes(rows[0][0]), rows[0][1]) if rows else None
+
+    # -- captured notifications ---------------------------------------------------------------
+
+    def add_notification(self, channel: str, path: str, body: Any) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO notifications (channel, path, body) VALUES (?, ?, ?)", (channel, path, dumps(body))
+            )
+
+    def notifications(self) -> list[dict]:
+        rows = self._query("SELECT channel, path, body FROM notifications ORDER BY seq")
+        return [{"channel": channel, "path": path, "body": json.loads(body)} for channel, path, body in rows]

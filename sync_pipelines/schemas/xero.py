@@ -1,13 +1,21 @@
-"""What every Xero record shares: .NET JSON dates and GUID ids."""
+"""What every Xero contract shares: .NET JSON dates, GUID ids, currencies, optional text, documents with totals."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
 
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
 # xero.md §2.2: "/Date(<unix-ms>)/" or "/Date(<unix-ms>+0000)/"; the SDK's own regex.
 _DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{2,4})?\)/$")
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UTC_TIMESTAMP = pd.DatetimeTZDtype(unit="ns", tz="UTC")
+CURRENCY_PATTERN = r"^[A-Z]{3}$"  # ISO 4217 (spec schema CurrencyCode)
+# Text columns are pandas strings, not objects: a batch where an optional column is all missing still stages as
+# VARCHAR (DuckDB types an all-None object column NULL, and a later value could not be inserted into it).
 
 
 def parse_xero_date(value: object) -> object:
@@ -26,3 +34,49 @@ def parse_xero_date(value: object) -> object:
     except ValueError:
         return value
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def optional_text(value: object) -> object:
+    """None for Xero's rendering of an unset text field ("", spec examples); anything else as it came."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def account_codes(lines: object) -> str | None:
+    """The distinct AccountCodes of a record's LineItems, sorted and comma-joined (xero.md §2.4 LineItem)."""
+    codes = {str(line["AccountCode"]) for line in lines or [] if isinstance(line, dict) and line.get("AccountCode")}
+    return ",".join(sorted(codes)) or None
+
+
+class XeroDocument(pa.DataFrameModel):
+    """What invoices, bills and bank transactions share: priced line items and a change timestamp."""
+
+    sub_total: Series[float] = pa.Field(ge=0)
+    total_tax: Series[float] = pa.Field(ge=0)
+    total: Series[float] = pa.Field(ge=0)
+    line_item_count: Series[int] = pa.Field(ge=0)
+    account_codes: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Distinct line AccountCodes, sorted, comma-joined, e.g. '404,429'"
+    )
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="UpdatedDateUTC: the incremental cursor")
+
+    @pa.dataframe_check(description="Total = SubTotal + TotalTax (to the cent)")
+    def total_adds_up(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["sub_total"] + df["total_tax"] - df["total"]).abs() < 0.01
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+def document_totals(record: dict) -> dict:
+    """The XeroDocument columns of a raw invoice or bank transaction, as they came."""
+    return {
+        "sub_total": record.get("SubTotal"),
+        "total_tax": record.get("TotalTax"),
+        "total": record.get("Total"),
+        "line_item_count": len(record.get("LineItems") or []),
+        "account_codes": account_codes(record.get("LineItems")),
+        "updated_at": parse_xero_date(record.get("UpdatedDateUTC")),
+    }

@@ -1,26 +1,17 @@
 """The code location under Dagster's own executors and instance: how the UI and schedules run it."""
 
-import dataclasses
 from pathlib import Path
 
 import dagster as dg
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import INVOICES
+from sync_pipelines.defs.xero_to_segment import INVOICES, SPECS
 from sync_pipelines.lib.entity_sync import build_entity_sync
 from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 
 # A second entity made by the same factory, so two chains of steps run side by side in separate processes.
-BILLS = dataclasses.replace(
-    INVOICES,
-    entity="bills",
-    description="Bills (ACCPAY)",
-    source=dataclasses.replace(INVOICES.source, where='Type=="ACCPAY"'),
-    target=dataclasses.replace(
-        INVOICES.target, mapping=dataclasses.replace(INVOICES.target.mapping, object_name="Bill")
-    ),
-)
+BILLS = next(spec for spec in SPECS if spec.entity == "bills")
 
 
 def two_entity_job() -> dg.JobDefinition:
@@ -48,7 +39,7 @@ def test_parallel_steps_in_separate_processes_share_duckdb_without_lock_failures
                 processes = {e.pid for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
                 assert len(processes) == 6
     invoices = admin.get("/xero/invoices")
-    received = track_counts(admin)
+    received = track_counts(admin, prefix="")
     assert {k: n for k, n in received.items() if k[1].startswith("Invoice")} == expected_track_counts(invoices)
     bills = [i for i in invoices if i["Type"] == "ACCPAY" and not i.get("_malformed")]
     assert {k for k, n in received.items() if k[1] == "Bill Created" and n == 1} == {

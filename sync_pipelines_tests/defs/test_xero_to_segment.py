@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.definitions import defs
+from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines_tests.conftest import xero_resource
-from sync_pipelines_tests.defs.conftest import expected_track_counts, invoice_calls, track_counts
+from sync_pipelines_tests.defs.conftest import expected_flow_tracks, expected_track_counts, invoice_calls, track_counts
 
 
 def _staged(sync_env, sql: str) -> list[tuple]:
@@ -21,23 +22,56 @@ def _staged(sync_env, sql: str) -> list[tuple]:
         conn.close()
 
 
-def test_seeded_invoices_arrive_once_per_state_change_and_rerun_is_silent(admin, run_sync, sync_env):
+INVOICE_ASSETS = [INVOICES.raw_key, INVOICES.staged_key, INVOICES.delivered_key]
+
+
+def _invoice_check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(
+        c for c in result.get_asset_check_evaluations()
+        if c.check_name == name and c.asset_key == dg.AssetKey(["xero", "staged", "invoices"])
+    )  # fmt: skip
+
+
+def _ids(messages: list[dict], kind: str, namespace: str, field: str = "userId") -> list[str]:
+    return sorted(m[field] for m in messages if m["type"] == kind and m["messageId"].startswith(namespace + ":"))
+
+
+def test_every_seeded_record_arrives_once_per_state_change_and_rerun_is_silent(admin, run_sync, sync_env):
     result = run_sync()
     assert result.success
 
+    assert track_counts(admin, prefix="") == expected_flow_tracks(admin)
     invoices = admin.get("/xero/invoices")
-    expected = expected_track_counts(invoices)
-    assert track_counts(admin) == expected
-    contacts = {i["Contact"]["ContactID"] for i in invoices if i["Type"] == "ACCREC" and not i.get("_malformed")}
-    identifies = [m["userId"] for m in admin.segment_messages() if m["type"] == "identify"]
-    assert sorted(identifies) == sorted(contacts)
-    assert _staged(sync_env, "SELECT count(*) FROM xrefs WHERE source_system = 'xero'") == [(len(contacts),)]
+    valid = [i for i in invoices if not i.get("_malformed")]
+    messages = admin.segment_messages()
+    customers = {i["Contact"]["ContactID"] for i in valid if i["Type"] == "ACCREC"}
+    suppliers = {i["Contact"]["ContactID"] for i in valid if i["Type"] == "ACCPAY"}
+    assert _ids(messages, "identify", "xero_invoices") == sorted(customers)
+    assert _ids(messages, "identify", "xero_bills") == sorted(suppliers)
+    contacts = admin.get("/xero/contacts")
+    assert _ids(messages, "identify", "xero_contacts") == sorted(c["ContactID"] for c in contacts)
+    organisations = [c for c in contacts if c["Name"] != f"{c['FirstName']} {c['LastName']}"]
+    assert 0 < len(organisations) < len(contacts)
+    assert _ids(messages, "group", "xero_contacts", "groupId") == sorted(c["ContactID"] for c in organisations)
+    archived = [c["ContactID"] for c in contacts if c["ContactStatus"] == "ARCHIVED"]
+    assert archived and all(
+        m["traits"]["status"] == "ARCHIVED" for m in messages if m["type"] == "identify" and m["userId"] in archived
+        and m["messageId"].startswith("xero_contacts:")
+    )  # fmt: skip
+    bills = [i for i in valid if i["Type"] == "ACCPAY"]
+    notifications = admin.get("/notifications")
+    assert len(notifications) == len(bills)
+    assert all(n["channel"] == "slack" and n["body"]["text"].startswith("New bill ") for n in notifications)
+    assert _staged(sync_env, "SELECT count(DISTINCT source_id) FROM xrefs WHERE source_system = 'xero'") == [
+        (len(customers | suppliers | {c["ContactID"] for c in contacts}),)
+    ]
 
     delivered_before = len(admin.segment_messages())
     admin.post("/stats/reset")
     assert run_sync().success
     assert len(admin.segment_messages()) == delivered_before
-    assert invoice_calls(admin) == 1
+    assert len(admin.get("/notifications")) == len(bills)
+    assert invoice_calls(admin) == 3  # invoices, bills and expense bills: one incremental list call each
     assert admin.get("/stats")["segment"] == {}
 
 
@@ -105,14 +139,16 @@ def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(
         "bad Date": "date: '",
         "non-numeric Total": "total: '12,34.x' is not a valid",
     }
-    quarantined = _staged(sync_env, "SELECT reasons, row FROM quarantine ORDER BY landing_seq")
+    quarantined = _staged(
+        sync_env, "SELECT reasons, row FROM quarantine WHERE entity = 'invoices' ORDER BY landing_seq"
+    )
     by_number = {json.loads(row)["invoice_number"]: reasons for reasons, row in quarantined}
     assert by_number.keys() == malformed.keys()
     for number, kind in malformed.items():
         assert expected_reason[kind] in by_number[number]
     assert track_counts(admin) == expected_track_counts(invoices)
 
-    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
+    check = _invoice_check(result, "quarantine_rate")
     assert check.passed
     assert check.metadata["quarantined"].value == len(malformed)
 
@@ -121,15 +157,16 @@ def test_a_mostly_broken_batch_is_blocked_and_held_until_a_person_releases_it(ad
     admin.post("/reset", {"seed": 11, "invoices": 8, "malformed": 12})
     result = run_sync()
 
-    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "quarantine_rate")
+    check = _invoice_check(result, "quarantine_rate")
     assert not check.passed
     assert check.metadata["rate"].value > 0.2
     assert not result.success
-    assert admin.segment_messages() == []
-    assert _staged(sync_env, "SELECT count(*) FROM quarantine") == [(check.metadata["quarantined"].value,)]
+    assert track_counts(admin) == {}
+    quarantined = _staged(sync_env, "SELECT count(*) FROM quarantine WHERE entity = 'invoices'")
+    assert quarantined == [(check.metadata["quarantined"].value,)]
 
     assert run_sync().success  # nothing new landed: the check passes, but the held batch stays held
-    assert admin.segment_messages() == []
+    assert track_counts(admin) == {}
     (held,) = _staged(sync_env, "SELECT count(*) FROM outbox WHERE status = 'held'")[0]
     assert held > 0
 
@@ -159,7 +196,7 @@ def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_che
     admin.reset(seed=5, invoices=2600)
     admin.limits(day_limit=2)  # two pages of 1,000 today, then Xero says "day"
 
-    stopped = run_sync()
+    stopped = run_sync(INVOICE_ASSETS)
     assert stopped.success
     extract = next(
         e.step_materialization_data.materialization.metadata
@@ -172,7 +209,7 @@ def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_che
     assert first_cursor != []
 
     admin.limits(day_limit=5000)  # the next day
-    assert run_sync().success
+    assert run_sync(INVOICE_ASSETS).success
     assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
 
 
@@ -192,7 +229,7 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     instance = dg.DagsterInstance.ephemeral()
 
     admin.limits(day_limit=1)
-    first = dg.materialize(definitions.assets, resources=resources, instance=instance)
+    first = dg.materialize(definitions.assets, resources=resources, instance=instance, selection=INVOICE_ASSETS)
     assert first.success
     assert len(admin.segment_messages()) > 0
     cursor = _staged(sync_env, "SELECT value->>'updated_at' FROM sync_cursors WHERE name = 'xero_invoices.extract'")
@@ -201,3 +238,51 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     admin.limits(day_limit=5000)
     assert dg.materialize(definitions.assets, resources=resources, instance=instance).success
     assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
+
+
+def test_bills_payments_contacts_and_bank_records_deliver_their_changes_and_removals(admin, run_sync):
+    assert run_sync().success
+    before, notified = track_counts(admin, prefix=""), len(admin.get("/notifications"))
+    supplier = admin.post("/xero/contacts", {"Name": "Paper Supplies", "EmailAddress": "ap@paper.test"})
+    line = {"Description": "Paper", "Quantity": 1, "UnitAmount": 45.0, "AccountCode": "453", "TaxType": "NONE"}
+    draft = {"Type": "ACCPAY", "Status": "DRAFT", "ContactID": supplier["ContactID"], "LineItems": [line]}
+    bill, to_delete, to_void = (admin.post("/xero/invoices", draft) for _ in range(3))
+    for record in (bill, to_void):
+        admin.post(f"/xero/invoices/{record['InvoiceID']}", {"Status": "AUTHORISED"})
+    admin.post(f"/xero/invoices/{to_delete['InvoiceID']}/void")  # a draft is deleted, not voided (xero.md §7)
+    admin.post(f"/xero/invoices/{to_void['InvoiceID']}/void")
+    paid_bill = admin.post(f"/xero/invoices/{bill['InvoiceID']}/pay")
+    (payment,) = [p for p in admin.get("/xero/payments") if p["Invoice"]["InvoiceID"] == bill["InvoiceID"]]
+    spend = admin.post("/xero/bank-transactions", {"Type": "SPEND", "ContactID": supplier["ContactID"]})
+    admin.post(f"/xero/bank-transactions/{spend['BankTransactionID']}/delete")
+    admin.post(f"/xero/contacts/{supplier['ContactID']}/archive")
+
+    assert run_sync().success
+    assert paid_bill["Status"] == "PAID"
+    new = track_counts(admin, prefix="") - before
+    assert new == {
+        **{(r["InvoiceID"], "Bill Created"): 1 for r in (bill, to_delete, to_void)},
+        **{(r["InvoiceID"], "Expense Recorded"): 1 for r in (bill, to_delete, to_void)},
+        (bill["InvoiceID"], "Bill Paid"): 1,
+        (to_void["InvoiceID"], "Bill Voided"): 1,
+        (to_void["InvoiceID"], "Expense Voided"): 1,
+        (to_delete["InvoiceID"], "Bill Deleted"): 1,
+        (to_delete["InvoiceID"], "Expense Deleted"): 1,
+        (payment["PaymentID"], "Payment Made"): 1,
+        (spend["BankTransactionID"], "Expense Recorded"): 1,
+        (spend["BankTransactionID"], "Expense Deleted"): 1,
+    }
+    notifications = admin.get("/notifications")[notified:]
+    assert len(notifications) == 3 and all("from Paper Supplies" in n["body"]["text"] for n in notifications)
+    supplier_identities = [m for m in admin.segment_messages() if m.get("userId") == supplier["ContactID"]]
+    assert {m["traits"]["status"] for m in supplier_identities if m["messageId"].startswith("xero_contacts:")} == {
+        "ARCHIVED"
+    }
+
+    admin.post(f"/xero/payments/{payment['PaymentID']}/delete")  # reverses the payment: the bill is due again
+    assert run_sync().success
+    assert track_counts(admin, prefix="") - before - new == {
+        (payment["PaymentID"], "Payment Deleted"): 1,
+        (bill["InvoiceID"], "Bill Approved"): 1,
+        (bill["InvoiceID"], "Expense Updated"): 1,  # its status is tracked, but only voids and deletes are events
+    }

@@ -3,6 +3,8 @@
 import multiprocessing
 from datetime import timedelta
 
+import pandas as pd
+
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import MIGRATIONS, OutboxMessage, StagingResource
 
@@ -67,3 +69,12 @@ def test_parallel_processes_take_turns_on_the_writer_lock(tmp_path):
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     with StagingResource(database=database).connect() as conn:
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (100,)
+
+
+def test_staged_tables_take_on_columns_a_contract_gains_and_type_all_empty_columns(tmp_path):
+    staging_db = StagingResource(database=str(tmp_path / "evolve.duckdb"))
+    with staging_db.connect() as conn:
+        staging.upsert_state(conn, "stg_things", "id", pd.DataFrame({"id": ["a"], "note": [None]}))
+        staging.upsert_state(conn, "stg_things", "id", pd.DataFrame({"id": ["b"], "note": ["later"], "size": [3]}))
+        rows = conn.execute("SELECT id, note, size FROM stg_things ORDER BY id").fetchall()
+    assert rows == [("a", None, None), ("b", "later", 3)]

@@ -1,5 +1,12 @@
 """Fixtures for testing the sandbox itself over real HTTP."""
 
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -75,3 +82,76 @@ class XeroApi:
 @pytest.fixture
 def api(sandbox: SandboxServer) -> XeroApi:
     return XeroApi(sandbox)
+
+
+def xero_signature(key: str, body: bytes) -> str:
+    """What a receiver computes: Base64 HMAC-SHA256 of the raw body with the key's UTF-8 bytes (xero.md §6)."""
+    return base64.b64encode(hmac.new(key.encode("utf-8"), body, hashlib.sha256).digest()).decode()
+
+
+class Receiver:
+    """A webhook receiver on a free loopback port: records every POST (raw body, lower-cased headers) and answers
+    500 to the first `failures` of them; with `key` set it answers 401 to a signature that does not verify."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[bytes, dict[str, str]]] = []
+        self.failures = 0
+        self.key: str | None = None
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/xero/webhooks"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="receiver", daemon=True
+        )
+        self._thread.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status = receiver._answer(body, {k.lower(): v for k, v in self.headers.items()})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet: the test asserts on what was recorded."""
+
+        return Handler
+
+    def _answer(self, body: bytes, headers: dict[str, str]) -> int:
+        with self._lock:
+            self.requests.append((body, headers))
+            if self.failures:
+                self.failures -= 1
+                return 500
+        if self.key is not None and not hmac.compare_digest(
+            headers.get("x-xero-signature", ""), xero_signature(self.key, body)
+        ):
+            return 401
+        return 200
+
+    def payloads(self) -> list[dict]:
+        """Each distinct payload that carried events, in first-arrival order (retries and replays collapse)."""
+        seen: dict[bytes, dict] = {}
+        for body, _ in list(self.requests):
+            payload = json.loads(body)
+            if payload["events"] and body not in seen:
+                seen[body] = payload
+        return list(seen.values())
+
+    def events(self) -> list[dict]:
+        return [event for payload in self.payloads() for event in payload["events"]]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()

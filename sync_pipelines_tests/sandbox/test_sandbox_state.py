@@ -40,6 +40,34 @@ def test_seeded_invoices_look_like_xero(admin):
     assert len({i["Contact"]["ContactID"] for i in invoices}) < len(invoices) / 2
 
 
+def test_seeded_contacts_are_people_or_organisations_and_bills_post_to_purchases_or_expenses(admin):
+    admin.reset(invoices=600, contacts=120)
+    contacts = admin.get("/xero/contacts")
+    invoices = admin.get("/xero/invoices")
+    people = [c for c in contacts if c["Name"] == f"{c['FirstName']} {c['LastName']}"]
+    assert 0.15 < len(people) / len(contacts) < 0.35
+    assert all(c["FirstName"] and c["LastName"] for c in contacts)  # organisations keep a primary person
+    # xero.md §2.5: IsCustomer / IsSupplier follow from having sales invoices / bills.
+    for flag, invoice_type in (("IsCustomer", "ACCREC"), ("IsSupplier", "ACCPAY")):
+        having = {i["Contact"]["ContactID"] for i in invoices if i["Type"] == invoice_type}
+        assert {c["ContactID"] for c in contacts if c[flag]} == having
+    expense_accounts = {"404", "429", "453", "493"}
+    bill_accounts = [{line["AccountCode"] for line in i["LineItems"]} for i in invoices if i["Type"] == "ACCPAY"]
+    assert all(len(codes) == 1 for codes in bill_accounts)  # one account per bill
+    to_purchases = sum(codes == {"300"} for codes in bill_accounts)
+    assert 0.3 < to_purchases / len(bill_accounts) < 0.7
+    assert set().union(*bill_accounts) == {"300"} | expense_accounts
+    assert {line["AccountCode"] for i in invoices if i["Type"] == "ACCREC" for line in i["LineItems"]} == {"200"}
+    transactions = admin.get("/xero/bank-transactions")
+    assert {t["Type"] for t in transactions} == {"RECEIVE", "SPEND"}
+    for txn in transactions:
+        codes = {line["AccountCode"] for line in txn["LineItems"]}
+        if txn["Type"] == "RECEIVE":
+            assert codes == {"200"}
+        else:
+            assert len(codes) == 1 and codes < expense_accounts  # money spent is an expense
+
+
 def test_reset_and_malformed_flagging(api, admin):
     summary = admin.call("POST", "/reset", {"seed": 5, "invoices": 30, "contacts": 5, "malformed": 4})
     assert summary["tenant_id"] == tenant_id(5)

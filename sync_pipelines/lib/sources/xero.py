@@ -1,7 +1,7 @@
 """A Xero Accounting API collection as a source: paged at the maximum, incremental by UpdatedDateUTC."""
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -19,6 +19,9 @@ class XeroCollection:
     collection: str  # endpoint, e.g. "Invoices"
     id_field: str  # e.g. "InvoiceID"
     where: str | None = None  # e.g. 'Type=="ACCREC"' (xero.md §3.3)
+    params: Mapping[str, str] = field(default_factory=dict)  # e.g. includeArchived for Contacts (xero.md §7)
+    # A test on each record for what `where` cannot express (line items); records it refuses are not landed.
+    keep: Callable[[dict], bool] | None = None
     # xero.md §3.2: the If-Modified-Since boundary is unconfirmed, it is accurate to the second, and late
     # commits happen: re-read a window behind the cursor; exact re-reads are dropped when landing.
     overlap: timedelta = timedelta(minutes=5)
@@ -30,7 +33,11 @@ class XeroCollection:
     def read(self, xero: XeroResource, cursor: dict | None) -> Iterator[list[dict]]:
         since = None if cursor is None else pd.Timestamp(cursor["updated_at"]).to_pydatetime() - self.overlap
         try:
-            yield from xero.get_client().iter_pages(self.collection, modified_since=since, where=self.where)
+            pages = xero.get_client().iter_pages(
+                self.collection, modified_since=since, where=self.where, params=dict(self.params) or None
+            )
+            for page in pages:
+                yield page if self.keep is None else [record for record in page if self.keep(record)]
         except XeroDailyLimitReached as limit:
             # xero.md §5: the day limit means "defer the run", not "retry soon".
             raise QuotaExhausted(limit.retry_after) from limit

@@ -1,23 +1,25 @@
-"""Segment as a target: staged record changes become track and identify calls.
+"""Segment as a target: staged record changes become track, identify and group calls (and team notifications).
 
-The mapping is data (`TrackMapping`); the rules live here once.
+What each entity becomes is data (`EntityMapping`, loaded from YAML); the rules live here once.
 
 A record's first sighting is its "created" event; a move into a status with an event of its own (paid,
-voided, ...) is that event; any other change to a tracked field is the "updated" event. Each message id is
-derived from the record and the version that caused it, so a replay can never double an event
-(segment.md §4: Segment dedupes on messageId only).
+voided, ...) is that event; any other change to a tracked property is the "updated" event. Identify and group
+calls go out only when the traits differ from the last ones queued. Each message id is derived from the record
+and the version that caused it, so a replay can never double a call (segment.md §4: Segment dedupes on
+messageId only).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.entity_sync import DeliveryReport, Totals
-from sync_pipelines.lib.staging import OutboxMessage, content_hash, row_versions
-from sync_pipelines.vendors.segment.resource import SegmentResource
+from sync_pipelines.lib.entity_sync import Totals
+from sync_pipelines.lib.staging import OutboxMessage, row_versions
+from sync_pipelines.lib.targets.segment_mapping import EntityMapping, NotifyMapping, TrackMapping
+from sync_pipelines.vendors.delivery import DeliveryReport
 
 # segment.md §2: a messageId may be at most 100 characters.
 MAX_MESSAGE_ID = 100
@@ -33,147 +35,214 @@ def json_ready(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)
 
 
-@dataclass(frozen=True)
-class TrackMapping:
-    """Declarative Segment mapping for one entity (segment.md §6: "Object Action" names, snake_case props)."""
+def _message_id(*parts: str) -> str:
+    return ":".join(parts)[:MAX_MESSAGE_ID]
 
-    object_name: str  # "Invoice" -> "Invoice Created", "Invoice Paid", ...
-    user_id: str  # the contract column holding the Segment userId
-    timestamp: str  # the contract column saying when the change happened
-    properties: Mapping[str, str]  # Segment property -> contract column
-    status_column: str = "status"
-    status_events: Mapping[str, str] = field(default_factory=dict)  # status -> action, e.g. PAID -> "Paid"
-    revenue_column: str | None = None  # sent as the reserved `revenue` property on these status events
-    currency_column: str | None = None
-    amount_property: str | None = None  # the property reconciliation totals per currency, e.g. "total"
-    traits: Mapping[str, str] = field(default_factory=dict)  # identify trait -> contract column
 
-    def event_name(self, action: str) -> str:
-        return f"{self.object_name} {action}"
+def track_messages(
+    track: TrackMapping, changed: pd.DataFrame, previous: pd.DataFrame, *, key: str, source: str
+) -> list[OutboxMessage]:
+    """One track call per real state change: first sight, a status with an event, or changed properties.
 
-    @property
-    def _money_columns(self) -> list[str]:
-        return [c for c in (self.revenue_column, self.currency_column) if c]
+    `changed` rows carry their staged `content_hash`, which covers UpdatedDateUTC: a change back to earlier
+    values is still a new version, so its message id is new too.
+    """
+    if changed.empty:
+        return []
 
-    def _properties(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def properties_of(rows: pd.DataFrame) -> pd.DataFrame:
         ready = json_ready(rows)
-        return pd.DataFrame({name: ready[column] for name, column in self.properties.items()}, index=rows.index)
+        return pd.DataFrame({name: ready[column] for name, column in track.properties.items()}, index=rows.index)
 
-    def track_messages(
-        self, changed: pd.DataFrame, previous: pd.DataFrame, *, key: str, source: str
-    ) -> list[OutboxMessage]:
-        """One track call per real state change: first sight, a status with an event, or changed properties."""
-        if changed.empty:
-            return []
-        properties = self._properties(changed)
-        versions = row_versions(properties)
-        before: dict[str, tuple[object, str]] = {}
-        if not previous.empty:
-            old = previous.set_index(key, drop=False)
-            before = dict(
-                zip(old.index, zip(old[self.status_column], row_versions(self._properties(old)), strict=True),
-                    strict=True)
-            )  # fmt: skip
-        context = json_ready(
-            changed[list(dict.fromkeys([self.user_id, self.timestamp, self.status_column, *self._money_columns]))]
-        ).to_dict("records")
-        slug = self.object_name.lower().replace(" ", "_")
-        messages = []
-        rows = zip(changed[key].astype(str), properties.to_dict("records"), versions, context, strict=True)
-        for record_id, props, version, row in rows:
-            status = row[self.status_column]
-            old_status, old_version = before.get(record_id, (None, None))
-            actions = []
-            if old_version is None:
-                actions.append("Created")
-            if status in self.status_events and status != old_status:
-                actions.append(self.status_events[status])
-            elif old_version is not None and version != old_version:
-                actions.append("Updated")
-            for action in actions:
-                # Created happens once per record; every other action once per version of the record.
-                suffix = "" if action == "Created" else f":{version}"
-                message_id = f"{source}:{slug}:{record_id}:{action.lower()}{suffix}"[:MAX_MESSAGE_ID]
-                event_props = dict(props)
-                if self.revenue_column and action in self.status_events.values():
-                    event_props["revenue"] = row[self.revenue_column]
-                if self.currency_column:
-                    event_props["currency"] = row[self.currency_column]
-                payload = {
-                    "type": "track",
-                    "messageId": message_id,
-                    "userId": str(row[self.user_id]),
-                    "event": self.event_name(action),
-                    "properties": event_props,
-                    "timestamp": row[self.timestamp],
-                }
-                messages.append(OutboxMessage(message_id, record_id, "track", self.event_name(action), payload))
-        return messages
+    properties = properties_of(changed)
+    versions = row_versions(properties)
+    before: dict[str, tuple[object, str]] = {}
+    if not previous.empty:
+        old = previous.set_index(key, drop=False)
+        before = dict(
+            zip(old.index, zip(old[track.status_column], row_versions(properties_of(old)), strict=True), strict=True)
+        )
+    context_columns = [column for part, column in track.columns() if not part.startswith("properties.")]
+    context = json_ready(changed[list(dict.fromkeys(context_columns))]).to_dict("records")
+    slug = track.object.lower().replace(" ", "_")
+    messages = []
+    rows = zip(
+        changed[key].astype(str), properties.to_dict("records"), versions, changed["content_hash"], context,
+        strict=True,
+    )  # fmt: skip
+    for record_id, props, version, row_version, row in rows:
+        status = row[track.status_column]
+        old_status, old_version = before.get(record_id, (None, None))
+        actions = []
+        if old_version is None:
+            actions.append(track.created_action(row))
+        if status in track.status_events and status != old_status:
+            actions.append(track.status_events[status])
+        elif old_version is not None and version != old_version:
+            actions.append("Updated")
+        for action in actions:
+            # First sight happens once per record; every other action once per version of the record.
+            first_sight = old_version is None and action == actions[0]
+            suffix = "" if first_sight else f":{row_version}"
+            message_id = _message_id(source, slug, record_id, action.lower() + suffix)
+            event_props = dict(props)
+            if track.revenue and action in track.status_events.values():
+                event_props["revenue"] = row[track.revenue]
+            if track.currency:
+                event_props["currency"] = row[track.currency]
+            payload = {"type": "track", "messageId": message_id, "event": track.event(action)}
+            # segment.md §3: a call needs userId or anonymousId; a record with no person (a bank fee) is anonymous.
+            if row[track.user_id] is not None or not track.anonymous_id:
+                payload["userId"] = str(row[track.user_id])
+            else:
+                payload["anonymousId"] = str(row[track.anonymous_id])
+            payload.update(properties=event_props, timestamp=row[track.timestamp])
+            messages.append(OutboxMessage(message_id, record_id, "track", track.event(action), payload))
+    return messages
 
-    def identities(self, changed: pd.DataFrame) -> dict[str, dict]:
-        """The latest traits of every user a changed row mentions."""
-        if not self.traits or changed.empty:
-            return {}
-        latest = changed.sort_values(self.timestamp).drop_duplicates(self.user_id, keep="last")
-        traits = json_ready(latest[list(self.traits.values())])
-        return {
-            str(user_id): {trait: row[column] for trait, column in self.traits.items() if row[column] is not None}
-            for user_id, row in zip(latest[self.user_id], traits.to_dict("records"), strict=True)
+
+def latest_traits(
+    rows: pd.DataFrame, id_column: str, traits: Mapping[str, str], order_by: str | None = None
+) -> dict[str, dict]:
+    """The latest traits per id among the rows; traits with no value are left out, not sent as null."""
+    if rows.empty:
+        return {}
+    latest = (rows.sort_values(order_by) if order_by else rows).drop_duplicates(id_column, keep="last")
+    latest = latest[latest[id_column].notna()]
+    ready = json_ready(latest[list(dict.fromkeys(traits.values()))])
+    return {
+        str(owner): {trait: row[column] for trait, column in traits.items() if row[column] not in (None, "")}
+        for owner, row in zip(latest[id_column], ready.to_dict("records"), strict=True)
+    }
+
+
+def identify_messages(
+    identities: Mapping[str, dict], versions: Mapping[str, int], *, namespace: str
+) -> list[OutboxMessage]:
+    """One identify per user whose traits changed; the identity's version makes the id."""
+    messages = []
+    for user_id, traits in identities.items():
+        message_id = _message_id(namespace, "identify", user_id, f"v{versions[user_id]}")
+        payload = {"type": "identify", "messageId": message_id, "userId": user_id, "traits": traits}
+        messages.append(OutboxMessage(message_id, user_id, "identify", None, payload))
+    return messages
+
+
+def group_messages(
+    groups: Mapping[str, dict], versions: Mapping[str, int], members: Mapping[str, str], *, namespace: str
+) -> list[OutboxMessage]:
+    """One group call per organisation whose traits changed (segment.md §3: group needs groupId and a user)."""
+    messages = []
+    for group_id, traits in groups.items():
+        message_id = _message_id(namespace, "group", group_id, f"v{versions[group_id]}")
+        payload = {
+            "type": "group",
+            "messageId": message_id,
+            "userId": members[group_id],
+            "groupId": group_id,
+            "traits": traits,
         }
+        messages.append(OutboxMessage(message_id, group_id, "group", None, payload))
+    return messages
 
-    def identify_messages(self, identities: Mapping[str, dict], *, source: str) -> list[OutboxMessage]:
-        """One identify per user whose traits changed; the traits' hash makes the id."""
-        messages = []
-        for user_id, traits in identities.items():
-            message_id = f"{source}:identify:{user_id}:{content_hash(traits)[:16]}"[:MAX_MESSAGE_ID]
-            messages.append(
-                OutboxMessage(
-                    message_id,
-                    user_id,
-                    "identify",
-                    None,
-                    {"type": "identify", "messageId": message_id, "userId": user_id, "traits": traits},
-                )  # fmt: skip
-            )
-        return messages
+
+def notify_messages(notify: NotifyMapping, tracks: list[OutboxMessage], rows: pd.DataFrame, key: str):
+    """A team notification for each track call whose action the mapping notifies on."""
+    by_id = {str(row[key]): row for row in rows.to_dict("records")}
+    messages = []
+    for track in tracks:
+        if track.event.split(" ")[-1] not in notify.actions:
+            continue
+        values = {name: _readable(value) for name, value in by_id[track.record_id].items()}
+        message_id = f"{track.message_id}:notify"
+        payload = {
+            "type": "notify",
+            "messageId": message_id,
+            "event": track.event,
+            "text": notify.text.format(**values),
+        }
+        messages.append(OutboxMessage(message_id, track.record_id, "notify", track.event, payload))
+    return messages
+
+
+def _readable(value: object) -> object:
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return "-" if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) else value
 
 
 @dataclass(frozen=True)
 class SegmentTarget:
-    """A Segment source, written through its Tracking API (segment.md §1-§4)."""
+    """A Segment source written through its Tracking API (segment.md §1-§4), plus the team's notifier."""
 
-    mapping: TrackMapping
+    mapping: EntityMapping
     system: str = "segment"
 
     @property
+    def resource_keys(self) -> set[str]:
+        return {self.system, "notifier"} if self.mapping.notify else {self.system}
+
+    @property
     def totals(self) -> Totals | None:
-        mapping = self.mapping
-        if mapping.amount_property is None or mapping.currency_column is None:
+        track = self.mapping.track
+        if track is None or track.reconcile_amount is None or track.currency is None:
             return None
         return Totals(
-            f"$.properties.{mapping.amount_property}",
-            mapping.properties[mapping.amount_property],
-            mapping.currency_column,
+            f"$.properties.{track.reconcile_amount}", track.properties[track.reconcile_amount], track.currency
         )
 
     def stage_changes(
-        self, conn: duckdb.DuckDBPyConnection, *, source: str, key: str, changed: pd.DataFrame, previous: pd.DataFrame
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        *,
+        name: str,
+        source: str,
+        key: str,
+        changed: pd.DataFrame,
+        previous: pd.DataFrame,
     ) -> list[OutboxMessage]:
-        """Track calls for the changes, and an identify for each user whose traits differ from the last sent."""
-        identities = staging.changed_identities(conn, source, self.mapping.identities(changed))
-        staging.remember_identities(conn, source, identities)
-        # The Segment userId of a record's owner is its id in the source (segment.md §3: a stable id of ours).
-        staging.link_ids(
-            conn, entity="users", source_system=source, target_system=self.system,
-            pairs=[(user_id, user_id) for user_id in identities],
-        )  # fmt: skip
-        return self.mapping.identify_messages(identities, source=source) + self.mapping.track_messages(
-            changed, previous, key=key, source=source
-        )
+        """Identify and group calls for traits that differ from the last queued, then the track calls."""
+        mapping, messages = self.mapping, []
+        order_by = mapping.track.timestamp if mapping.track else None
+        if mapping.identify:
+            found = latest_traits(changed, mapping.identify.user_id, mapping.identify.traits, order_by)
+            identities = staging.changed_identities(conn, name, found)
+            versions = staging.remember_identities(conn, name, identities)
+            # The Segment userId of a record's owner is its id in the source (segment.md §3: a stable id of ours).
+            staging.link_ids(
+                conn, entity="users", source_system=source, target_system=self.system,
+                pairs=[(user_id, user_id) for user_id in identities],
+            )  # fmt: skip
+            messages += identify_messages(identities, versions, namespace=name)
+        if mapping.group:
+            group = mapping.group
+            rows = changed[changed[group.when].fillna(False).astype(bool)] if group.when else changed
+            found = latest_traits(rows, group.group_id, group.traits, order_by)
+            groups = staging.changed_identities(conn, f"{name}:group", found)
+            versions = staging.remember_identities(conn, f"{name}:group", groups)
+            members = dict(zip(rows[group.group_id].astype(str), rows[group.user_id].astype(str), strict=True))
+            messages += group_messages(groups, versions, members, namespace=name)
+        if mapping.track:
+            tracks = track_messages(mapping.track, changed, previous, key=key, source=source)
+            messages += tracks
+            if mapping.notify:
+                messages += notify_messages(mapping.notify, tracks, changed, key)
+        return messages
 
-    def deliver(self, segment: SegmentResource, payloads: list[dict]) -> DeliveryReport:
-        return segment.get_client().send(payloads)
+    def deliver(self, resources, payloads: list[dict]) -> DeliveryReport:
+        """Notifications to the team's webhook, everything else to Segment."""
+        report = DeliveryReport()
+        notifications = [p for p in payloads if p["type"] == "notify"]
+        calls = [p for p in payloads if p["type"] != "notify"]
+        if calls:
+            report += getattr(resources, self.system).get_client().send(calls)
+        if notifications:
+            report += resources.notifier.get_client().send(notifications)
+        return report
 
-    def figures(self, segment: SegmentResource) -> dict[str, int | float]:
-        stats = segment.get_client().stats
-        return {"api_calls": stats.calls, "api_retries": stats.retries, "bytes_sent": stats.bytes_sent}
+    def figures(self, resources) -> dict[str, int | float]:
+        stats = getattr(resources, self.system).get_client().stats
+        figures = {"api_calls": stats.calls, "api_retries": stats.retries, "bytes_sent": stats.bytes_sent}
+        if self.mapping.notify:
+            figures["notifications_sent"] = resources.notifier.get_client().sent
+        return figures

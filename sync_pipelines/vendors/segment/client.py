@@ -9,19 +9,11 @@ import logging
 
 import requests
 
+from sync_pipelines.vendors.delivery import DeliveryReport
 from sync_pipelines.vendors.retrying import RetryableResponse, retry_after_seconds, retrying
 from sync_pipelines.vendors.segment import settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class DeliveryReport:
-    """Outcome per messageId: Segment answers 200 even for events it later drops (segment.md §2)."""
-
-    delivered: list[str] = dataclasses.field(default_factory=list)
-    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

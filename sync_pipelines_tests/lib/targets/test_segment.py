@@ -2,9 +2,17 @@
 
 import pandas as pd
 
-from sync_pipelines.defs.xero_to_segment import INVOICES
+from sync_pipelines.defs.xero_to_segment import MAPPINGS
+from sync_pipelines.lib.staging import row_versions
+from sync_pipelines.lib.targets.segment import latest_traits, notify_messages, track_messages
 
-MAPPING = INVOICES.target.mapping
+INVOICE = MAPPINGS["invoices"]
+
+
+def _tracks(mapping, changed: list[dict], previous: list[dict] | None = None, key: str = "invoice_id"):
+    rows = pd.DataFrame(changed)
+    before = pd.DataFrame(previous) if previous else pd.DataFrame()
+    return track_messages(mapping.track, rows.assign(content_hash=row_versions(rows)), before, key=key, source="xero")
 
 
 def _invoice(**changes) -> dict:
@@ -31,16 +39,12 @@ def _invoice(**changes) -> dict:
 
 
 def _events(changed: dict, previous: dict | None = None) -> list[tuple[str, str]]:
-    before = pd.DataFrame([previous]) if previous else pd.DataFrame()
-    return [
-        (m.event, m.message_id)
-        for m in MAPPING.track_messages(pd.DataFrame([changed]), before, key="invoice_id", source="xero")
-    ]
+    return [(m.event, m.message_id) for m in _tracks(INVOICE, [changed], [previous] if previous else None)]
 
 
 def test_first_sight_of_a_paid_invoice_is_created_then_paid_with_revenue():
     paid = _invoice(status="PAID", amount_due=0.0, amount_paid=120.0)
-    messages = MAPPING.track_messages(pd.DataFrame([paid]), pd.DataFrame(), key="invoice_id", source="xero")
+    messages = _tracks(INVOICE, [paid])
     assert [m.event for m in messages] == ["Invoice Created", "Invoice Paid"]
     created, paid_event = (m.payload for m in messages)
     assert created["messageId"] == "xero:invoice:0f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f:created"
@@ -69,10 +73,60 @@ def test_message_ids_are_deterministic_so_a_replay_cannot_double_an_event():
 def test_identities_carry_the_latest_traits_per_contact():
     older = _invoice(contact_name="Acme", updated_at=pd.Timestamp("2024-01-01", tz="UTC"))
     newer = _invoice(invoice_id="1f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f", contact_email=None)
-    identities = MAPPING.identities(pd.DataFrame([newer, older]))
+    identities = latest_traits(pd.DataFrame([newer, older]), "contact_id", INVOICE.identify.traits, "updated_at")
     assert identities == {
         "7d1a4a7e-3f77-4a2c-8f0b-5e2a9c6d1b20": {
             "name": "Acme Ltd",
             "xero_contact_id": "7d1a4a7e-3f77-4a2c-8f0b-5e2a9c6d1b20",
         }
     }
+
+
+def test_a_change_back_to_earlier_values_is_a_new_message():
+    first, changed = (
+        _invoice(),
+        _invoice(due_date=pd.Timestamp("2024-06-30", tz="UTC"), updated_at=pd.Timestamp("2024-05-02", tz="UTC")),
+    )
+    back = _invoice(updated_at=pd.Timestamp("2024-05-03", tz="UTC"))
+    ((_, there),) = _events(changed, first)
+    ((event, back_again),) = _events(back, changed)
+    assert event == "Invoice Updated" and back_again != there
+    assert _events(back, changed) == [(event, back_again)]
+
+
+def test_the_first_sight_action_can_depend_on_a_column():
+    payment = {
+        "payment_id": "5f0c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f", "payment_type": "ACCPAYPAYMENT", "status": "AUTHORISED",
+        "amount": 50.0, "date": pd.Timestamp("2024-05-02", tz="UTC"), "invoice_id": "0f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f",
+        "invoice_number": "BILL-1", "invoice_type": "ACCPAY", "bank_account_code": "090", "reference": None,
+        "currency_code": "USD", "contact_id": "7d1a4a7e-3f77-4a2c-8f0b-5e2a9c6d1b20",
+        "updated_at": pd.Timestamp("2024-05-02T10:00:00", tz="UTC"),
+    }  # fmt: skip
+    made, received = (
+        _tracks(MAPPINGS["payments"], [{**payment, "payment_type": kind}], key="payment_id")[0]
+        for kind in ("ACCPAYPAYMENT", "ACCRECPAYMENT")
+    )
+    assert (made.event, received.event) == ("Payment Made", "Payment Received")
+    assert made.payload["properties"]["amount"] == 50.0 and made.payload["properties"]["currency"] == "USD"
+
+
+def test_a_record_without_a_person_is_sent_anonymously_under_its_bank_account():
+    spend = {
+        "bank_transaction_id": "6f0c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f", "type": "SPEND", "status": "AUTHORISED",
+        "contact_id": None, "total": 12.5, "date": pd.Timestamp("2024-05-02", tz="UTC"), "bank_account_code": "090",
+        "bank_account_id": "5690f1e8-1d02-4893-90c2-ee1a69eff942", "reference": "Bank fee", "account_codes": "404",
+        "currency_code": "USD", "updated_at": pd.Timestamp("2024-05-02T10:00:00", tz="UTC"),
+    }  # fmt: skip
+    (recorded,) = _tracks(MAPPINGS["expenses"], [spend], key="bank_transaction_id")
+    assert recorded.event == "Expense Recorded"
+    assert "userId" not in recorded.payload
+    assert recorded.payload["anonymousId"] == "5690f1e8-1d02-4893-90c2-ee1a69eff942"
+
+
+def test_a_new_bill_notifies_the_team_once_with_readable_values():
+    bill = _invoice(type="ACCPAY", invoice_number="SUP-77", status="AUTHORISED", contact_name="Paper Co")
+    messages = _tracks(MAPPINGS["bills"], [bill])
+    assert [m.event for m in messages] == ["Bill Created", "Bill Approved"]
+    (notification,) = notify_messages(MAPPINGS["bills"].notify, messages, pd.DataFrame([bill]), "invoice_id")
+    assert notification.payload["text"] == "New bill SUP-77 from Paper Co: GBP 120.0, due 2024-05-31"
+    assert notification.message_id == messages[0].message_id + ":notify"

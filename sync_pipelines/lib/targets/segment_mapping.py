@@ -1,0 +1,149 @@
+"""The Segment mapping as data: a YAML file a user edits, checked against each entity's contract on load.
+
+A bad file fails definition loading with `MappingError` naming the file, entity and field, e.g.
+"xero_to_segment.yaml: bills.track.properties.total: 'totl' is not a column of XeroInvoice".
+"""
+
+import string
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandera.pandas as pa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used as written."""
+
+
+class _Strict(BaseModel):
+    # An unknown key is a typo until proven otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CreatedBy(_Strict):
+    """The first-sight action read from a column, e.g. a payment is "Received" or "Made" by its type."""
+
+    by: str
+    actions: dict[str, str]
+    default: str = "Created"
+
+
+class TrackMapping(_Strict):
+    object: str = Field(min_length=1)
+    user_id: str
+    anonymous_id: str | None = None
+    timestamp: str
+    created: str | CreatedBy = "Created"
+    status_column: str = "status"
+    status_events: dict[str, str] = {}
+    properties: dict[str, str]
+    revenue: str | None = None
+    currency: str | None = None
+    reconcile_amount: str | None = None
+
+    def columns(self) -> Iterable[tuple[str, str]]:
+        yield "user_id", self.user_id
+        if self.anonymous_id:
+            yield "anonymous_id", self.anonymous_id
+        yield "timestamp", self.timestamp
+        yield "status_column", self.status_column
+        if isinstance(self.created, CreatedBy):
+            yield "created.by", self.created.by
+        yield from ((f"properties.{name}", column) for name, column in self.properties.items())
+        for name in ("revenue", "currency"):
+            if getattr(self, name):
+                yield name, getattr(self, name)
+
+    def event(self, action: str) -> str:
+        return f"{self.object} {action}"
+
+    def created_action(self, row: Mapping[str, Any]) -> str:
+        if isinstance(self.created, str):
+            return self.created
+        return self.created.actions.get(row[self.created.by], self.created.default)
+
+
+class IdentifyMapping(_Strict):
+    user_id: str
+    traits: dict[str, str]
+
+    def columns(self) -> Iterable[tuple[str, str]]:
+        yield "user_id", self.user_id
+        yield from ((f"traits.{name}", column) for name, column in self.traits.items())
+
+
+class GroupMapping(IdentifyMapping):
+    when: str | None = None  # a boolean column: only these rows are groups
+    group_id: str
+
+    def columns(self) -> Iterable[tuple[str, str]]:
+        yield from super().columns()
+        yield "group_id", self.group_id
+        if self.when:
+            yield "when", self.when
+
+
+class NotifyMapping(_Strict):
+    actions: list[str] = Field(min_length=1)  # track actions, e.g. ["Created"] (YAML reads a bare `on` as true)
+    text: str
+
+    def columns(self) -> Iterable[tuple[str, str]]:
+        yield from (("text", name) for _, name, _, _ in string.Formatter().parse(self.text) if name)
+
+
+class EntityMapping(_Strict):
+    """What one entity becomes in Segment."""
+
+    track: TrackMapping | None = None
+    identify: IdentifyMapping | None = None
+    group: GroupMapping | None = None
+    notify: NotifyMapping | None = None
+
+    def check(self, columns: set[str], contract: str) -> list[str]:
+        """Problems as "<part>.<field>: why", empty when every referenced column exists."""
+        problems = []
+        for part in ("track", "identify", "group", "notify"):
+            section = getattr(self, part)
+            for where, column in section.columns() if section else ():
+                if column not in columns:
+                    problems.append(f"{part}.{where}: {column!r} is not a column of {contract}")
+        if self.notify and not self.track:
+            problems.append("notify: needs a track section whose actions it follows")
+        if self.track and self.track.reconcile_amount and self.track.reconcile_amount not in self.track.properties:
+            problems.append(f"track.reconcile_amount: {self.track.reconcile_amount!r} is not one of the properties")
+        if not (self.track or self.identify or self.group):
+            problems.append("needs at least one of track, identify, group")
+        return problems
+
+
+def load_mapping(path: Path, contracts: Mapping[str, type[pa.DataFrameModel]]) -> dict[str, EntityMapping]:
+    """Every entity's mapping from the file, checked against its contract; raises MappingError naming the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise MappingError(f"{path.name}: cannot be read: {error}") from error
+    if not isinstance(raw, dict):
+        raise MappingError(f"{path.name}: expected a mapping of entity name to its Segment mapping")
+    problems = [
+        f"{entity}: not an entity of this flow ({', '.join(contracts)})" for entity in set(raw) - set(contracts)
+    ]
+    problems += [f"{entity}: missing" for entity in contracts if entity not in raw]
+    mappings = {}
+    for entity, contract in contracts.items():
+        if entity not in raw:
+            continue
+        try:
+            mappings[entity] = mapping = EntityMapping.model_validate(raw[entity])
+        except ValidationError as error:
+            problems += [
+                f"{'.'.join(map(str, (entity, *e['loc'])))}: {e['msg']}" for e in error.errors(include_url=False)
+            ]
+            continue
+        columns = set(contract.to_schema().columns)
+        problems += [f"{entity}.{problem}" for problem in mapping.check(columns, contract.__name__)]
+    if problems:
+        raise MappingError(f"{path.name}: " + "; ".join(sorted(problems)))
+    return mappings

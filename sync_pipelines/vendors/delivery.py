@@ -1,0 +1,18 @@
+"""What a write-only vendor client reports back: per message id, so the outbox can settle each one."""
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class DeliveryReport:
+    """Outcome per message id; a client never raises for a delivery failure, it reports it here."""
+
+    delivered: list[str] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # worth retrying later
+    rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # would be refused again
+
+    def __iadd__(self, other: "DeliveryReport") -> "DeliveryReport":
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.rejected += other.rejected
+        return self
