@@ -1,4 +1,4 @@
-"""`sync-pipelines`: run the demo, the Dagster UI, the sandbox, replays and the Xero consent flow."""
+"""`sync-pipelines`: run the demo, the Dagster UI, the sandbox, the webhook receiver, replays and Xero consent."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 import dagster as dg
+import requests
 from cryptography.fernet import Fernet
 from tabulate import tabulate
 
@@ -21,8 +22,10 @@ from sync_pipelines.lib.staging import StagingResource, release_held, requeue_de
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero import auth
 from sync_pipelines.vendors.xero.settings import SCOPES
+from sync_pipelines.webhooks.receiver import WebhookReceiver
 
 SANDBOX_PORT = 8765
+WEBHOOK_PORT = 8766
 SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
 # The demo prints step progress, not Dagster's debug event stream.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -41,6 +44,10 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "SEGMENT_API_URL": f"{base_url}/segment",
         "SEGMENT_WRITE_KEY": settings.write_key,
         "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
+        # The sandbox's Slack lookalike records team notifications for GET /_admin/notifications.
+        "SYNC_PIPELINES_NOTIFY_URL": f"{base_url}/slack/services/T0000/B0000/sandbox",
+        "XERO_WEBHOOK_KEY": settings.webhook_key,
+        "SYNC_PIPELINES_WEBHOOK_INBOX": str(data_dir / "webhook_inbox.sqlite"),
         "DAGSTER_HOME": str((data_dir / "dagster_home").resolve()),
     }
 
@@ -72,12 +79,20 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
 
 
 # Telemetry off; one Xero extract at a time across processes, so each client's limiter sees the tenant's
-# whole allowance (xero.md §5: 60 calls a minute, 5 in flight, per tenant).
+# whole allowance (xero.md §5: 60 calls a minute, 5 in flight, per tenant); a queued run (a webhook's sync
+# among them) is launched within a second rather than the default five; the webhook sensor ticks every few
+# seconds, so its skipped ticks are kept for a day rather than a week.
 DAGSTER_YAML = """telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+run_queue:
+  dequeue_interval_seconds: 1
+retention:
+  sensor:
+    purge_after_days:
+      skipped: 1
 """
 
 
@@ -129,11 +144,21 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--port", default=SANDBOX_PORT, show_default=True, help="Sandbox port.")
 @click.option("--ui-port", default=3000, show_default=True)
-def dev(data_dir: Path, port: int, ui_port: int) -> None:
-    """The Dagster UI (127.0.0.1) against the embedded sandbox."""
-    with running_sandbox(data_dir, port):
+@click.option("--webhook-port", default=WEBHOOK_PORT, show_default=True, help="Webhook receiver port.")
+def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
+    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero webhooks go to a local receiver."""
+    with (
+        running_sandbox(data_dir, port) as env,
+        WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], env["XERO_WEBHOOK_KEY"], port=webhook_port) as receiver,
+    ):
+        sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
+        hooks = {"url": receiver.webhook_url, "key": env["XERO_WEBHOOK_KEY"]}
+        requests.put(f"{sandbox_url}/_admin/xero/webhooks", json=hooks, timeout=10).raise_for_status()
+        click.echo(f"sandbox webhooks -> {receiver.webhook_url}")
         _prepare_dagster_home()
-        subprocess.run(["dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False)
+        # The dagster next to this interpreter: the same environment even when it is not activated.
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        subprocess.run([dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)], check=False)
 
 
 @main.command()
@@ -143,14 +168,44 @@ def dev(data_dir: Path, port: int, ui_port: int) -> None:
 @click.option("--invoices", default=200, show_default=True)
 @click.option("--contacts", default=40, show_default=True)
 @click.option("--malformed", default=0, show_default=True)
-def sandbox(data_dir: Path, port: int, seed: int, invoices: int, contacts: int, malformed: int) -> None:
+@click.option("--webhook-url", help="Deliver Xero webhooks here, e.g. http://127.0.0.1:8766/xero/webhooks.")
+def sandbox(
+    data_dir: Path, port: int, seed: int, invoices: int, contacts: int, malformed: int, webhook_url: str | None
+) -> None:
     """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(
-        state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed
-    )
+        state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed,
+        webhook_url=webhook_url,
+    )  # fmt: skip
     click.echo(f"sandbox on http://127.0.0.1:{port} (state: {settings.state_path})")
     SandboxServer(settings, port=port).serve_forever()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Xero needs HTTPS on 443: put a proxy in front.")
+@click.option("--port", default=WEBHOOK_PORT, show_default=True)
+@click.option(
+    "--inbox",
+    type=click.Path(path_type=Path),
+    envvar="SYNC_PIPELINES_WEBHOOK_INBOX",
+    show_envvar=True,
+    default=Path("data/webhook_inbox.sqlite"),
+    show_default=True,
+    help="SQLite file the sensor reads.",
+)
+@click.option(
+    "--key",
+    envvar="XERO_WEBHOOK_KEY",
+    show_envvar=True,
+    required=True,
+    help="The Xero app's webhook key; set it in the environment, not on the command line.",
+)
+def webhooks(host: str, port: int, inbox: Path, key: str) -> None:
+    """Receive Xero webhooks: verify each delivery's signature, store its events for the sensor, acknowledge."""
+    receiver = WebhookReceiver(inbox, key, host=host, port=port)
+    click.echo(f"receiving Xero webhooks on {receiver.webhook_url} (inbox: {inbox})")
+    receiver.serve_forever()
 
 
 @main.command()

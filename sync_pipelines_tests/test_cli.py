@@ -1,13 +1,22 @@
 """The `sync-pipelines` commands a new user runs, run the same way (in process, real sandbox, temp data)."""
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from unittest.mock import patch
 
 import duckdb
+import requests
 from click.testing import CliRunner
 
 from sync_pipelines.cli import main
+from sync_pipelines.defs.xero_to_segment import ENRICHMENT, SPECS
 from sync_pipelines.lib import staging
+from sync_pipelines_tests.conftest import SandboxAdmin
+from sync_pipelines_tests.webhooks.conftest import stored_events
 
 
 def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempotently(tmp_path):
@@ -23,13 +32,20 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
         "flow", "entity", "in_source", "staged", "quarantined", "delivered", "dead_lettered", "pending", "ok",
     ]  # fmt: skip
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-        runs = conn.execute(
-            "SELECT quarantined, delivered, dead_lettered, pending, ok FROM reconciliation ORDER BY checked_at"
+        rows = conn.execute(
+            """SELECT entity, quarantined, delivered, dead_lettered, pending, ok FROM reconciliation
+               ORDER BY checked_at, entity"""
         ).fetchall()
-        (sent,) = conn.execute("SELECT count(*) FROM audit_log WHERE outcome = 'delivered'").fetchone()
-    assert len(runs) == 2
-    assert runs[0] == runs[1]  # the second demo found nothing new and delivered nothing more
-    assert runs[0][0] == 3 and runs[0][1] == sent and runs[0][2:] == (0, 0, True)
+        # The contact enrichment sends identify calls too, but has no source records to reconcile against.
+        (sent,) = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE outcome = 'delivered' AND entity != ?", [ENRICHMENT]
+        ).fetchone()
+    first, second = rows[: len(SPECS)], rows[len(SPECS) :]
+    assert sorted(entity for entity, *_ in first) == sorted(spec.entity for spec in SPECS)
+    assert second == first  # the second demo found nothing new and delivered nothing more
+    assert sum(row[1] for row in first) == 3  # the malformed invoices
+    assert sum(row[2] for row in first) == sent
+    assert all(row[3:] == (0, 0, True) for row in first)
 
 
 def test_replay_requeues_exhausted_dead_letters_and_delivers_them(admin, sync_env):
@@ -54,3 +70,66 @@ def test_replay_requeues_exhausted_dead_letters_and_delivers_them(admin, sync_en
     assert result.exit_code == 0, result.output
     assert "requeued 1 dead letters" in result.output
     assert [m["messageId"] for m in admin.segment_messages()] == ["xero:invoice:replayed:created"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(args: list[str], env: dict[str, str], log: Path, ready_url: str) -> subprocess.Popen:
+    """A `sync-pipelines` server command in the background, returned once it answers HTTP."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sync_pipelines.cli", *args], env={**os.environ, **env}, stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(ready_url, timeout=2)
+            return process
+        except requests.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(log.read_text()) from None
+            time.sleep(0.2)
+
+
+def test_the_sandbox_delivers_webhooks_to_the_webhooks_command_which_stores_them(tmp_path):
+    receiver_port, sandbox_port = _free_port(), _free_port()
+    webhook_url = f"http://127.0.0.1:{receiver_port}/xero/webhooks"
+    inbox = tmp_path / "webhook_inbox.sqlite"
+    secret = "a-secret-webhook-key"
+    receiver_log, sandbox_log = tmp_path / "receiver.log", tmp_path / "sandbox.log"
+    receiver = _serve(["webhooks", "--port", str(receiver_port), "--inbox", str(inbox)],
+                      {"XERO_WEBHOOK_KEY": secret}, receiver_log, webhook_url)  # fmt: skip
+    sandbox = _serve(
+        ["sandbox", "--port", str(sandbox_port), "--data-dir", str(tmp_path / "data"), "--webhook-url", webhook_url],
+        {}, sandbox_log, f"http://127.0.0.1:{sandbox_port}/_admin/stats",
+    )  # fmt: skip
+    try:
+        admin = SandboxAdmin(f"http://127.0.0.1:{sandbox_port}")
+        admin.call("PUT", "/xero/webhooks", {"key": secret})  # the key the Xero app shows its developer
+        invoice = next(i for i in admin.get("/xero/invoices") if i["Status"] == "AUTHORISED")
+        admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
+        admin.post("/xero/webhooks/flush")
+        assert admin.post("/xero/webhooks/itr")["passed"]
+    finally:
+        for process in (receiver, sandbox):
+            process.terminate()
+            process.wait(timeout=30)
+
+    assert [(e["resource_id"], e["category"], e["event_type"]) for e in stored_events(inbox)] == [
+        (invoice["InvoiceID"], "INVOICE", "UPDATE")
+    ]
+    assert f"receiving Xero webhooks on {webhook_url}" in receiver_log.read_text()
+    assert secret not in receiver_log.read_text()
+
+
+def test_the_webhooks_command_needs_the_key_from_the_environment():
+    result = CliRunner().invoke(main, ["webhooks"], env={"XERO_WEBHOOK_KEY": None})
+
+    assert result.exit_code == 2
+    assert "XERO_WEBHOOK_KEY" in result.output

@@ -1,15 +1,21 @@
-"""Dead letters: a write the target refused is parked with its error, then replayed by the sensor, once."""
+"""The sensors: dead letters are replayed once their backoff passes; webhook events become coalesced sync runs."""
 
+import json
 from datetime import timedelta
 
 import dagster as dg
 import duckdb
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.sensors import dead_letter_replay
+from sync_pipelines.defs.sensors import dead_letter_replay, xero_webhook_sensor, xero_webhook_sync
+from sync_pipelines.defs.xero_to_segment import SPECS, contact_enrichment
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
-from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
+from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
+from sync_pipelines.webhooks.receiver import WebhookReceiver
+from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
+from sync_pipelines_tests.webhooks.conftest import stored_events, xero_event
+from sync_pipelines_tests.webhooks.daemon import dagster_daemon, invoice_paid, wait_for_message
 
 
 def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_env):
@@ -29,7 +35,10 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
     with duckdb.connect(database) as conn:
         parked, errors = conn.execute("SELECT count(*), count(DISTINCT error) FROM dead_letters").fetchone()
         assert parked > 0 and errors >= 1
-        assert conn.execute("SELECT count(*) FROM outbox WHERE status = 'delivered'").fetchone() == (0,)
+        # Only Segment is down: team notifications (bills) still went out.
+        delivered = "SELECT count(*) FROM outbox WHERE status = 'delivered' AND kind != 'notify'"
+        assert conn.execute(delivered).fetchone() == (0,)
+        (entities,) = conn.execute("SELECT count(DISTINCT entity) FROM dead_letters").fetchone()
 
     staging_db = StagingResource(database=database)
     context = dg.build_sensor_context(cursor=None, resources={"staging_db": staging_db})
@@ -39,15 +48,22 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
     with duckdb.connect(database) as conn:  # let the backoff pass
         conn.execute("UPDATE dead_letters SET next_attempt_at = next_attempt_at - ?", [timedelta(hours=1)])
     ticked = dead_letter_replay(dg.build_sensor_context(cursor=None, resources={"staging_db": staging_db}))
-    (request,) = ticked.run_requests
-    assert request.asset_selection == [dg.AssetKey(["segment", "xero_invoices"])]
+    # One delivery-only run per entity with dead letters, the contact enrichment's identify calls included.
+    assert len(ticked.run_requests) == entities
+    selections = [request.asset_selection for request in ticked.run_requests]
+    assert [dg.AssetKey(["segment", "xero_invoices"])] in selections
+    assert [contact_enrichment.key] in selections
+    assert all(len(keys) == 1 and keys[0].path[0] == "segment" for keys in selections)
     again = dead_letter_replay(dg.build_sensor_context(cursor=ticked.cursor, resources={"staging_db": staging_db}))
     assert again.run_requests == []  # one run per failure wave
 
     job = definitions.resolve_implicit_global_asset_job_def()
-    replay = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=request.asset_selection)
-    assert replay.success
-    assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
+    for request in ticked.run_requests:
+        replay = job.execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), asset_selection=request.asset_selection
+        )
+        assert replay.success
+    assert track_counts(admin, prefix="") == expected_flow_tracks(admin)
     with duckdb.connect(database) as conn:
         assert conn.execute("SELECT DISTINCT status FROM dead_letters").fetchall() == [("replayed",)]
         delivered_twice = conn.execute(
@@ -55,3 +71,125 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
                GROUP BY idempotency_key HAVING count(*) > 1"""
         ).fetchall()
         assert delivered_twice == []
+
+
+def _webhook_tick(instance: dg.DagsterInstance, inbox: WebhookInbox, cursor: str | None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"webhook_inbox": WebhookInboxResource(path=str(inbox.path))}
+    )
+    return xero_webhook_sensor(context)
+
+
+def _keys_for(*categories: str) -> set[dg.AssetKey]:
+    """The rule the sensor follows: every spec whose Xero webhook category arrived, all three of its assets."""
+    specs = [spec for spec in SPECS if spec.source.webhook_category in categories]
+    return {key for spec in specs for key in (spec.raw_key, spec.staged_key, spec.delivered_key)}
+
+
+def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while_one_is_in_flight(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    assert isinstance(_webhook_tick(instance, inbox, None), dg.SkipReason)  # nothing received yet
+
+    inbox.store([xero_event("INVOICE"), xero_event("INVOICE"), xero_event("CONTACT")])
+    ticked = _webhook_tick(instance, inbox, None)
+    (request,) = ticked.run_requests
+    assert request.run_key == "xero-webhook:1-3"
+    assert set(request.asset_selection) == _keys_for("INVOICE", "CONTACT")
+    assert {dg.AssetKey(["xero", "raw", "invoices"]), dg.AssetKey(["segment", "xero_invoices"])} <= set(
+        request.asset_selection
+    )
+    assert not set(request.asset_selection) & {  # polled entities (no webhooks for them) are left to the schedule
+        key for spec in SPECS if spec.source.webhook_category is None for key in (spec.raw_key, spec.delivered_key)
+    }
+    assert json.loads(ticked.cursor) == {"seq": 3}
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor), dg.SkipReason)  # the cursor moved past them
+
+    # The daemon launched that run; while it is running, new events wait (cursor unchanged) instead of a second run.
+    in_flight = instance.add_run(
+        dg.DagsterRun(
+            job_name=xero_webhook_sync.name, status=dg.DagsterRunStatus.STARTED,
+            asset_selection=set(request.asset_selection), tags={**request.tags, "dagster/run_key": request.run_key},
+        )
+    )  # fmt: skip
+    inbox.store([xero_event("INVOICE")])
+    waiting = _webhook_tick(instance, inbox, ticked.cursor)
+    assert isinstance(waiting, dg.SkipReason) and in_flight.run_id in waiting.skip_message
+    inbox.store([xero_event("INVOICE"), xero_event("INVOICE")])
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor), dg.SkipReason)
+
+    instance.report_run_canceled(in_flight)
+    coalesced = _webhook_tick(instance, inbox, ticked.cursor)
+    (request,) = coalesced.run_requests
+    assert request.run_key == "xero-webhook:4-6"  # one run for all three events that waited
+    assert set(request.asset_selection) == _keys_for("INVOICE")
+    assert request.tags["sync_pipelines/webhook_events"] == "3"
+    assert json.loads(coalesced.cursor) == {"seq": 6}
+
+
+def test_webhook_sensor_moves_past_categories_no_entity_syncs(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    inbox.store([xero_event("CREDITNOTE")])  # xero.md §6: a category this flow does not sync
+
+    ticked = _webhook_tick(instance, inbox, None)
+
+    assert ticked.run_requests == []
+    assert json.loads(ticked.cursor) == {"seq": 1}
+
+
+def test_webhook_sync_runs_its_steps_in_one_process():
+    assert defs().resolve_job_def(xero_webhook_sync.name).executor_def.name == dg.in_process_executor.name
+
+
+def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_once(admin, sync_env, run_sync):
+    assert run_sync().success  # everything already delivered: only the webhook's change is new
+    invoice = next(i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED")
+    before = len(admin.segment_messages())
+
+    inbox = WebhookInbox(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"])
+    with WebhookReceiver(inbox.path, sync_env["XERO_WEBHOOK_KEY"]) as receiver:
+        admin.call("PUT", "/xero/webhooks", {"url": receiver.webhook_url})
+        admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
+        admin.post("/xero/webhooks/flush")
+        (delivery,) = admin.get("/xero/webhooks/deliveries")
+        # xero.md §6: the same body and signature again, as a Xero retry or replay brings it.
+        assert admin.post("/xero/webhooks/redeliver", {"first": delivery["first"]})["status"] == 200
+    assert delivery["delivered"] and len(stored_events(inbox.path)) == delivery["events"]
+
+    instance = dg.DagsterInstance.ephemeral()
+    ticked = _webhook_tick(instance, inbox, None)
+    (request,) = ticked.run_requests
+    run = (
+        defs()
+        .resolve_job_def(xero_webhook_sync.name)
+        .execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
+    )
+    assert run.success
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor), dg.SkipReason)  # the redelivery made no run
+
+    new = [m for m in admin.segment_messages()[before:] if m["type"] == "track"]
+    paid = [m for m in new if m["event"] == "Invoice Paid"]
+    assert [m["properties"]["invoice_id"] for m in paid] == [invoice["InvoiceID"]]
+    assert not [m for m in new if m["event"].startswith("Invoice") and m["event"] != "Invoice Paid"]
+
+
+def test_a_paid_invoice_reaches_segment_within_30_seconds_under_the_real_daemon(
+    admin, sandbox, sync_env, run_sync, tmp_path
+):
+    """Sandbox webhook -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Segment, all real."""
+    assert run_sync().success
+    payable = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED"]
+    first, second = payable[:2]
+    key = sync_env["XERO_WEBHOOK_KEY"]
+    with (
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], key) as receiver,
+        dagster_daemon(sync_env, tmp_path / "daemon.log"),
+    ):
+        admin.call("PUT", "/xero/webhooks", {"url": receiver.webhook_url, "key": key})
+        # Warm-up: the daemon loads the code location and launches its first run.
+        admin.post(f"/xero/invoices/{first['InvoiceID']}/pay")
+        wait_for_message(sandbox.url, invoice_paid(first["InvoiceID"]), seconds=180)
+
+        admin.post(f"/xero/invoices/{second['InvoiceID']}/pay")
+        wait_for_message(sandbox.url, invoice_paid(second["InvoiceID"]), seconds=30)

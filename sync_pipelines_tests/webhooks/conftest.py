@@ -1,0 +1,74 @@
+"""Deliveries shaped and signed the way Xero sends them (xero.md §6), and a receiver to send them to."""
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from sync_pipelines.webhooks.receiver import WebhookReceiver, sign
+
+KEY = "test-webhook-key"
+TENANT_ID = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
+
+
+def xero_event(category: str = "INVOICE", event_type: str = "UPDATE", resource_id: str | None = None) -> dict:
+    """One event with all seven fields; eventDateUtc has no Z (xero.md §6)."""
+    resource_id = resource_id or str(uuid.uuid4())
+    collection = {"INVOICE": "Invoices", "CONTACT": "Contacts", "CREDITNOTE": "CreditNotes"}[category]
+    return {
+        "resourceUrl": f"https://api.xero.com/api.xro/2.0/{collection}/{resource_id}",
+        "resourceId": resource_id,
+        "eventDateUtc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
+        "eventType": event_type,
+        "eventCategory": category,
+        "tenantId": TENANT_ID,
+        "tenantType": "ORGANISATION",
+    }
+
+
+def delivery_body(events: list[dict], first: int = 1) -> bytes:
+    """The raw body of one delivery; an empty list makes an Intent-to-Receive probe (sequences 0)."""
+    payload = {
+        "events": events,
+        "firstEventSequence": first if events else 0,
+        "lastEventSequence": first + len(events) - 1 if events else 0,
+        "entropy": uuid.uuid4().hex.upper()[:20],
+    }
+    return json.dumps(payload).encode()
+
+
+def post(url: str, body: bytes, signature: str | None) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["x-xero-signature"] = signature
+    return requests.post(url, data=body, headers=headers, timeout=5)
+
+
+def deliver(url: str, body: bytes, key: str = KEY) -> requests.Response:
+    """POST a body with the signature Xero would put on it."""
+    return post(url, body, sign(key, body))
+
+
+def stored_events(inbox_path: Path) -> list[dict]:
+    """What the inbox table holds, oldest first (empty when the receiver never created it)."""
+    if not inbox_path.exists():
+        return []
+    with sqlite3.connect(inbox_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM webhook_events ORDER BY seq")]
+
+
+@pytest.fixture
+def inbox_path(tmp_path: Path) -> Path:
+    return tmp_path / "inbox" / "webhook_inbox.sqlite"
+
+
+@pytest.fixture
+def receiver(inbox_path: Path) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(inbox_path, KEY) as running:
+        yield running

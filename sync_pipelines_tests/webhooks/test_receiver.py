@@ -1,0 +1,109 @@
+"""The receiver keeps Xero's contract (xero.md §6): only correctly signed deliveries are stored, each event once."""
+
+import json
+
+import pytest
+import requests
+
+from sync_pipelines.webhooks.receiver import sign
+from sync_pipelines_tests.webhooks.conftest import KEY, deliver, delivery_body, post, stored_events, xero_event
+
+
+def test_a_signed_delivery_is_stored_then_acknowledged_with_an_empty_200(receiver, inbox_path):
+    events = [xero_event("INVOICE", "CREATE"), xero_event("CONTACT", "UPDATE")]
+
+    response = deliver(receiver.webhook_url, delivery_body(events))
+
+    assert response.status_code == 200
+    assert response.content == b""
+    assert "set-cookie" not in response.headers
+    rows = stored_events(inbox_path)
+    assert [json.loads(row["payload"]) for row in rows] == events
+    assert [(r["tenant_id"], r["category"], r["event_type"], r["resource_id"], r["event_date"]) for r in rows] == [
+        (e["tenantId"], e["eventCategory"], e["eventType"], e["resourceId"], e["eventDateUtc"]) for e in events
+    ]
+
+
+def _reserialised(body: bytes) -> bytes:
+    """Same JSON, different bytes: what a receiver that parses before verifying would check (xero-node#563)."""
+    return json.dumps(json.loads(body), indent=2).encode()
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda body: (body, None), id="missing"),
+        pytest.param(lambda body: (body, ""), id="empty"),
+        pytest.param(lambda body: (body, sign("another-apps-key", body)), id="wrong-key"),
+        pytest.param(lambda body: (body.replace(b"UPDATE", b"CREATE"), sign(KEY, body)), id="tampered-body"),
+        pytest.param(lambda body: (_reserialised(body), sign(KEY, body)), id="reserialised-body"),
+        pytest.param(lambda body: (body, sign(KEY, body)[:-4]), id="truncated"),
+        pytest.param(lambda body: (body, "not base64 at all \u00e9"), id="garbage"),
+    ],
+)
+def test_forged_or_missing_signatures_get_an_empty_401_and_nothing_is_stored(receiver, inbox_path, forge):
+    body, signature = forge(delivery_body([xero_event("INVOICE", "UPDATE")]))
+
+    response = post(receiver.webhook_url, body, signature)
+
+    assert response.status_code == 401
+    assert response.content == b""
+    assert stored_events(inbox_path) == []
+
+
+def test_a_replayed_delivery_is_acknowledged_but_stored_once(receiver, inbox_path):
+    first, second = xero_event("INVOICE", "UPDATE"), xero_event("INVOICE", "UPDATE")
+    body = delivery_body([first])
+
+    # xero.md §6: the same signed body again (a retry or a replay), then a batch overlapping it.
+    replies = [deliver(receiver.webhook_url, body), deliver(receiver.webhook_url, body)]
+    replies.append(deliver(receiver.webhook_url, delivery_body([first, second], first=1)))
+
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert [row["resource_id"] for row in stored_events(inbox_path)] == [first["resourceId"], second["resourceId"]]
+
+
+def test_the_same_record_changing_again_is_a_new_event(receiver, inbox_path):
+    """Dedupe is on the whole event identity: a later eventDateUtc for the same record is a real change."""
+    earlier = xero_event("INVOICE", "UPDATE")
+    later = {**earlier, "eventDateUtc": "2099-01-01T00:00:00.000"}
+
+    assert deliver(receiver.webhook_url, delivery_body([earlier, later])).status_code == 200
+
+    assert [row["event_date"] for row in stored_events(inbox_path)] == [earlier["eventDateUtc"], later["eventDateUtc"]]
+
+
+def test_intent_to_receive_probes_get_200_when_signed_and_401_when_not(receiver, inbox_path):
+    probe = delivery_body([])
+
+    assert deliver(receiver.webhook_url, probe).status_code == 200
+    assert post(receiver.webhook_url, probe, sign("mis-signed", probe)).status_code == 401
+    assert stored_events(inbox_path) == []
+
+
+def test_a_signed_body_that_is_not_a_xero_delivery_is_rejected_and_not_stored(receiver, inbox_path):
+    incomplete = {k: v for k, v in xero_event().items() if k != "eventDateUtc"}
+
+    for body in (b"not json", json.dumps({"events": [incomplete]}).encode(), delivery_body([incomplete])):
+        assert deliver(receiver.webhook_url, body).status_code == 400
+
+    assert stored_events(inbox_path) == []
+
+
+def test_only_post_to_the_webhook_path_is_served(receiver):
+    base = receiver.webhook_url.removesuffix("/xero/webhooks")
+    body = delivery_body([])
+
+    assert requests.get(receiver.webhook_url, timeout=5).status_code == 405
+    assert deliver(f"{base}/xero/webhook", body).status_code == 404
+    assert deliver(f"{base}/", body).status_code == 404
+
+
+def test_the_receiver_passes_the_sandboxs_intent_to_receive(admin, receiver, inbox_path):
+    admin.call("PUT", "/xero/webhooks", {"url": receiver.webhook_url, "key": KEY})
+
+    itr = admin.post("/xero/webhooks/itr")
+
+    assert itr["passed"], itr
+    assert {probe["signed"] for probe in itr["probes"]} == {True, False}
+    assert stored_events(inbox_path) == []
