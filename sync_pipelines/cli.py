@@ -81,7 +81,8 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
 # Telemetry off; one Xero extract at a time across processes, so each client's limiter sees the tenant's
 # whole allowance (xero.md §5: 60 calls a minute, 5 in flight, per tenant); a queued run (a webhook's sync
 # among them) is launched within a second rather than the default five; the webhook sensor ticks every few
-# seconds, so its skipped ticks are kept for a day rather than a week.
+# seconds, so its skipped ticks are kept for a day rather than a week; run monitoring marks a run whose process
+# died as failed, so the webhook sensor (which waits for the previous webhook run) is never stuck behind it.
 DAGSTER_YAML = """telemetry:
   enabled: false
 concurrency:
@@ -89,6 +90,8 @@ concurrency:
     default_limit: 1
 run_queue:
   dequeue_interval_seconds: 1
+run_monitoring:
+  enabled: true
 retention:
   sensor:
     purge_after_days:

@@ -89,7 +89,9 @@ class Target(Protocol):
         """The writes these changes call for, each with a deterministic idempotency key."""
         ...
 
-    def deliver(self, resources: Any, payloads: list[dict]) -> DeliveryReport: ...
+    def deliver(self, resources: Any, payloads: list[dict]) -> dict[str, DeliveryReport]:
+        """The outcome per destination system (the audit log names where each message went)."""
+        ...
 
     def figures(self, resources: Any) -> dict[str, int | float]: ...
 
@@ -338,20 +340,24 @@ def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str,
             batch = staging.pending_messages(conn, flow=flow, entity=entity, limit=DELIVERY_CHUNK)
         if not batch:
             break
-        report = target.deliver(context.resources, [payload for _, _, payload in batch])
         record_of = {message_id: record_id for message_id, record_id, _ in batch}
-        where = {"flow": flow, "entity": entity, "target": target.system, "run_id": run_id}
+        reports = target.deliver(context.resources, [payload for _, _, payload in batch])
         with staging_db.connect() as conn:
-            staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
-            for failures, retryable in ((report.failed, True), (report.rejected, False)):
-                staging.dead_letter(
-                    conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable, **where
-                )
-        sent += len(report.delivered)
-        failed += len(report.failed)
-        rejected += len(report.rejected)
-        if report.failed or report.rejected:
-            context.log.warning(f"{len(report.failed)} failed and {len(report.rejected)} rejected messages")
+            for system, report in reports.items():
+                where = {"flow": flow, "entity": entity, "target": system, "run_id": run_id}
+                staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
+                for failures, retryable in ((report.failed, True), (report.rejected, False)):
+                    staging.dead_letter(
+                        conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
+                        **where,
+                    )  # fmt: skip
+                sent += len(report.delivered)
+                failed += len(report.failed)
+                rejected += len(report.rejected)
+                if report.failed or report.rejected:
+                    context.log.warning(
+                        f"{system}: {len(report.failed)} failed and {len(report.rejected)} rejected messages"
+                    )
     return {
         "dagster/row_count": sent,
         "failed": failed,

@@ -10,9 +10,3 @@ class DeliveryReport:
     delivered: list[str] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # worth retrying later
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # would be refused again
-
-    def __iadd__(self, other: "DeliveryReport") -> "DeliveryReport":
-        self.delivered += other.delivered
-        self.failed += other.failed
-        self.rejected += other.rejected
-        return self

@@ -62,6 +62,8 @@ def test_every_seeded_record_arrives_once_per_state_change_and_rerun_is_silent(a
     notifications = admin.get("/notifications")
     assert len(notifications) == len(bills)
     assert all(n["channel"] == "slack" and n["body"]["text"].startswith("New bill ") for n in notifications)
+    notified = "SELECT count(*) FROM audit_log WHERE target = 'notifier' AND outcome = 'delivered'"
+    assert _staged(sync_env, notified) == [(len(bills),)]
     assert _staged(sync_env, "SELECT count(DISTINCT source_id) FROM xrefs WHERE source_system = 'xero'") == [
         (len(customers | suppliers | {c["ContactID"] for c in contacts}),)
     ]

@@ -229,16 +229,16 @@ class SegmentTarget:
                 messages += notify_messages(mapping.notify, tracks, changed, key)
         return messages
 
-    def deliver(self, resources, payloads: list[dict]) -> DeliveryReport:
+    def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:
         """Notifications to the team's webhook, everything else to Segment."""
-        report = DeliveryReport()
-        notifications = [p for p in payloads if p["type"] == "notify"]
+        reports = {}
         calls = [p for p in payloads if p["type"] != "notify"]
+        notifications = [p for p in payloads if p["type"] == "notify"]
         if calls:
-            report += getattr(resources, self.system).get_client().send(calls)
+            reports[self.system] = getattr(resources, self.system).get_client().send(calls)
         if notifications:
-            report += resources.notifier.get_client().send(notifications)
-        return report
+            reports["notifier"] = resources.notifier.get_client().send(notifications)
+        return reports
 
     def figures(self, resources) -> dict[str, int | float]:
         stats = getattr(resources, self.system).get_client().stats
