@@ -8,11 +8,8 @@ import base64
 import hashlib
 import hmac
 import logging
-import threading
 from pathlib import Path
-from types import TracebackType
 
-import uvicorn
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sync_pipelines.lib.serving import BackgroundServer
 from sync_pipelines.webhooks.inbox import WebhookInbox
 
 WEBHOOK_PATH = "/xero/webhooks"
@@ -80,50 +78,19 @@ def build_app(inbox: WebhookInbox, key: str) -> Starlette:
     return Starlette(routes=[Route(WEBHOOK_PATH, receive, methods=["POST"])])
 
 
-class WebhookReceiver:
+class WebhookReceiver(BackgroundServer):
     """The receiver under uvicorn: in a background thread (`dev`, tests, benchmarks) or in the foreground (CLI)."""
 
+    name = "webhook receiver"
+
     def __init__(self, inbox_path: str | Path, key: str, host: str = "127.0.0.1", port: int = 0):
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self._app = build_app(WebhookInbox(inbox_path), key)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+
+    def app(self) -> Starlette:
+        return self._app
 
     @property
     def webhook_url(self) -> str:
         """The delivery URL to configure for the Xero app (behind HTTPS on 443 in production, xero.md §6)."""
-        return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
-
-    def _uvicorn(self) -> uvicorn.Server:
-        config = uvicorn.Config(self._app, host=self.host, port=self.port, log_level="warning", lifespan="off")
-        return uvicorn.Server(config)
-
-    def start(self) -> "WebhookReceiver":
-        """Serve in a daemon thread; returns once listening, with `port` set to the real one when it was 0."""
-        self._server = self._uvicorn()
-        self._thread = threading.Thread(target=self._server.run, name="webhook-receiver", daemon=True)
-        self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the webhook receiver could not listen on {self.host}:{self.port}")
-            self._thread.join(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (uvicorn handles SIGINT/SIGTERM)."""
-        self._uvicorn().run()
-
-    def __enter__(self) -> "WebhookReceiver":
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return self.url + WEBHOOK_PATH

@@ -97,7 +97,8 @@ def test_a_change_back_to_earlier_values_is_a_new_message():
 def test_the_first_sight_action_can_depend_on_a_column():
     payment = {
         "payment_id": "5f0c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f", "payment_type": "ACCPAYPAYMENT", "status": "AUTHORISED",
-        "amount": 50.0, "date": pd.Timestamp("2024-05-02", tz="UTC"), "invoice_id": "0f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f",
+        "amount": 50.0, "date": pd.Timestamp("2024-05-02", tz="UTC"),
+        "invoice_id": "0f5c7f2e-4d4e-4c1a-9a59-2a8c1d2b3e4f",
         "invoice_number": "BILL-1", "invoice_type": "ACCPAY", "bank_account_code": "090", "reference": None,
         "currency_code": "USD", "contact_id": "7d1a4a7e-3f77-4a2c-8f0b-5e2a9c6d1b20",
         "updated_at": pd.Timestamp("2024-05-02T10:00:00", tz="UTC"),
