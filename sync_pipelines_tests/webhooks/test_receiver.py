@@ -37,6 +37,10 @@ def _reserialised(body: bytes) -> bytes:
         pytest.param(lambda body: (body, sign("another-apps-key", body)), id="wrong-key"),
         pytest.param(lambda body: (body.replace(b"UPDATE", b"CREATE"), sign(KEY, body)), id="tampered-body"),
         pytest.param(lambda body: (_reserialised(body), sign(KEY, body)), id="reserialised-body"),
+        # A valid signature captured from an earlier delivery, replayed on a new body.
+        pytest.param(
+            lambda body: (body, sign(KEY, delivery_body([xero_event("CONTACT", "CREATE")]))), id="replayed-signature"
+        ),
         pytest.param(lambda body: (body, sign(KEY, body)[:-4]), id="truncated"),
         pytest.param(lambda body: (body, "not base64 at all \u00e9"), id="garbage"),
     ],
