@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
@@ -11,23 +12,22 @@ from starlette.types import ASGIApp
 class BackgroundServer:
     """Binds first, so `url` holds the real port before serving (port 0 picks a free one)."""
 
-    name = "server"
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.host = host
+    def __init__(
+        self,
+        app: Callable[[str], ASGIApp],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "server",
+        started: Callable[[], None] = lambda: None,
+        stopped: Callable[[], None] = lambda: None,
+    ):
+        """`app` builds the application from the URL it is served at; `started` and `stopped` bracket serving."""
+        self.host, self.name = host, name
+        self._make_app, self._started, self._stopped = app, started, stopped
         self._requested_port = port
         self._port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-
-    def app(self) -> ASGIApp:
-        raise NotImplementedError
-
-    def started(self) -> None:
-        """Called once the socket accepts connections."""
-
-    def stopped(self) -> None:
-        """Called once serving has ended."""
 
     @property
     def url(self) -> str:
@@ -42,7 +42,7 @@ class BackgroundServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(self._make_app(self.url), log_level="warning", lifespan="off", access_log=False)
         return sock, uvicorn.Server(config)
 
     def start(self):
@@ -58,7 +58,7 @@ class BackgroundServer:
             if not self._thread.is_alive():
                 raise RuntimeError(f"the {self.name} failed to start")
             self._thread.join(0.01)
-        self.started()
+        self._started()
         return self
 
     def stop(self) -> None:
@@ -66,16 +66,16 @@ class BackgroundServer:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
-        self.stopped()
+        self._stopped()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (uvicorn handles SIGINT/SIGTERM)."""
         sock, server = self._bind()
-        self.started()
+        self._started()
         try:
             server.run(sockets=[sock])
         finally:
-            self.stopped()
+            self._stopped()
 
     def __enter__(self):
         return self.start()

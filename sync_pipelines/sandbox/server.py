@@ -43,28 +43,25 @@ def _loopback(host: str) -> str:
 class SandboxServer(BackgroundServer):
     """A running sandbox; state lives in settings.state_path and is seeded only when that file is new."""
 
-    name = "sandbox"
-
     def __init__(self, settings: SandboxSettings, host: str = "127.0.0.1", port: int = 0):
-        super().__init__(_loopback(host), port)
         self.settings = settings
         self._store = Store(settings.state_path)
         self.runtime = Runtime(settings, self._store)
+        super().__init__(
+            self._app, _loopback(host), port, name="sandbox", started=self.runtime.webhooks.start, stopped=self._close
+        )
 
     @property
     def tenant_id(self) -> str:
         """The one Xero tenant's ID (also listed by GET /connections)."""
         return self.runtime.tenant_id
 
-    def app(self) -> Starlette:
+    def _app(self, url: str) -> Starlette:
         # Webhook events carry resource URLs under the address the sandbox really listens on.
-        self.runtime.webhooks.base_url = self.url
+        self.runtime.webhooks.base_url = url
         return build_app(self.runtime)
 
-    def started(self) -> None:
-        self.runtime.webhooks.start()
-
-    def stopped(self) -> None:
+    def _close(self) -> None:
         self.runtime.webhooks.stop()
         self._store.close()
 

@@ -81,14 +81,9 @@ def build_app(inbox: WebhookInbox, key: str) -> Starlette:
 class WebhookReceiver(BackgroundServer):
     """The receiver under uvicorn: in a background thread (`dev`, tests, benchmarks) or in the foreground (CLI)."""
 
-    name = "webhook receiver"
-
     def __init__(self, inbox_path: str | Path, key: str, host: str = "127.0.0.1", port: int = 0):
-        super().__init__(host, port)
-        self._app = build_app(WebhookInbox(inbox_path), key)
-
-    def app(self) -> Starlette:
-        return self._app
+        app = build_app(WebhookInbox(inbox_path), key)
+        super().__init__(lambda url: app, host, port, name="webhook receiver")
 
     @property
     def webhook_url(self) -> str:
