@@ -146,22 +146,20 @@ def group_messages(
     return messages
 
 
-def notify_messages(notify: NotifyMapping, tracks: list[OutboxMessage], rows: pd.DataFrame, key: str):
+def notify_messages(
+    notify: NotifyMapping, track: TrackMapping, tracks: list[OutboxMessage], rows: pd.DataFrame, key: str
+) -> list[OutboxMessage]:
     """A team notification for each track call whose action the mapping notifies on."""
     by_id = {str(row[key]): row for row in rows.to_dict("records")}
+    events = {track.event(action) for action in notify.actions}
     messages = []
-    for track in tracks:
-        if track.event.split(" ")[-1] not in notify.actions:
+    for call in tracks:
+        if call.event not in events:
             continue
-        values = {name: _readable(value) for name, value in by_id[track.record_id].items()}
-        message_id = f"{track.message_id}:notify"
-        payload = {
-            "type": "notify",
-            "messageId": message_id,
-            "event": track.event,
-            "text": notify.text.format(**values),
-        }
-        messages.append(OutboxMessage(message_id, track.record_id, "notify", track.event, payload))
+        values = {name: _readable(value) for name, value in by_id[call.record_id].items()}
+        message_id = f"{call.message_id}:notify"
+        payload = {"type": "notify", "messageId": message_id, "event": call.event, "text": notify.text.format(**values)}
+        messages.append(OutboxMessage(message_id, call.record_id, "notify", call.event, payload))
     return messages
 
 
@@ -226,7 +224,7 @@ class SegmentTarget:
             tracks = track_messages(mapping.track, changed, previous, key=key, source=source)
             messages += tracks
             if mapping.notify:
-                messages += notify_messages(mapping.notify, tracks, changed, key)
+                messages += notify_messages(mapping.notify, mapping.track, tracks, changed, key)
         return messages
 
     def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:

@@ -60,6 +60,13 @@ class TrackMapping(_Strict):
     def event(self, action: str) -> str:
         return f"{self.object} {action}"
 
+    def actions(self) -> set[str]:
+        """Every action this mapping can send: first sight, the status events, and Updated."""
+        created = (
+            {self.created} if isinstance(self.created, str) else {*self.created.actions.values(), self.created.default}
+        )
+        return created | set(self.status_events.values()) | {"Updated"}
+
     def created_action(self, row: Mapping[str, Any]) -> str:
         if isinstance(self.created, str):
             return self.created
@@ -112,6 +119,10 @@ class EntityMapping(_Strict):
                     problems.append(f"{part}.{where}: {column!r} is not a column of {contract}")
         if self.notify and not self.track:
             problems.append("notify: needs a track section whose actions it follows")
+        elif self.notify:
+            unknown = sorted(set(self.notify.actions) - self.track.actions())
+            if unknown:
+                problems.append(f"notify.actions: {unknown} are not actions of the track section")
         if self.track and self.track.reconcile_amount and self.track.reconcile_amount not in self.track.properties:
             problems.append(f"track.reconcile_amount: {self.track.reconcile_amount!r} is not one of the properties")
         if not (self.track or self.identify or self.group):

@@ -128,6 +128,8 @@ def test_a_new_bill_notifies_the_team_once_with_readable_values():
     bill = _invoice(type="ACCPAY", invoice_number="SUP-77", status="AUTHORISED", contact_name="Paper Co")
     messages = _tracks(MAPPINGS["bills"], [bill])
     assert [m.event for m in messages] == ["Bill Created", "Bill Approved"]
-    (notification,) = notify_messages(MAPPINGS["bills"].notify, messages, pd.DataFrame([bill]), "invoice_id")
+    (notification,) = notify_messages(
+        MAPPINGS["bills"].notify, MAPPINGS["bills"].track, messages, pd.DataFrame([bill]), "invoice_id"
+    )
     assert notification.payload["text"] == "New bill SUP-77 from Paper Co: GBP 120.0, due 2024-05-31"
     assert notification.message_id == messages[0].message_id + ":notify"

@@ -42,6 +42,7 @@ def test_the_shipped_mapping_loads_for_every_entity():
         (lambda m: m["invoices"]["track"].update(reconcile_amount="amount"), "invoices.track.reconcile_amount"),
         (lambda m: m["contacts"]["group"].update(when="is_company"), "contacts.group.when: 'is_company'"),
         (lambda m: m["bills"]["notify"].update(text="Bill {numbr}"), "bills.notify.text: 'numbr' is not a column"),
+        (lambda m: m["bills"]["notify"].update(actions=["Paid", "Approve"]), "bills.notify.actions: \\['Approve'\\]"),
         (lambda m: m.pop("expenses"), "expenses: missing"),
         (lambda m: m.update(refunds={"track": {}}), "refunds: not an entity of this flow"),
     ],
