@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS webhook_events (
 """
 # Below the receiver's 5 s budget (xero.md §6): a write that cannot get the lock fails with a 5xx, and Xero retries.
 LOCK_TIMEOUT_SECONDS = 2.0
+# Events older than Xero's replay window (xero.md §6: 31 days, unconfirmed) are dropped as new ones arrive: by
+# then the sensor has long run them, and the 15-minute poll covers anything it did not.
+RETENTION = timedelta(days=31)
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class WebhookInbox:
         xero.md §6: deliveries repeat and replay, so an event already held (same tenant, resource, date, type
         and category) is dropped rather than stored twice.
         """
-        received_at = datetime.now(UTC).isoformat()
+        now = datetime.now(UTC)
+        received_at = now.isoformat()
         rows = [
             (e["tenantId"], e["eventCategory"], e["eventType"], e["resourceId"], e["eventDateUtc"], received_at,
              json.dumps(e, separators=(",", ":")))
@@ -81,6 +85,7 @@ class WebhookInbox:
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
                 rows,
             )
+            conn.execute("DELETE FROM webhook_events WHERE received_at < ?", [(now - RETENTION).isoformat()])
             conn.execute("COMMIT")
 
     def pending(self, after_seq: int) -> Pending | None:

@@ -1,6 +1,7 @@
 """The receiver keeps Xero's contract (xero.md §6): only correctly signed deliveries are stored, each event once."""
 
 import json
+import sqlite3
 
 import pytest
 import requests
@@ -111,3 +112,12 @@ def test_the_receiver_passes_the_sandboxs_intent_to_receive(admin, receiver, inb
     assert itr["passed"], itr
     assert {probe["signed"] for probe in itr["probes"]} == {True, False}
     assert stored_events(inbox_path) == []
+
+
+def test_events_past_the_replay_window_are_dropped_as_new_ones_arrive(receiver, inbox_path):
+    assert deliver(receiver.webhook_url, delivery_body([xero_event("INVOICE", "UPDATE")])).status_code == 200
+    with sqlite3.connect(inbox_path) as conn:
+        conn.execute("UPDATE webhook_events SET received_at = '2000-01-01T00:00:00+00:00'")
+    fresh = xero_event("CONTACT", "UPDATE")
+    assert deliver(receiver.webhook_url, delivery_body([fresh], first=2)).status_code == 200
+    assert [row["resource_id"] for row in stored_events(inbox_path)] == [fresh["resourceId"]]
