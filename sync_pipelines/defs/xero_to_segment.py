@@ -139,7 +139,9 @@ def contact_enrichment(context: dg.AssetExecutionContext, config: EnrichmentConf
         staging.enqueue(conn, flow=FLOW, entity=ENRICHMENT, messages=messages, run_id=context.run.run_id)
         conn.execute("COMMIT")
     # No per-row mapping: the identify calls are built above, the target only delivers them.
-    figures = deliver_outbox(context, flow=FLOW, entity=ENRICHMENT, target=SegmentTarget(EntityMapping()))
+    figures = deliver_outbox(
+        context, flow=FLOW, entity=ENRICHMENT, source="xero", target=SegmentTarget(EntityMapping())
+    )
     return dg.MaterializeResult(
         metadata={
             **figures,

@@ -317,7 +317,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
     )
     def delivered(context: dg.AssetExecutionContext):
         started = time.monotonic()
-        figures = deliver_outbox(context, flow=spec.flow, entity=spec.entity, target=target)
+        figures = deliver_outbox(context, flow=spec.flow, entity=spec.entity, source=source.system, target=target)
         with context.resources.staging_db.connect() as conn:
             result = reconcile_entity(conn, spec=spec, run_id=context.run.run_id)
         yield dg.MaterializeResult(metadata={**figures, "seconds": round(time.monotonic() - started, 3)})
@@ -326,10 +326,11 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
     return dg.Definitions(assets=[extract, validated, delivered])
 
 
-def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str, target: Target) -> dict:
+def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str, source: str, target: Target) -> dict:
     """Send one entity's pending messages (and its due dead letters) to the target; figures for the metadata.
 
-    What fails waits in the dead-letter queue with its error; the rest of the outbox still goes.
+    What fails waits in the dead-letter queue with its error; the rest of the outbox still goes. Ids the target
+    assigned (a created record's) are linked to the source ids in `xrefs` in the same transaction.
     """
     staging_db, run_id = context.resources.staging_db, context.run.run_id
     with staging_db.connect() as conn:
@@ -346,6 +347,10 @@ def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str,
             for system, report in reports.items():
                 where = {"flow": flow, "entity": entity, "target": system, "run_id": run_id}
                 staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
+                staging.link_ids(
+                    conn, entity=entity, source_system=source, target_system=system,
+                    pairs=[(record_of[m], target_id) for m, target_id in report.target_ids.items()],
+                )  # fmt: skip
                 for failures, retryable in ((report.failed, True), (report.rejected, False)):
                     staging.dead_letter(
                         conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,

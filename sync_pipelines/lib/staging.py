@@ -314,6 +314,23 @@ def link_ids(
         )
 
 
+def linked_ids(
+    conn: duckdb.DuckDBPyConnection, *, source_system: str, target_system: str, source_ids: list[str]
+) -> dict[str, str]:
+    """The target ids already linked to these source ids (a vendor's record id names one record, whatever entity
+    linked it)."""
+    if not source_ids:
+        return {}
+    with frame_as(conn, "wanted", pd.DataFrame({"source_id": source_ids})):
+        return dict(
+            conn.execute(
+                """SELECT x.source_id, any_value(x.target_id) FROM xrefs x JOIN wanted w USING (source_id)
+                   WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.source_id""",
+                [source_system, target_system],
+            ).fetchall()
+        )
+
+
 def quarantine_rows(
     conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, rows: pd.DataFrame, run_id: str | None
 ) -> None:

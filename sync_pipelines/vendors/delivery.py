@@ -10,3 +10,5 @@ class DeliveryReport:
     delivered: list[str] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # worth retrying later
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # would be refused again
+    # message id -> the id the target gave the record, for targets that assign ids (e.g. a new Xero ContactID)
+    target_ids: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,153 @@
+"""Xero as a target: records of another system become Xero contacts, matched before anything is created.
+
+Matching order: the cross-reference kept from earlier syncs, then Xero's ContactNumber (where the source id is
+written: Xero's external-reference field, xero.md §2.5, so a match survives a lost xref table), then email
+(case-insensitive), then the normalised name, then the tax number. Candidates are Xero's contacts as the
+Xero -> Segment flow stages them (`stg_xero_contacts`), active ones first.
+"""
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+import requests
+
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.entity_sync import Totals
+from sync_pipelines.lib.staging import OutboxMessage
+from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.retrying import RetryableResponse
+from sync_pipelines.vendors.xero.client import XeroApiError, XeroDailyLimitReached
+
+XERO_CONTACTS = "stg_xero_contacts"
+# xero.md §4: batch writes, each element answered on its own with summarizeErrors=false. Fifty keeps a request
+# small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
+WRITE_BATCH = 50
+MAX_CONTACT_NUMBER = 50  # xero.md §2.5
+_LEGAL_SUFFIXES = re.compile(r"\b(ltd|limited|inc|incorporated|llc|plc|pty|co|corp|corporation|gmbh|sa|bv)\b")
+
+
+def normalised_name(name: object) -> str | None:
+    """Lower case, punctuation and legal suffixes dropped: "ACME Ltd." and "Acme" are one organisation."""
+    if not isinstance(name, str):
+        return None
+    words = _LEGAL_SUFFIXES.sub(" ", re.sub(r"[^a-z0-9]+", " ", name.lower())).split()
+    return " ".join(words) or None
+
+
+@dataclass(frozen=True)
+class ContactMatch:
+    """Source columns to match on; any may be None."""
+
+    email: str | None = None
+    name: str | None = None
+    tax_number: str | None = None
+
+
+@dataclass(frozen=True)
+class XeroContactTarget:
+    """Upserts Xero contacts (POST /Contacts, xero.md §2.5, §4.1) with the mapped fields of each changed record."""
+
+    fields: Mapping[str, str]  # Xero Contact field -> source column, e.g. {"Name": "name", "EmailAddress": "email"}
+    match: ContactMatch
+    system: str = "xero"
+    totals: Totals | None = None
+
+    @property
+    def resource_keys(self) -> set[str]:
+        return {self.system}
+
+    def stage_changes(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        *,
+        name: str,
+        source: str,
+        key: str,
+        changed: pd.DataFrame,
+        previous: pd.DataFrame,
+    ) -> list[OutboxMessage]:
+        """One contact write per changed record, aimed at its matched Xero contact when there is one."""
+        if changed.empty:
+            return []
+        contact_ids = match_contacts(conn, changed, source=source, key=key, match=self.match)
+        messages = []
+        for row in changed.to_dict("records"):
+            record_id = str(row[key])
+            contact = {field: _json_value(row[column]) for field, column in self.fields.items()}
+            contact = {field: value for field, value in contact.items() if value is not None}
+            contact["ContactNumber"] = record_id[:MAX_CONTACT_NUMBER]
+            if contact_ids.get(record_id):
+                contact["ContactID"] = contact_ids[record_id]
+            message_id = f"{source}:xero_contact:{record_id}:{row['content_hash']}"
+            payload = {"type": "contact", "messageId": message_id, "Contact": contact}
+            messages.append(OutboxMessage(message_id, record_id, "contact", None, payload))
+        return messages
+
+    def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:
+        """Batches of contacts; each element's own outcome, and the ContactID it was written to."""
+        client, report = getattr(resources, self.system).get_client(), DeliveryReport()
+        for start in range(0, len(payloads), WRITE_BATCH):
+            batch = payloads[start : start + WRITE_BATCH]
+            ids = [p["messageId"] for p in batch]
+            # One key per batch composition: a retry of this exact batch is answered from Xero's cache (§4.3).
+            key = "contacts-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:40]
+            try:
+                results = client.write("POST", "Contacts", [p["Contact"] for p in batch], key)
+            except (RetryableResponse, XeroDailyLimitReached, requests.RequestException) as error:
+                report.failed += [(message_id, str(error)) for message_id in ids]
+                continue
+            except XeroApiError as error:
+                outcome = report.failed if error.status is None or error.status >= 500 else report.rejected
+                outcome += [(message_id, str(error)) for message_id in ids]
+                continue
+            for message_id, result in zip(ids, results, strict=True):
+                problems = [e.get("Message", "") for e in result.get("ValidationErrors") or []]
+                if problems or result.get("HasValidationErrors"):
+                    report.rejected.append((message_id, "; ".join(problems) or "validation errors"))
+                else:
+                    report.delivered.append(message_id)
+                    report.target_ids[message_id] = result["ContactID"]
+        return {self.system: report}
+
+    def figures(self, resources) -> dict[str, int | float]:
+        stats = getattr(resources, self.system).get_client().stats
+        return {"api_calls": stats.calls, "api_retries": stats.retries}
+
+
+def match_contacts(
+    conn: duckdb.DuckDBPyConnection, rows: pd.DataFrame, *, source: str, key: str, match: ContactMatch
+) -> dict[str, str]:
+    """Source record id -> the Xero ContactID it stands for, by the first rule that finds one."""
+    record_ids = rows[key].astype(str)
+    linked = staging.linked_ids(conn, source_system=source, target_system="xero", source_ids=record_ids.tolist())
+    if not staging.table_exists(conn, XERO_CONTACTS):
+        return linked
+    candidates = conn.execute(
+        f"""SELECT contact_id, contact_number, lower(email) AS email, name, tax_number
+            FROM "{XERO_CONTACTS}" ORDER BY status <> 'ACTIVE', contact_id"""
+    ).df()
+    candidates["name"] = candidates["name"].map(normalised_name)
+    rules = [("contact_number", record_ids)]
+    if match.email:
+        rules.append(("email", rows[match.email].str.lower()))
+    if match.name:
+        rules.append(("name", rows[match.name].map(normalised_name)))
+    if match.tax_number:
+        rules.append(("tax_number", rows[match.tax_number]))
+    found = dict(linked)
+    for column, values in rules:
+        lookup = candidates.dropna(subset=[column]).drop_duplicates(column).set_index(column)["contact_id"]
+        for record_id, value in zip(record_ids, values, strict=True):
+            if record_id not in found and isinstance(value, str) and value in lookup.index:
+                found[record_id] = lookup[value]
+    return found
+
+
+def _json_value(value: object) -> object:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,80 @@
+"""Xero as a target: other systems' records matched to Xero contacts, then written, against the sandbox."""
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from sync_pipelines.defs.xero_to_segment import SPECS
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.staging import StagingResource, row_versions
+from sync_pipelines.lib.targets.xero import ContactMatch, XeroContactTarget, match_contacts, normalised_name
+from sync_pipelines_tests.conftest import xero_resource
+
+TARGET = XeroContactTarget(
+    fields={"Name": "name", "EmailAddress": "email", "TaxNumber": "tax_number"},
+    match=ContactMatch(email="email", name="name", tax_number="tax_number"),
+)
+XERO_CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
+
+
+def test_names_are_normalised_for_matching():
+    assert normalised_name("ACME Ltd.") == normalised_name("Acme") == "acme"
+    assert normalised_name("Porter, Wilkerson and Day") == "porter wilkerson and day"
+    assert normalised_name(None) is None and normalised_name("Ltd") is None
+
+
+def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(admin, run_sync, sync_env):
+    admin.reset(invoices=0, contacts=6)
+    contacts = [c for c in admin.get("/xero/contacts") if c["ContactStatus"] == "ACTIVE"]
+    by_email, by_name, by_tax = contacts[:3]
+    admin.post(f"/xero/contacts/{by_tax['ContactID']}", {"TaxNumber": "GB123456789"})
+    assert run_sync([XERO_CONTACTS.raw_key, XERO_CONTACTS.staged_key]).success  # Xero's contacts, staged
+    rows = pd.DataFrame(
+        {
+            "id": ["001A", "001B", "001C", "001D"],
+            "name": ["Someone Else", by_name["Name"].upper() + " LTD.", "Taxed Elsewhere", "Brand New Co"],
+            "email": [by_email["EmailAddress"].upper(), "sales@other.test", None, "hello@brandnew.test"],
+            "tax_number": [None, None, "GB123456789", None],
+        }
+    )
+    rows = rows.assign(content_hash=row_versions(rows))
+    staging_db = StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"])
+
+    with staging_db.connect() as conn:
+        messages = TARGET.stage_changes(
+            conn, name="crm_accounts", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        )
+    expected = {"001A": by_email["ContactID"], "001B": by_name["ContactID"], "001C": by_tax["ContactID"]}
+    assert {m.record_id: m.payload["Contact"].get("ContactID") for m in messages} == {**expected, "001D": None}
+
+    resources = SimpleNamespace(xero=xero_resource(sync_env))
+    report = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
+    assert sorted(report.delivered) == sorted(m.message_id for m in messages) and not report.rejected
+    written = {m.record_id: report.target_ids[m.message_id] for m in messages}
+    assert {k: v for k, v in written.items() if k in expected} == expected
+    after = {c["ContactID"]: c for c in admin.get("/xero/contacts")}
+    assert len(after) == 7  # one created, three updated in place
+    assert after[written["001D"]]["Name"] == "Brand New Co"
+    assert {after[contact_id]["ContactNumber"] for contact_id in written.values()} == set(written)
+
+    # Once linked, the cross-reference wins over every other rule, even when the email changes.
+    with staging_db.connect() as conn:
+        staging.link_ids(
+            conn, entity="accounts", source_system="crm", target_system="xero", pairs=list(written.items())
+        )
+        moved = rows.assign(email=["moved@elsewhere.test"] * 4)
+        assert match_contacts(conn, moved, source="crm", key="id", match=TARGET.match) == written
+
+
+def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_env):
+    rows = pd.DataFrame({"id": ["001Z"], "name": ["Only Once Ltd"], "email": ["once@only.test"], "tax_number": [None]})
+    rows = rows.assign(content_hash=row_versions(rows))
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        messages = TARGET.stage_changes(
+            conn, name="crm_accounts", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        )
+    resources = SimpleNamespace(xero=xero_resource(sync_env))
+    first = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
+    again = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
+    assert first.target_ids == again.target_ids
+    assert [c["Name"] for c in admin.get("/xero/contacts")].count("Only Once Ltd") == 1
