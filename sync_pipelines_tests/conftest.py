@@ -68,6 +68,42 @@ class SandboxAdmin:
         """What the Slack lookalike and the generic webhook receiver captured, in arrival order."""
         return self.call("GET", "/notifications")
 
+    # -- Salesforce (/_admin/salesforce) -------------------------------------------------------
+
+    def salesforce_reset(self, **sizes: int) -> dict:
+        """Reseed the org: seed, accounts, contacts_per_account, leads, opportunities; returns sizes and counts."""
+        return self.call("POST", "/salesforce/reset", sizes)
+
+    def salesforce_records(self, sobject: str, deleted: bool = True) -> list[dict]:
+        """Every row of an object as the API renders it (soft-deleted ones too unless deleted=False)."""
+        return self.call("GET", f"/salesforce/records/{sobject}", deleted=str(deleted).lower())
+
+    def salesforce_create(self, sobject: str, **fields) -> dict:
+        return self.call("POST", f"/salesforce/records/{sobject}", fields)
+
+    def salesforce_update(self, sobject: str, record_id: str, **fields) -> dict:
+        """A user edit: LastModifiedDate and SystemModstamp move to now unless SystemModstamp is given."""
+        return self.call("POST", f"/salesforce/records/{sobject}/{record_id}", fields)
+
+    def salesforce_delete(self, sobject: str, record_id: str) -> dict:
+        return self.call("POST", f"/salesforce/records/{sobject}/{record_id}/delete")
+
+    def salesforce_limits(self, **body: int) -> dict:
+        """The daily API allocation {daily_api_limit, used, remaining}; daily_api_limit / used are PUT first."""
+        return self.call("PUT", "/salesforce/limits", body) if body else self.call("GET", "/salesforce/limits")
+
+    def salesforce_settings(self, **body) -> dict:
+        """access_token_ttl, refresh_token_rotation, bulk_job_seconds; given ones are PUT first."""
+        return self.call("PUT", "/salesforce/settings", body) if body else self.call("GET", "/salesforce/settings")
+
+    def salesforce_expire_tokens(self) -> int:
+        """Expire every Salesforce access token issued so far; returns how many."""
+        return self.call("POST", "/salesforce/tokens/expire")["expired"]
+
+    def salesforce_fail_bulk(self, jobs: int = 1, message: str | None = None) -> None:
+        """The next `jobs` Bulk query jobs end Failed."""
+        self.call("POST", "/salesforce/bulk/fail", {"jobs": jobs, **({"message": message} if message else {})})
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:

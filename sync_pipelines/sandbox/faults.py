@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sync_pipelines.sandbox.runtime import Runtime
+from sync_pipelines.sandbox.salesforce.errors import fault as salesforce_fault
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,7 +22,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Sandbox path prefix -> the vendor host it stands for; stats are keyed by the vendor's own path.
-_HOST_PREFIXES = {"xero": ("/api", "/identity", "/login"), "segment": ()}
+_HOST_PREFIXES = {"xero": ("/api", "/identity", "/login"), "segment": (), "salesforce": ()}
 XERO_ACCOUNTING_PREFIX = "/api/api.xro/"
 
 
@@ -88,7 +89,11 @@ class FaultInjector:
             await send(message)
 
     def _error(self, server_error: bool, retry_after: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """A 5xx or 429 shaped like the vendor's own (xero.md §4.5, §5; segment.md §2)."""
+        """A 5xx or 429 shaped like the vendor's own (xero.md §4.5, §5; segment.md §2; salesforce.md §5, which
+        has no 429: its rate-limit fault is the retryable concurrent-request 403)."""
+        if self.vendor == "salesforce":
+            status, body = salesforce_fault(server_error, self.runtime.draw())
+            return status, _headers("application/json", {}), body
         if self.vendor == "xero":
             if not server_error:
                 return (

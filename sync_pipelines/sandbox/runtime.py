@@ -14,6 +14,7 @@ from typing import Any
 
 from sync_pipelines.sandbox import seed
 from sync_pipelines.sandbox.accounting import Ledger
+from sync_pipelines.sandbox.salesforce.org import SalesforceOrg
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.webhooks import WebhookEmitter
 
@@ -25,7 +26,7 @@ FAULT_DEFAULTS: dict[str, float] = {
     "latency_ms": 0.0,
     "retry_after_seconds": 1.0,
 }
-VENDORS = ("xero", "segment")
+VENDORS = ("xero", "segment", "salesforce")
 
 
 @dataclass
@@ -34,6 +35,11 @@ class SandboxSettings:
 
     webhook_url None means no webhook subscription (xero.md §6); webhook_attempts and webhook_backoff_seconds
     (first retry delay, doubling up to 30 s) bound how long one failing delivery is retried.
+
+    salesforce_* configure the Salesforce org (sandbox/salesforce): its connected app's credentials, the seed
+    sizes (contacts_per_account is an average), the daily API request allocation (salesforce.md §5; 15,000 as
+    in a Developer Edition), the access-token lifetime (§1.5: the session timeout, commonly 2 h), refresh-token
+    rotation (§1.2, off by default) and how long a Bulk query job stays InProgress (§6).
     """
 
     state_path: Path
@@ -55,6 +61,16 @@ class SandboxSettings:
     webhook_key: str = "sandbox-webhook-key"
     webhook_attempts: int = 8
     webhook_backoff_seconds: float = 0.5
+    salesforce_client_id: str = "sandbox-sf-client-id"
+    salesforce_client_secret: str = "sandbox-sf-client-secret"
+    salesforce_accounts: int = 300
+    salesforce_contacts_per_account: int = 2
+    salesforce_leads: int = 200
+    salesforce_opportunities: int = 300
+    salesforce_daily_api_limit: int = 15000
+    salesforce_access_token_ttl: int = 7200
+    salesforce_refresh_token_rotation: bool = False
+    salesforce_bulk_job_seconds: float = 0.5
 
 
 @dataclass
@@ -63,6 +79,7 @@ class Runtime:
     store: Store
     webhooks: WebhookEmitter = field(init=False)
     ledger: Ledger = field(init=False)
+    salesforce: SalesforceOrg = field(init=False)
     limits: dict[str, int] = field(init=False)
     faults: dict[str, dict[str, float]] = field(init=False)
     stats: dict[str, Counter] = field(default_factory=lambda: {vendor: Counter() for vendor in VENDORS})
@@ -79,6 +96,7 @@ class Runtime:
             self.settings.webhook_backoff_seconds,
         )
         self.ledger = Ledger(self.store, before_save=self.webhooks.observe)
+        self.salesforce = SalesforceOrg(self.settings, self.store)
         self.limits = {name: getattr(self.settings, name) for name in LIMIT_NAMES}
         self.faults = {vendor: dict(FAULT_DEFAULTS) for vendor in VENDORS}
         self._fault_rng = random.Random(f"faults:{self.settings.seed}")

@@ -1,4 +1,4 @@
-"""SandboxServer: one Starlette app (Xero, Segment, admin) served by uvicorn on a loopback address.
+"""SandboxServer: one Starlette app (Xero, Segment, Salesforce, admin) served by uvicorn on a loopback address.
 
 Tests start it on port 0 in a background thread; the CLI calls run_sandbox() to serve in the foreground.
 """
@@ -13,6 +13,8 @@ from sync_pipelines.sandbox.admin import AdminApi
 from sync_pipelines.sandbox.faults import FaultInjector
 from sync_pipelines.sandbox.notify import NotificationCapture
 from sync_pipelines.sandbox.runtime import Runtime, SandboxSettings
+from sync_pipelines.sandbox.salesforce.admin import SalesforceAdmin
+from sync_pipelines.sandbox.salesforce.app import salesforce_app
 from sync_pipelines.sandbox.segment import SegmentSandbox
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.xero import XeroSandbox
@@ -21,11 +23,14 @@ __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /_admin, plus notification capture."""
+    """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /salesforce (login host and instance),
+    /_admin (with /_admin/salesforce), plus notification capture."""
     return Starlette(
         routes=[
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
+            Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
+            Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
             Mount("/_admin", app=AdminApi(runtime).app()),
             *NotificationCapture(runtime).routes(),
         ]

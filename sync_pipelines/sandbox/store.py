@@ -114,6 +114,13 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """The shared connection under the lock, outside any transaction: for packages that keep their own
+        tables in this file (sandbox/salesforce) to create them and run multi-statement reads."""
+        with self._lock:
+            yield self._conn
+
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
