@@ -7,7 +7,7 @@ import dagster as dg
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.xero_to_segment import INVOICES, SPECS
 from sync_pipelines.lib.entity_sync import build_entity_sync
-from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 
 # A second entity made by the same factory, so two chains of steps run side by side in separate processes.

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 from cryptography.fernet import Fernet
 
-from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, connect_with_authorization_code
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
+from sync_pipelines.vendors.xero.auth import connect_with_authorization_code
 from sync_pipelines.vendors.xero.client import XeroClient
 from sync_pipelines.vendors.xero.settings import SCOPES
 

@@ -1,7 +1,7 @@
 """Xero Accounting API connector (xero.md)."""
 
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.auth import (
-    EncryptedTokenStore,
     XeroAuthError,
     authorization_url,
     connect_with_authorization_code,

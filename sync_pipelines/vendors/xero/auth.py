@@ -4,77 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from cryptography.fernet import Fernet, InvalidToken
-from filelock import FileLock
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
 from sync_pipelines.vendors.retrying import TRANSIENT_ERRORS, retrying
+from sync_pipelines.vendors.token_store import CredentialsError as XeroAuthError
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
 
 log = logging.getLogger(__name__)
 
 GRANTS = ("authorization_code", "client_credentials")
-
-
-class XeroAuthError(Exception):
-    """The stored credentials cannot produce an access token; a person has to (re)connect the app."""
-
-
-class EncryptedTokenStore:
-    """Token set at rest, Fernet-encrypted, replaced atomically.
-
-    The refresh token rotates on every refresh (xero.md §1.4), so a torn or lost write locks the
-    user out; `lock` is also what makes a process the only refresher of this token set.
-    """
-
-    def __init__(self, path: Path | str, key: str) -> None:
-        self.path = Path(path)
-        self._fernet = Fernet(key)
-        self.lock = FileLock(f"{self.path}.lock")
-
-    def load(self) -> dict | None:
-        try:
-            blob = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return json.loads(self._fernet.decrypt(blob))
-        except InvalidToken:
-            raise XeroAuthError(f"{self.path} cannot be decrypted with the configured key") from None
-
-    def save(self, token: dict) -> None:
-        blob = self._fernet.encrypt(json.dumps(token).encode())
-        with self.lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(blob)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 class _TransientTokenEndpointError(Exception):

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import requests
 
 from sync_pipelines.vendors.retrying import RetryableResponse, retrying
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
-from sync_pipelines.vendors.xero.auth import EncryptedTokenStore, TokenManager
+from sync_pipelines.vendors.xero.auth import TokenManager
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
-from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
 from sync_pipelines.vendors.xero.client import XeroClient
 
 

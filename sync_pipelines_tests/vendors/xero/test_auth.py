@@ -13,8 +13,8 @@ import requests
 from cryptography.fernet import Fernet
 
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.auth import (
-    EncryptedTokenStore,
     TokenManager,
     XeroAuthError,
     authorization_url,
@@ -89,7 +89,7 @@ def test_rotation_is_persisted_and_a_new_process_uses_it(admin, xero):
     assert not any(secret in blob for secret in stored_secrets(after))
 
     script = f"""
-from sync_pipelines.vendors.xero.auth import EncryptedTokenStore
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.client import XeroClient
 store = EncryptedTokenStore({str(xero.store.path)!r}, {xero.key!r})
 client = XeroClient({xero.api_url!r}, {xero.identity_url!r}, {xero.client_id!r}, {xero.client_secret!r}, store)
