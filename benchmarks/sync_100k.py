@@ -22,7 +22,7 @@ import dagster as dg
 import requests
 from cryptography.fernet import Fernet
 
-from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
+from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.vendors.xero.resource import XeroResource
@@ -105,7 +105,7 @@ def main() -> None:
         env = sandbox_environment(url, work)
         env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
         os.environ.update(env)
-        connect_sandbox_xero(env)
+        connect_sandbox(env)
         instance = dg.DagsterInstance.ephemeral()
         baseline_rss = _peak_rss_mib()
 

@@ -16,10 +16,12 @@ from cryptography.fernet import Fernet
 from tabulate import tabulate
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import SPECS
+from sync_pipelines.defs import salesforce_to_xero, xero_to_segment
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.salesforce import auth as salesforce_auth
+from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import auth
 from sync_pipelines.vendors.xero.settings import SCOPES
 from sync_pipelines.webhooks.receiver import WebhookReceiver
@@ -27,8 +29,10 @@ from sync_pipelines.webhooks.receiver import WebhookReceiver
 SANDBOX_PORT = 8765
 WEBHOOK_PORT = 8766
 SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
+SANDBOX_SALESFORCE_REDIRECT_URI = "http://127.0.0.1/salesforce/callback"
 # The demo prints step progress, not Dagster's debug event stream.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+SPECS = [*salesforce_to_xero.SPECS, *xero_to_segment.SPECS]
 
 
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
@@ -41,6 +45,10 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "XERO_CLIENT_ID": settings.client_id,
         "XERO_CLIENT_SECRET": settings.client_secret,
         "XERO_TOKEN_PATH": str(data_dir / "sandbox_xero_token.enc"),
+        "SALESFORCE_LOGIN_URL": f"{base_url}/salesforce",
+        "SALESFORCE_CLIENT_ID": settings.salesforce_client_id,
+        "SALESFORCE_CLIENT_SECRET": settings.salesforce_client_secret,
+        "SALESFORCE_TOKEN_PATH": str(data_dir / "sandbox_salesforce_token.enc"),
         "SEGMENT_API_URL": f"{base_url}/segment",
         "SEGMENT_WRITE_KEY": settings.write_key,
         "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
@@ -52,18 +60,22 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-def connect_sandbox_xero(env: dict[str, str]) -> None:
-    """Consent to the sandbox's Xero once, the way a user would in a browser, and store the tokens."""
-    store = auth.EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
+def connect_sandbox(env: dict[str, str]) -> None:
+    """Consent to the sandbox's Xero and Salesforce once, the way a user would in a browser; store the tokens."""
+    key = env["SYNC_PIPELINES_TOKEN_KEY"]
     auth.connect_with_authorization_code(
         env["XERO_LOGIN_URL"], env["XERO_IDENTITY_URL"], env["XERO_CLIENT_ID"], env["XERO_CLIENT_SECRET"],
-        SANDBOX_REDIRECT_URI, store, SCOPES,
+        SANDBOX_REDIRECT_URI, EncryptedTokenStore(env["XERO_TOKEN_PATH"], key), SCOPES,
+    )  # fmt: skip
+    salesforce_auth.connect_with_authorization_code(
+        env["SALESFORCE_LOGIN_URL"], env["SALESFORCE_CLIENT_ID"], env["SALESFORCE_CLIENT_SECRET"],
+        SANDBOX_SALESFORCE_REDIRECT_URI, EncryptedTokenStore(env["SALESFORCE_TOKEN_PATH"], key),
     )  # fmt: skip
 
 
 @contextmanager
 def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str, str]]:
-    """Start the sandbox, export its environment and consent to its Xero afresh.
+    """Start the sandbox, export its environment and consent to its Xero and Salesforce afresh.
 
     Consenting on every start means the sandbox token never has to outlive its key, so a key is made up
     when none is set.
@@ -74,7 +86,7 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
         env = sandbox_environment(server.url, data_dir)
         env["SYNC_PIPELINES_TOKEN_KEY"] = os.environ.get("SYNC_PIPELINES_TOKEN_KEY") or Fernet.generate_key().decode()
         os.environ.update(env)
-        connect_sandbox_xero(env)
+        connect_sandbox(env)
         yield env
 
 
@@ -133,14 +145,27 @@ def main() -> None:
 @click.option("--invoices", default=200, show_default=True, help="Invoices seeded into a new sandbox.")
 @click.option("--malformed", default=3, show_default=True, help="Deliberately broken invoices seeded.")
 def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
-    """Start the sandbox, materialise every asset, print the reconciliation table."""
+    """Start the sandbox, materialise every asset, print the reconciliation table.
+
+    Salesforce -> Xero runs first, so the Xero contacts it writes reach Segment in the same demo.
+    """
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
-        definitions = defs()
-        job = definitions.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(instance=_dagster_instance(), raise_on_error=False, run_config=QUIET_LOGS)
-        click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        definitions, instance = defs(), _dagster_instance()
+        crm = definitions.resolve_job_def(f"{salesforce_to_xero.FLOW}_sync")
+        everything = definitions.resolve_implicit_global_asset_job_def()
+        # Everything but the Salesforce flow itself: Xero's contacts are read again, with what it wrote.
+        crm_flow = dg.AssetSelection.groups(salesforce_to_xero.FLOW).resolve(definitions.resolve_asset_graph())
+        rest = [key for key in everything.asset_layer.executable_asset_keys if key not in crm_flow]
+        results = [
+            crm.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS),
+            everything.execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=rest
+            ),
+        ]
+        for result in results:
+            click.echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
         reconciled = _print_reconciliation(env["SYNC_PIPELINES_DUCKDB"])
-    sys.exit(0 if result.success and reconciled else 1)
+    sys.exit(0 if all(result.success for result in results) and reconciled else 1)
 
 
 @main.command()
@@ -247,7 +272,7 @@ def xero_connect(redirect_uri: str) -> None:
                                         redirect_uri, SCOPES)  # fmt: skip
     click.echo(f"Open this URL, approve, then paste the URL Xero redirected you to:\n{url}")
     redirected = click.prompt("Redirected URL", hide_input=True)
-    store = auth.EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
+    store = EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
     auth.exchange_redirected_url(
         env["XERO_IDENTITY_URL"], env["XERO_CLIENT_ID"], env["XERO_CLIENT_SECRET"], redirect_uri, redirected, state,
         store,

@@ -8,7 +8,7 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
+from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero.resource import XeroResource
@@ -124,17 +124,21 @@ def sync_env(sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    connect_sandbox_xero(env)
+    connect_sandbox(env)
     return env
 
 
 @pytest.fixture
 def run_sync(sync_env):
-    """Materialise every asset of the code location once, in process, like the demo does."""
+    """Materialise assets of the code location once, in process, like the demo does."""
     instance = dg.DagsterInstance.ephemeral()
 
     def run(selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
-        job = defs().resolve_implicit_global_asset_job_def()
+        """The given assets, or by default the Xero -> Segment flow's (other flows write to Xero)."""
+        definitions = defs()
+        if selection is None:
+            selection = list(dg.AssetSelection.groups("xero_to_segment").resolve(definitions.resolve_asset_graph()))
+        job = definitions.resolve_implicit_global_asset_job_def()
         return job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=selection)
 
     return run

@@ -12,8 +12,8 @@ import duckdb
 import requests
 from click.testing import CliRunner
 
-from sync_pipelines.cli import main
-from sync_pipelines.defs.xero_to_segment import ENRICHMENT, SPECS
+from sync_pipelines.cli import SPECS, main
+from sync_pipelines.defs.xero_to_segment import ENRICHMENT
 from sync_pipelines.lib import staging
 from sync_pipelines_tests.conftest import SandboxAdmin
 from sync_pipelines_tests.webhooks.conftest import stored_events

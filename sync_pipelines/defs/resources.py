@@ -7,6 +7,7 @@ import dagster as dg
 
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.notifier.resource import NotifierResource
+from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
@@ -23,6 +24,13 @@ def defs() -> dg.Definitions:
                 client_id=dg.EnvVar("XERO_CLIENT_ID"),
                 client_secret=dg.EnvVar("XERO_CLIENT_SECRET"),
                 token_path=dg.EnvVar("XERO_TOKEN_PATH"),
+                token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
+            ),
+            "salesforce": SalesforceResource(
+                login_url=dg.EnvVar("SALESFORCE_LOGIN_URL"),
+                client_id=dg.EnvVar("SALESFORCE_CLIENT_ID"),
+                client_secret=dg.EnvVar("SALESFORCE_CLIENT_SECRET"),
+                token_path=dg.EnvVar("SALESFORCE_TOKEN_PATH"),
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
             ),
             "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_pipelines.defs import salesforce_to_xero
 from sync_pipelines.defs.xero_to_segment import FLOW, contact_enrichment
 
 xero_to_segment_job = dg.define_asset_job(
@@ -27,5 +28,18 @@ xero_contact_enrichment_schedule = dg.ScheduleDefinition(
     job=xero_contact_enrichment_job,
     cron_schedule="0 6 * * *",
     execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+salesforce_to_xero_job = dg.define_asset_job(
+    f"{salesforce_to_xero.FLOW}_sync",
+    # Upstream included: matching needs Xero's contacts staged as they are now.
+    selection=dg.AssetSelection.groups(salesforce_to_xero.FLOW).upstream(),
+    description="Read what changed in Salesforce, match it to Xero contacts, write them, store the Xero ids back.",
+)
+
+salesforce_to_xero_schedule = dg.ScheduleDefinition(
+    job=salesforce_to_xero_job,
+    cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

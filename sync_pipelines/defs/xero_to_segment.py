@@ -15,9 +15,10 @@ import dagster as dg
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.enrichment import contact_traits
 from sync_pipelines.lib.entity_sync import EntitySyncSpec, build_entity_sync, deliver_outbox
+from sync_pipelines.lib.mapping import load_mapping
 from sync_pipelines.lib.sources.xero import XeroCollection
 from sync_pipelines.lib.targets.segment import SegmentTarget, identify_messages
-from sync_pipelines.lib.targets.segment_mapping import EntityMapping, load_mapping
+from sync_pipelines.lib.targets.segment_mapping import EntityMapping
 from sync_pipelines.schemas.xero_bank_transaction import XeroBankTransaction, flatten_bank_transaction
 from sync_pipelines.schemas.xero_contact import XeroContact, flatten_contact
 from sync_pipelines.schemas.xero_invoice import XeroInvoice, flatten_invoice
@@ -92,7 +93,7 @@ ENTITIES = {
     ),
 }
 
-MAPPINGS = load_mapping(MAPPING_PATH, {entity: record[0] for entity, (_, _, record) in ENTITIES.items()})
+MAPPINGS = load_mapping(MAPPING_PATH, EntityMapping, {entity: record[0] for entity, (_, _, record) in ENTITIES.items()})
 
 SPECS = [
     EntitySyncSpec(

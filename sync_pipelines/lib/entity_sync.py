@@ -111,6 +111,8 @@ class EntitySyncSpec:
     quarantine_threshold: float = 0.2  # share of a batch; above it delivery is blocked for a human to look
     # Delivered data older than this is stale for the people relying on it: the UI flags it.
     freshness: dg.FreshnessPolicy = DELIVERY_FRESHNESS
+    # Assets the target reads while staging changes, e.g. the target's own records to match against.
+    upstream: tuple[dg.AssetKey, ...] = ()
 
     @property
     def name(self) -> str:
@@ -250,7 +252,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
 
     @dg.asset(
         key=spec.staged_key,
-        deps=[spec.raw_key],
+        deps=[spec.raw_key, *spec.upstream],
         group_name=spec.flow,
         kinds={"pandera", "duckdb"},
         description=(

@@ -26,7 +26,7 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
                                 max_attempts=2)  # fmt: skip
     result = dg.materialize(
         definitions.assets, resources={**definitions.resources, "segment": impatient},
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.groups("xero_to_segment"),
     )  # fmt: skip
     assert result.success
     reconciliation = next(c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation")

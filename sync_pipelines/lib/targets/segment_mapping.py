@@ -1,29 +1,15 @@
-"""The Segment mapping as data: a YAML file a user edits, checked against each entity's contract on load.
-
-A bad file fails definition loading with `MappingError` naming the file, entity and field, e.g.
-"xero_to_segment.yaml: bills.track.properties.total: 'totl' is not a column of XeroInvoice".
-"""
+"""What each entity becomes in Segment, as data (`sync_pipelines/mappings/xero_to_segment.yaml`)."""
 
 import string
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-import pandera.pandas as pa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
+
+from sync_pipelines.lib.mapping import StrictModel
 
 
-class MappingError(ValueError):
-    """A mapping file that cannot be used as written."""
-
-
-class _Strict(BaseModel):
-    # An unknown key is a typo until proven otherwise.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CreatedBy(_Strict):
+class CreatedBy(StrictModel):
     """The first-sight action read from a column, e.g. a payment is "Received" or "Made" by its type."""
 
     by: str
@@ -31,7 +17,7 @@ class CreatedBy(_Strict):
     default: str = "Created"
 
 
-class TrackMapping(_Strict):
+class TrackMapping(StrictModel):
     object: str = Field(min_length=1)
     user_id: str
     anonymous_id: str | None = None
@@ -73,7 +59,7 @@ class TrackMapping(_Strict):
         return self.created.actions.get(row[self.created.by], self.created.default)
 
 
-class IdentifyMapping(_Strict):
+class IdentifyMapping(StrictModel):
     user_id: str
     traits: dict[str, str]
 
@@ -93,7 +79,7 @@ class GroupMapping(IdentifyMapping):
             yield "when", self.when
 
 
-class NotifyMapping(_Strict):
+class NotifyMapping(StrictModel):
     actions: list[str] = Field(min_length=1)  # track actions, e.g. ["Created"] (YAML reads a bare `on` as true)
     text: str
 
@@ -101,7 +87,7 @@ class NotifyMapping(_Strict):
         yield from (("text", name) for _, name, _, _ in string.Formatter().parse(self.text) if name)
 
 
-class EntityMapping(_Strict):
+class EntityMapping(StrictModel):
     """What one entity becomes in Segment."""
 
     track: TrackMapping | None = None
@@ -128,33 +114,3 @@ class EntityMapping(_Strict):
         if not (self.track or self.identify or self.group):
             problems.append("needs at least one of track, identify, group")
         return problems
-
-
-def load_mapping(path: Path, contracts: Mapping[str, type[pa.DataFrameModel]]) -> dict[str, EntityMapping]:
-    """Every entity's mapping from the file, checked against its contract; raises MappingError naming the field."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise MappingError(f"{path.name}: cannot be read: {error}") from error
-    if not isinstance(raw, dict):
-        raise MappingError(f"{path.name}: expected a mapping of entity name to its Segment mapping")
-    problems = [
-        f"{entity}: not an entity of this flow ({', '.join(contracts)})" for entity in set(raw) - set(contracts)
-    ]
-    problems += [f"{entity}: missing" for entity in contracts if entity not in raw]
-    mappings = {}
-    for entity, contract in contracts.items():
-        if entity not in raw:
-            continue
-        try:
-            mappings[entity] = mapping = EntityMapping.model_validate(raw[entity])
-        except ValidationError as error:
-            problems += [
-                f"{'.'.join(map(str, (entity, *e['loc'])))}: {e['msg']}" for e in error.errors(include_url=False)
-            ]
-            continue
-        columns = set(contract.to_schema().columns)
-        problems += [f"{entity}.{problem}" for problem in mapping.check(columns, contract.__name__)]
-    if problems:
-        raise MappingError(f"{path.name}: " + "; ".join(sorted(problems)))
-    return mappings

@@ -8,7 +8,6 @@ Xero -> Segment flow stages them (`stg_xero_contacts`), active ones first.
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -17,6 +16,7 @@ import requests
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.entity_sync import Totals
+from sync_pipelines.lib.mapping import StrictModel
 from sync_pipelines.lib.staging import OutboxMessage
 from sync_pipelines.vendors.delivery import DeliveryReport
 from sync_pipelines.vendors.retrying import RetryableResponse
@@ -27,32 +27,78 @@ XERO_CONTACTS = "stg_xero_contacts"
 # small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
 WRITE_BATCH = 50
 MAX_CONTACT_NUMBER = 50  # xero.md §2.5
-_LEGAL_SUFFIXES = re.compile(r"\b(ltd|limited|inc|incorporated|llc|plc|pty|co|corp|corporation|gmbh|sa|bv)\b")
 
 
 def normalised_name(name: object) -> str | None:
-    """Lower case, punctuation and legal suffixes dropped: "ACME Ltd." and "Acme" are one organisation."""
+    """Case, punctuation and spacing dropped: "ACME, Ltd." and "Acme Ltd" are one organisation.
+
+    Legal forms are kept: "Lee LLC" and "Lee Inc" are different companies more often than not.
+    """
     if not isinstance(name, str):
         return None
-    words = _LEGAL_SUFFIXES.sub(" ", re.sub(r"[^a-z0-9]+", " ", name.lower())).split()
-    return " ".join(words) or None
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", name.lower()).split()) or None
 
 
-@dataclass(frozen=True)
-class ContactMatch:
-    """Source columns to match on; any may be None."""
+# xero.md §2.5: the Contact fields a mapping may set directly, and the ones it sets through Phones and Addresses.
+CONTACT_FIELDS = frozenset(
+    {"Name", "FirstName", "LastName", "EmailAddress", "AccountNumber", "TaxNumber", "CompanyNumber", "Website",
+     "DefaultCurrency", "ContactStatus"}
+)  # fmt: skip
+PHONE_FIELD = "Phone"  # -> Phones[DEFAULT].PhoneNumber
+ADDRESS_FIELDS = {"Street": "AddressLine1", "City": "City", "Region": "Region", "PostalCode": "PostalCode",
+                  "Country": "Country"}  # fmt: skip  # -> Addresses[STREET]
+
+
+class ContactMatch(StrictModel):
+    """Source columns to match on, tried in this order after the cross-reference and ContactNumber."""
 
     email: str | None = None
     name: str | None = None
     tax_number: str | None = None
 
 
+class ContactMapping(StrictModel):
+    """What a source record becomes as a Xero contact: Xero field -> contract column, and how to find it first."""
+
+    contact: dict[str, str]
+    match: ContactMatch = ContactMatch()
+
+    def check(self, columns: set[str], contract: str) -> list[str]:
+        allowed = CONTACT_FIELDS | {PHONE_FIELD, *ADDRESS_FIELDS}
+        problems = [
+            f"contact.{field}: not a Xero contact field we write" for field in self.contact if field not in allowed
+        ]
+        if "Name" not in self.contact:
+            problems.append("contact.Name: required (xero.md §2.5: a contact is created by its name)")
+        used = [(f"contact.{field}", column) for field, column in self.contact.items()]
+        used += [(f"match.{rule}", column) for rule, column in self.match.model_dump().items() if column]
+        problems += [
+            f"{where}: {column!r} is not a column of {contract}" for where, column in used if column not in columns
+        ]
+        return problems
+
+    def body(self, row: dict) -> dict:
+        """The Xero Contact element for one row; empty values are left out rather than blanking Xero's."""
+        values = {field: _json_value(row[column]) for field, column in self.contact.items()}
+        values = {field: value for field, value in values.items() if value not in (None, "")}
+        body = {field: value for field, value in values.items() if field in CONTACT_FIELDS}
+        if PHONE_FIELD in values:
+            body["Phones"] = [{"PhoneType": "DEFAULT", "PhoneNumber": values[PHONE_FIELD]}]
+        address = {ADDRESS_FIELDS[field]: values[field] for field in ADDRESS_FIELDS if field in values}
+        if address:
+            body["Addresses"] = [{"AddressType": "STREET", **address}]
+        return body
+
+
 @dataclass(frozen=True)
 class XeroContactTarget:
-    """Upserts Xero contacts (POST /Contacts, xero.md §2.5, §4.1) with the mapped fields of each changed record."""
+    """Upserts Xero contacts (POST /Contacts, xero.md §2.5, §4.1) with the mapped fields of each changed record.
 
-    fields: Mapping[str, str]  # Xero Contact field -> source column, e.g. {"Name": "name", "EmailAddress": "email"}
-    match: ContactMatch
+    A record is written only when its Xero contact would change: a source change Xero does not carry (or the
+    echo of our own write-back, e.g. the Xero ContactID stored in the source) sends nothing.
+    """
+
+    mapping: ContactMapping
     system: str = "xero"
     totals: Totals | None = None
 
@@ -70,20 +116,28 @@ class XeroContactTarget:
         changed: pd.DataFrame,
         previous: pd.DataFrame,
     ) -> list[OutboxMessage]:
-        """One contact write per changed record, aimed at its matched Xero contact when there is one."""
+        """One contact write per record whose Xero contact would change, aimed at its matched contact."""
         if changed.empty:
             return []
-        contact_ids = match_contacts(conn, changed, source=source, key=key, match=self.match)
-        messages = []
+        contact_ids = match_contacts(conn, changed, source=source, key=key, match=self.mapping.match)
+        bodies = {}
         for row in changed.to_dict("records"):
             record_id = str(row[key])
-            contact = {field: _json_value(row[column]) for field, column in self.fields.items()}
-            contact = {field: value for field, value in contact.items() if value is not None}
-            contact["ContactNumber"] = record_id[:MAX_CONTACT_NUMBER]
+            body = self.mapping.body(row) | {"ContactNumber": record_id[:MAX_CONTACT_NUMBER]}
+            if body.get("ContactStatus") == "ARCHIVED" and not contact_ids.get(record_id):
+                continue  # a record removed before it ever reached Xero is not created just to be archived
+            bodies[record_id] = body
+        # The last body queued per record, as for Segment identities: unchanged bodies are not written again.
+        # Compared without the ContactID, which only becomes known after the first write.
+        namespace = f"{name}:{self.system}"
+        bodies = staging.changed_identities(conn, namespace, bodies)
+        versions = staging.remember_identities(conn, namespace, bodies)
+        messages = []
+        for record_id, body in bodies.items():
             if contact_ids.get(record_id):
-                contact["ContactID"] = contact_ids[record_id]
-            message_id = f"{source}:xero_contact:{record_id}:{row['content_hash']}"
-            payload = {"type": "contact", "messageId": message_id, "Contact": contact}
+                body = {"ContactID": contact_ids[record_id], **body}
+            message_id = f"{source}:xero_contact:{record_id}:v{versions[record_id]}"
+            payload = {"type": "contact", "messageId": message_id, "Contact": body}
             messages.append(OutboxMessage(message_id, record_id, "contact", None, payload))
         return messages
 

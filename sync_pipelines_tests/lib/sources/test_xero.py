@@ -3,7 +3,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from sync_pipelines.cli import connect_sandbox_xero, sandbox_environment
+from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.lib.entity_sync import QuotaExhausted
 from sync_pipelines.lib.sources.xero import XeroCollection
 from sync_pipelines.vendors.xero.resource import XeroResource
@@ -33,7 +33,7 @@ def test_checkpoint_moves_only_forward():
 def xero(sandbox, tmp_path) -> XeroResource:
     env = sandbox_environment(sandbox.url, tmp_path)
     env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
-    connect_sandbox_xero(env)
+    connect_sandbox(env)
     return xero_resource(env, page_size=50)
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from sync_pipelines.defs.xero_to_segment import ENTITIES, MAPPING_PATH
-from sync_pipelines.lib.targets.segment_mapping import MappingError, load_mapping
+from sync_pipelines.lib.mapping import MappingError, load_mapping
+from sync_pipelines.lib.targets.segment_mapping import EntityMapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 CONTRACTS = {entity: contract for entity, (_, _, (contract, _, _)) in ENTITIES.items()}
@@ -24,7 +25,7 @@ def _edited(tmp_path: Path, edit) -> Path:
 
 
 def test_the_shipped_mapping_loads_for_every_entity():
-    assert set(load_mapping(MAPPING_PATH, CONTRACTS)) == set(CONTRACTS)
+    assert set(load_mapping(MAPPING_PATH, EntityMapping, CONTRACTS)) == set(CONTRACTS)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_a_bad_mapping_names_the_entity_and_field(tmp_path, edit, message):
     with pytest.raises(
         MappingError, match="xero_to_segment.yaml: .*" + message.replace("{", r"\{").replace("(", r"\(")
     ):
-        load_mapping(_edited(tmp_path, edit), CONTRACTS)
+        load_mapping(_edited(tmp_path, edit), EntityMapping, CONTRACTS)
 
 
 def test_a_bad_mapping_file_fails_definition_loading_with_the_field_in_the_error(tmp_path):

@@ -7,20 +7,39 @@ import pandas as pd
 from sync_pipelines.defs.xero_to_segment import SPECS
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource, row_versions
-from sync_pipelines.lib.targets.xero import ContactMatch, XeroContactTarget, match_contacts, normalised_name
+from sync_pipelines.lib.targets.xero import (
+    ContactMapping,
+    ContactMatch,
+    XeroContactTarget,
+    match_contacts,
+    normalised_name,
+)
 from sync_pipelines_tests.conftest import xero_resource
 
-TARGET = XeroContactTarget(
-    fields={"Name": "name", "EmailAddress": "email", "TaxNumber": "tax_number"},
+MAPPING = ContactMapping(
+    contact={"Name": "name", "EmailAddress": "email", "TaxNumber": "tax_number", "Phone": "phone"},
     match=ContactMatch(email="email", name="name", tax_number="tax_number"),
 )
+TARGET = XeroContactTarget(MAPPING)
 XERO_CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
 
 
-def test_names_are_normalised_for_matching():
-    assert normalised_name("ACME Ltd.") == normalised_name("Acme") == "acme"
-    assert normalised_name("Porter, Wilkerson and Day") == "porter wilkerson and day"
-    assert normalised_name(None) is None and normalised_name("Ltd") is None
+def test_names_are_normalised_for_matching_but_keep_their_legal_form():
+    assert normalised_name("ACME, Ltd.") == normalised_name("Acme  Ltd") == "acme ltd"
+    assert normalised_name("Lee LLC") != normalised_name("Lee Inc")
+    assert normalised_name(None) is None and normalised_name("--") is None
+
+
+def test_the_mapping_writes_phones_and_addresses_in_xeros_shape_and_leaves_empty_values_out():
+    mapping = ContactMapping(contact={"Name": "name", "Phone": "phone", "City": "city", "Street": "street"})
+    body = mapping.body({"name": "Acme", "phone": "(555) 010-2030", "city": "Springfield", "street": None})
+    assert body == {
+        "Name": "Acme",
+        "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": "(555) 010-2030"}],
+        "Addresses": [{"AddressType": "STREET", "City": "Springfield"}],
+    }
+    problems = mapping.check({"name", "phone", "city"}, "Accounts")
+    assert problems == ["contact.Street: 'street' is not a column of Accounts"]
 
 
 def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(admin, run_sync, sync_env):
@@ -32,9 +51,10 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
     rows = pd.DataFrame(
         {
             "id": ["001A", "001B", "001C", "001D"],
-            "name": ["Someone Else", by_name["Name"].upper() + " LTD.", "Taxed Elsewhere", "Brand New Co"],
+            "name": ["Someone Else", by_name["Name"].upper() + ".", "Taxed Elsewhere", "Brand New Co"],
             "email": [by_email["EmailAddress"].upper(), "sales@other.test", None, "hello@brandnew.test"],
             "tax_number": [None, None, "GB123456789", None],
+            "phone": [None, None, None, "(555) 010-2030"],
         }
     )
     rows = rows.assign(content_hash=row_versions(rows))
@@ -63,11 +83,20 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
             conn, entity="accounts", source_system="crm", target_system="xero", pairs=list(written.items())
         )
         moved = rows.assign(email=["moved@elsewhere.test"] * 4)
-        assert match_contacts(conn, moved, source="crm", key="id", match=TARGET.match) == written
+        assert match_contacts(conn, moved, source="crm", key="id", match=MAPPING.match) == written
+
+        # A change the Xero contact does not carry (here: none at all, as after our own write-back) sends nothing.
+        touched = rows.assign(content_hash="touched")
+        again = TARGET.stage_changes(
+            conn, name="crm_accounts", source="crm", key="id", changed=touched, previous=pd.DataFrame()
+        )
+    assert again == []  # not even the new contact, whose ContactID is now known: its body is what Xero holds
 
 
 def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_env):
-    rows = pd.DataFrame({"id": ["001Z"], "name": ["Only Once Ltd"], "email": ["once@only.test"], "tax_number": [None]})
+    rows = pd.DataFrame(
+        {"id": ["001Z"], "name": ["Only Once Ltd"], "email": ["once@only.test"], "tax_number": [None], "phone": [None]}
+    )
     rows = rows.assign(content_hash=row_versions(rows))
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
         messages = TARGET.stage_changes(

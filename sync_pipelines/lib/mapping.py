@@ -1,0 +1,56 @@
+"""Mappings as data: a YAML file per flow that a user edits, checked against each entity's contract on load.
+
+A bad file fails definition loading with `MappingError` naming the file, entity and field, e.g.
+"xero_to_segment.yaml: bills.track.properties.total: 'totl' is not a column of XeroInvoice".
+"""
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import pandera.pandas as pa
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used as written."""
+
+
+class StrictModel(BaseModel):
+    # An unknown key is a typo until proven otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# An entity mapping model: a StrictModel with check(columns, contract_name) -> ["<field>: why", ...].
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_mapping(path: Path, model: type[M], contracts: Mapping[str, type[pa.DataFrameModel]]) -> dict[str, M]:
+    """Every entity's mapping from the file, checked against its contract; raises MappingError naming the field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise MappingError(f"{path.name}: cannot be read: {error}") from error
+    if not isinstance(raw, dict):
+        raise MappingError(f"{path.name}: expected a mapping of entity name to its mapping")
+    problems = [
+        f"{entity}: not an entity of this flow ({', '.join(contracts)})" for entity in set(raw) - set(contracts)
+    ]
+    problems += [f"{entity}: missing" for entity in contracts if entity not in raw]
+    mappings = {}
+    for entity, contract in contracts.items():
+        if entity not in raw:
+            continue
+        try:
+            mappings[entity] = mapping = model.model_validate(raw[entity])
+        except ValidationError as error:
+            problems += [
+                f"{'.'.join(map(str, (entity, *e['loc'])))}: {e['msg']}" for e in error.errors(include_url=False)
+            ]
+            continue
+        columns = set(contract.to_schema().columns)
+        problems += [f"{entity}.{problem}" for problem in mapping.check(columns, contract.__name__)]
+    if problems:
+        raise MappingError(f"{path.name}: " + "; ".join(sorted(problems)))
+    return mappings
