@@ -19,6 +19,7 @@ from sync_pipelines.lib.mapping import load_mapping
 from sync_pipelines.lib.sources.salesforce import SalesforceObject
 from sync_pipelines.lib.targets.xero import ContactMapping, XeroContactTarget
 from sync_pipelines.schemas.salesforce import ACCOUNT_FIELDS, SalesforceAccount, flatten_account
+from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
 
 FLOW = "salesforce_to_xero"
 MAPPING_PATH = Path(
@@ -87,7 +88,13 @@ def build_xero_id_write_back(spec: EntitySyncSpec) -> dg.AssetsDefinition:
         with context.resources.staging_db.connect() as conn:
             pending = _unlinked(conn, spec)
         client = context.resources.salesforce.get_client()
-        results = client.collection_update(spec.source.sobject, pending.to_dict("records"))
+        quota_exhausted = False
+        try:
+            results = client.collection_update(spec.source.sobject, pending.to_dict("records"))
+        except SalesforceQuotaBudgetReached:
+            # salesforce.md §5: the day's budget is spent; what is still unlinked is written next run.
+            quota_exhausted, results = True, []
+            context.log.warning("Salesforce quota budget reached; the Xero ids are written back next run")
         failed = [(r.id, r.errors) for r in results if not r.success]
         if failed:
             context.log.warning(f"{len(failed)} Xero ids not written back; the next run retries: {failed[:5]}")
@@ -95,6 +102,7 @@ def build_xero_id_write_back(spec: EntitySyncSpec) -> dg.AssetsDefinition:
             metadata={
                 "dagster/row_count": len(results) - len(failed),
                 "failed": len(failed),
+                "quota_exhausted": quota_exhausted,
                 "seconds": round(time.monotonic() - started, 3),
             }
         )

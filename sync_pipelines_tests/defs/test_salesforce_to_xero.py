@@ -61,3 +61,26 @@ def test_a_salesforce_change_updates_its_xero_contact_and_a_deletion_archives_it
     assert next(a for a in updated["Addresses"] if a["AddressType"] == "STREET")["City"] == "Springfield"
     assert contact_of[removed["Id"]]["ContactStatus"] == "ARCHIVED"
     assert _writes(admin)["xero"] == 1  # both changes in one batch
+
+
+def test_the_quota_budget_stops_a_run_at_a_checkpoint_and_the_next_run_resumes_from_it(admin, run_sync, sync_env):
+    admin.salesforce_reset(accounts=2500, contacts_per_account=0, leads=0, opportunities=0)
+    run_sync(_crm_assets())  # connects and syncs; then the org's day is nearly spent
+    admin.salesforce_create("Account", Name="Late Arrival Ltd")
+    limits = admin.salesforce_limits()
+    admin.salesforce_limits(daily_api_limit=limits["used"] + 3)
+
+    stopped = run_sync(_crm_assets())
+
+    assert stopped.success
+    extract = next(
+        e.step_materialization_data.materialization.metadata
+        for e in stopped.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "salesforce/raw/accounts"
+    )
+    assert extract["quota_exhausted"].value is True
+    admin.salesforce_limits(daily_api_limit=15000)  # the next day
+    assert run_sync(_crm_assets()).success
+    contacts = Counter(c.get("ContactNumber") for c in admin.get("/xero/contacts"))
+    live = [a for a in admin.salesforce_records("Account") if not a["IsDeleted"]]
+    assert all(contacts[a["Id"]] == 1 for a in live)
