@@ -1,36 +1,30 @@
 """Salesforce -> Xero: CRM records become Xero contacts, matched before anything is created.
 
 Which Salesforce records make up each entity is below; what each becomes in Xero is the YAML mapping
-(`sync_pipelines/mappings/salesforce_to_xero.yaml`, or the file in $SYNC_PIPELINES_SALESFORCE_XERO_MAPPING).
+(`sync_pipelines/mappings/salesforce_to_xero.yaml`, or the file in $SYNC_PIPELINES_SALESFORCE_TO_XERO_MAPPING).
 The Salesforce Id goes into the Xero contact's ContactNumber, and the Xero ContactID back into the Salesforce
 record's `Xero_Contact_ID__c`, so each side can find the other.
 """
 
-import os
 import time
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from sync_pipelines.defs.xero_to_segment import SPECS as XERO_TO_SEGMENT
-from sync_pipelines.lib.entity_sync import EntitySyncSpec, build_entity_sync
-from sync_pipelines.lib.mapping import load_mapping
+from sync_pipelines.lib.entity_sync import Entities, EntitySyncSpec, build_entity_sync, flow_specs
+from sync_pipelines.lib.mapping import load_mapping, mapping_path
 from sync_pipelines.lib.sources.salesforce import SalesforceObject
 from sync_pipelines.lib.targets.xero import ContactMapping, XeroContactTarget
 from sync_pipelines.schemas.salesforce import ACCOUNT_FIELDS, SalesforceAccount, flatten_account
 from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
 
 FLOW = "salesforce_to_xero"
-MAPPING_PATH = Path(
-    os.environ.get("SYNC_PIPELINES_SALESFORCE_XERO_MAPPING")
-    or Path(__file__).parent.parent / "mappings" / "salesforce_to_xero.yaml"
-)
+MAPPING_PATH = mapping_path(FLOW)
 # Matching reads Xero's contacts as the Xero -> Segment flow stages them.
 XERO_CONTACTS = next(spec for spec in XERO_TO_SEGMENT if spec.entity == "contacts")
 
-# entity -> (description, source, (contract, key, flatten), Salesforce object written back to)
-ENTITIES = {
+ENTITIES: Entities = {
     "accounts": (
         "Salesforce accounts (organisations)",
         SalesforceObject("Account", ACCOUNT_FIELDS),
@@ -41,21 +35,9 @@ ENTITIES = {
 MAPPINGS = load_mapping(
     MAPPING_PATH, ContactMapping, {entity: record[0] for entity, (_, _, record) in ENTITIES.items()}
 )
-
-SPECS = [
-    EntitySyncSpec(
-        flow=FLOW,
-        entity=entity,
-        description=description,
-        source=source,
-        contract=contract,
-        key=key,
-        flatten=flatten,
-        target=XeroContactTarget(MAPPINGS[entity]),
-        upstream=(XERO_CONTACTS.staged_key,),
-    )  # fmt: skip
-    for entity, (description, source, (contract, key, flatten)) in ENTITIES.items()
-]
+SPECS = flow_specs(
+    FLOW, ENTITIES, lambda entity: XeroContactTarget(MAPPINGS[entity]), upstream=(XERO_CONTACTS.staged_key,)
+)
 
 
 def _unlinked(conn, spec: EntitySyncSpec) -> pd.DataFrame:

@@ -1,21 +1,19 @@
 """Xero -> Segment: accounting records become Segment track, identify and group calls.
 
 Which Xero records make up each entity is below; what each becomes in Segment is the YAML mapping
-(`sync_pipelines/mappings/xero_to_segment.yaml`, or the file in $SYNC_PIPELINES_XERO_SEGMENT_MAPPING), checked
+(`sync_pipelines/mappings/xero_to_segment.yaml`, or the file in $SYNC_PIPELINES_XERO_TO_SEGMENT_MAPPING), checked
 against the entity's contract when the definitions load.
 """
 
-import os
 import time
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import dagster as dg
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.enrichment import contact_traits
-from sync_pipelines.lib.entity_sync import EntitySyncSpec, build_entity_sync, deliver_outbox
-from sync_pipelines.lib.mapping import load_mapping
+from sync_pipelines.lib.entity_sync import Entities, build_entity_sync, deliver_outbox, flow_specs
+from sync_pipelines.lib.mapping import load_mapping, mapping_path
 from sync_pipelines.lib.sources.xero import XeroCollection
 from sync_pipelines.lib.targets.segment import SegmentTarget, identify_messages
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping
@@ -25,10 +23,7 @@ from sync_pipelines.schemas.xero_invoice import XeroInvoice, flatten_invoice
 from sync_pipelines.schemas.xero_payment import XeroPayment, flatten_payment
 
 FLOW = "xero_to_segment"
-MAPPING_PATH = Path(
-    os.environ.get("SYNC_PIPELINES_XERO_SEGMENT_MAPPING")
-    or Path(__file__).parent.parent / "mappings" / "xero_to_segment.yaml"
-)
+MAPPING_PATH = mapping_path(FLOW)
 # Xero's default chart of accounts numbers EXPENSE-class accounts 400-499 (e.g. 404 Bank Fees, 429 General
 # Expenses, 493 Travel); 300 Purchases is a direct cost. A bill whose every line posts there is an expense.
 EXPENSE_ACCOUNT_CODES = frozenset(str(code) for code in range(400, 500))
@@ -52,7 +47,7 @@ BANK_TRANSACTION = (XeroBankTransaction, "bank_transaction_id", flatten_bank_tra
 
 # entity -> (description, source, record). Xero sends webhooks for invoices and contacts only (xero.md §6); a
 # payment always updates its invoice, so an INVOICE event refreshes payments too.
-ENTITIES = {
+ENTITIES: Entities = {
     "invoices": (
         "Sales invoices (ACCREC)",
         XeroCollection("Invoices", "InvoiceID", where='Type=="ACCREC"', webhook_category="INVOICE"),
@@ -94,20 +89,7 @@ ENTITIES = {
 }
 
 MAPPINGS = load_mapping(MAPPING_PATH, EntityMapping, {entity: record[0] for entity, (_, _, record) in ENTITIES.items()})
-
-SPECS = [
-    EntitySyncSpec(
-        flow=FLOW,
-        entity=entity,
-        description=description,
-        source=source,
-        contract=contract,
-        key=key,
-        flatten=flatten,
-        target=SegmentTarget(MAPPINGS[entity]),
-    )  # fmt: skip
-    for entity, (description, source, (contract, key, flatten)) in ENTITIES.items()
-]
+SPECS = flow_specs(FLOW, ENTITIES, lambda entity: SegmentTarget(MAPPINGS[entity]))
 INVOICES = SPECS[0]
 ENRICHMENT = "contact_enrichment"
 

@@ -8,7 +8,7 @@ from the spec here. Adding an entity is one spec; adding a vendor is one Source 
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -133,6 +133,30 @@ class EntitySyncSpec:
     @property
     def table(self) -> str:
         return f"stg_{self.name}"
+
+
+# How a flow module lists its entities: entity -> (description, source, (contract, key column, flatten)).
+Entities = Mapping[str, tuple[str, Source, tuple[type[pa.DataFrameModel], str, Callable[[dict], dict]]]]
+
+
+def flow_specs(
+    flow: str, entities: Entities, target_of: Callable[[str], Target], **options: Any
+) -> list[EntitySyncSpec]:
+    """One spec per listed entity, its target made by `target_of(entity)`; `options` apply to every spec."""
+    return [
+        EntitySyncSpec(
+            flow=flow,
+            entity=entity,
+            description=description,
+            source=source,
+            contract=contract,
+            key=key,
+            flatten=flatten,
+            target=target_of(entity),
+            **options,
+        )  # fmt: skip
+        for entity, (description, source, (contract, key, flatten)) in entities.items()
+    ]
 
 
 @dataclass

@@ -4,6 +4,7 @@ A bad file fails definition loading with `MappingError` naming the file, entity 
 "xero_to_segment.yaml: bills.track.properties.total: 'totl' is not a column of XeroInvoice".
 """
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -11,6 +12,13 @@ from typing import TypeVar
 import pandera.pandas as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+PACKAGED_MAPPINGS = Path(__file__).resolve().parent.parent / "mappings"
+
+
+def mapping_path(flow: str) -> Path:
+    """`sync_pipelines/mappings/<flow>.yaml`, or the file named by $SYNC_PIPELINES_<FLOW>_MAPPING."""
+    return Path(os.environ.get(f"SYNC_PIPELINES_{flow.upper()}_MAPPING") or PACKAGED_MAPPINGS / f"{flow}.yaml")
 
 
 class MappingError(ValueError):

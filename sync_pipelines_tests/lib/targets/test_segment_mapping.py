@@ -62,7 +62,7 @@ def test_a_bad_mapping_file_fails_definition_loading_with_the_field_in_the_error
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "DAGSTER_HOME": "", "SYNC_PIPELINES_XERO_SEGMENT_MAPPING": str(bad)},
+        env={**os.environ, "DAGSTER_HOME": "", "SYNC_PIPELINES_XERO_TO_SEGMENT_MAPPING": str(bad)},
         timeout=180,
     )
     assert result.returncode != 0
