@@ -1,17 +1,29 @@
-"""Encrypted token storage that every OAuth vendor client shares (xero.md §1.4, salesforce.md §1.2)."""
+"""What every OAuth vendor client shares: encrypted token storage (xero.md §1.4, salesforce.md §1.2) and the
+browserless consent the sandboxes allow."""
 
 import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urljoin
 
+import requests
 from cryptography.fernet import Fernet, InvalidToken
 from filelock import FileLock
 
 
 class CredentialsError(Exception):
     """The stored credentials cannot produce an access token; a person has to (re)connect the app."""
+
+
+def consent_by_redirect(authorization_url: str, timeout: float = 30) -> str:
+    """The URL an authorize endpoint that consents on its own (the sandbox's) redirects to, with the code."""
+    response = requests.get(authorization_url, allow_redirects=False, timeout=timeout)
+    location = response.headers.get("Location")
+    if not response.is_redirect or not location:
+        raise CredentialsError(f"authorize endpoint answered {response.status_code} without a redirect")
+    return urljoin(authorization_url, location)
 
 
 class EncryptedTokenStore:

@@ -6,13 +6,13 @@ import dataclasses
 import logging
 import secrets
 import threading
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
 from sync_pipelines.vendors.retrying import TRANSIENT_ERRORS, retrying
 from sync_pipelines.vendors.salesforce import settings
-from sync_pipelines.vendors.token_store import CredentialsError, EncryptedTokenStore
+from sync_pipelines.vendors.token_store import CredentialsError, EncryptedTokenStore, consent_by_redirect
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,8 @@ def connect_with_authorization_code(
 ) -> None:
     """Code flow without a browser: works where the authorize endpoint consents by redirecting (the sandbox)."""
     url, state = authorization_url(login_url, client_id, redirect_uri, scopes)
-    response = requests.get(url, allow_redirects=False, timeout=timeout)
-    location = response.headers.get("Location")
-    if not response.is_redirect or not location:
-        raise SalesforceAuthError(f"authorize endpoint answered {response.status_code} without a redirect")
-    exchange_redirected_url(
-        login_url, client_id, client_secret, redirect_uri, urljoin(url, location), state, token_store, timeout
-    )
+    redirected = consent_by_redirect(url, timeout)
+    exchange_redirected_url(login_url, client_id, client_secret, redirect_uri, redirected, state, token_store, timeout)
 
 
 class TokenManager:

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
@@ -18,7 +18,7 @@ from requests_oauthlib import OAuth2Session
 
 from sync_pipelines.vendors.retrying import TRANSIENT_ERRORS, retrying
 from sync_pipelines.vendors.token_store import CredentialsError as XeroAuthError
-from sync_pipelines.vendors.token_store import EncryptedTokenStore
+from sync_pipelines.vendors.token_store import EncryptedTokenStore, consent_by_redirect
 from sync_pipelines.vendors.xero import settings
 
 log = logging.getLogger(__name__)
@@ -158,12 +158,9 @@ def connect_with_authorization_code(
 ) -> None:
     """Code flow without a browser: works where the authorize endpoint consents by redirecting (the sandbox)."""
     url, state = authorization_url(login_url, client_id, redirect_uri, scopes)
-    response = requests.get(url, allow_redirects=False, timeout=timeout)
-    location = response.headers.get("Location")
-    if not response.is_redirect or not location:
-        raise XeroAuthError(f"authorize endpoint answered {response.status_code} without a redirect")
+    redirected = consent_by_redirect(url, timeout)
     exchange_redirected_url(
-        identity_url, client_id, client_secret, redirect_uri, urljoin(url, location), state, token_store, timeout
+        identity_url, client_id, client_secret, redirect_uri, redirected, state, token_store, timeout
     )
 
 
