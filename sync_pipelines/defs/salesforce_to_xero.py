@@ -12,11 +12,19 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.defs.xero_to_segment import SPECS as XERO_TO_SEGMENT
+from sync_pipelines.lib import staging
 from sync_pipelines.lib.entity_sync import Entities, EntitySyncSpec, build_entity_sync, flow_specs
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
 from sync_pipelines.lib.sources.salesforce import SalesforceObject
 from sync_pipelines.lib.targets.xero import ContactMapping, XeroContactTarget
-from sync_pipelines.schemas.salesforce import ACCOUNT_FIELDS, SalesforceAccount, flatten_account
+from sync_pipelines.schemas.salesforce import (
+    ACCOUNT_FIELDS,
+    CONTACT_FIELDS,
+    SalesforceAccount,
+    SalesforceContact,
+    flatten_account,
+    flatten_contact,
+)
 from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
 
 FLOW = "salesforce_to_xero"
@@ -30,6 +38,13 @@ ENTITIES: Entities = {
         SalesforceObject("Account", ACCOUNT_FIELDS),
         (SalesforceAccount, "id", flatten_account),
     ),
+    # Each person is a Xero contact of their own (not one of an organisation's ContactPersons): Xero keeps at
+    # most five of those per contact and replaces them as a list, and invoices are addressed to contacts.
+    "contacts": (
+        "Salesforce contacts (people)",
+        SalesforceObject("Contact", CONTACT_FIELDS),
+        (SalesforceContact, "id", flatten_contact),
+    ),
 }
 
 MAPPINGS = load_mapping(
@@ -42,6 +57,8 @@ SPECS = flow_specs(
 
 def _unlinked(conn, spec: EntitySyncSpec) -> pd.DataFrame:
     """Staged live records whose Xero_Contact_ID__c differs from the Xero contact they are linked to."""
+    if not staging.table_exists(conn, spec.table):
+        return pd.DataFrame(columns=["Id", "Xero_Contact_ID__c"])
     return conn.execute(
         f"""SELECT s.id AS "Id", x.target_id AS "Xero_Contact_ID__c" FROM "{spec.table}" s
             JOIN xrefs x ON x.source_system = 'salesforce' AND x.target_system = 'xero' AND x.source_id = s.id

@@ -21,24 +21,34 @@ def _writes(admin) -> dict[str, int]:
     }  # fmt: skip
 
 
-def test_every_account_has_exactly_one_xero_contact_linked_both_ways_and_reruns_write_nothing(admin, run_sync):
+def test_every_account_and_contact_has_exactly_one_xero_contact_linked_both_ways_and_reruns_write_nothing(
+    admin, run_sync
+):
     admin.salesforce_reset(accounts=120, contacts_per_account=1, leads=10, opportunities=10)
-    accounts = admin.salesforce_records("Account")
-    live = [a for a in accounts if not a["IsDeleted"]]
-    # A Xero contact that already stands for one of the accounts, under a differently written name.
-    existing = admin.post("/xero/contacts", {"Name": live[0]["Name"].upper() + "."})
+    records = {sobject: admin.salesforce_records(sobject) for sobject in ("Account", "Contact")}
+    live = {sobject: [r for r in rows if not r["IsDeleted"]] for sobject, rows in records.items()}
+    # A Xero contact that already stands for one of the accounts, under a differently written name; and one
+    # that is someone else with the same name as one of the people.
+    existing = admin.post("/xero/contacts", {"Name": live["Account"][0]["Name"].upper() + "."})
+    namesake = admin.post("/xero/contacts", {"Name": live["Contact"][0]["Name"], "EmailAddress": "other@else.test"})
 
     assert run_sync(_crm_assets()).success
 
     contacts = admin.get("/xero/contacts")
     by_number = Counter(c.get("ContactNumber") for c in contacts)
-    assert all(by_number[a["Id"]] == 1 for a in live)
-    assert not any(by_number[a["Id"]] for a in accounts if a["IsDeleted"])  # never created just to be archived
+    for sobject, rows in records.items():
+        assert all(by_number[r["Id"]] == 1 for r in live[sobject]), sobject
+        assert not any(by_number[r["Id"]] for r in rows if r["IsDeleted"])  # never created just to be archived
     contact_of = {c["ContactNumber"]: c for c in contacts if c.get("ContactNumber")}
-    assert contact_of[live[0]["Id"]]["ContactID"] == existing["ContactID"]  # matched by name, not duplicated
-    assert all(contact_of[a["Id"]]["Name"] == a["Name"] for a in live)
-    written_back = {a["Id"]: a["Xero_Contact_ID__c"] for a in admin.salesforce_records("Account")}
-    assert all(written_back[a["Id"]] == contact_of[a["Id"]]["ContactID"] for a in live)
+    assert contact_of[live["Account"][0]["Id"]]["ContactID"] == existing["ContactID"]  # matched, not duplicated
+    person = contact_of[live["Contact"][0]["Id"]]
+    assert person["ContactID"] != namesake["ContactID"]  # a namesake is not a match for a person...
+    assert person["Name"] == f"{live['Contact'][0]['Name']} ({live['Contact'][0]['Id']})"  # ...and keeps its own
+    assert all(contact_of[r["Id"]]["Name"].startswith(r["Name"]) for rows in live.values() for r in rows)
+    assert all(contact_of[r["Id"]]["EmailAddress"] == r["Email"] for r in live["Contact"] if r["Email"])
+    for sobject in records:
+        written_back = {r["Id"]: r["Xero_Contact_ID__c"] for r in admin.salesforce_records(sobject)}
+        assert all(written_back[r["Id"]] == contact_of[r["Id"]]["ContactID"] for r in live[sobject]), sobject
 
     admin.reset_stats()
     assert run_sync(_crm_assets()).success  # reads back our own write-back: an echo, nothing to write

@@ -120,12 +120,19 @@ class XeroContactTarget:
         if changed.empty:
             return []
         contact_ids = match_contacts(conn, changed, source=source, key=key, match=self.mapping.match)
+        holders = _name_holders(conn)
         bodies = {}
         for row in changed.to_dict("records"):
             record_id = str(row[key])
             body = self.mapping.body(row) | {"ContactNumber": record_id[:MAX_CONTACT_NUMBER]}
             if body.get("ContactStatus") == "ARCHIVED" and not contact_ids.get(record_id):
                 continue  # a record removed before it ever reached Xero is not created just to be archived
+            # xero.md §2.5: names are unique among active contacts. Two people called Jo Smith stay two contacts;
+            # the one that is not already the name's holder carries its source id in the name.
+            own = contact_ids.get(record_id) or record_id
+            taken = holders.setdefault(normalised_name(body["Name"]), own)
+            if taken != own:
+                body["Name"] = f"{body['Name']} ({body['ContactNumber']})"
             bodies[record_id] = body
         # The last body queued per record, as for Segment identities: unchanged bodies are not written again.
         # Compared without the ContactID, which only becomes known after the first write.
@@ -199,6 +206,16 @@ def match_contacts(
             if record_id not in found and isinstance(value, str) and value in lookup.index:
                 found[record_id] = lookup[value]
     return found
+
+
+def _name_holders(conn: duckdb.DuckDBPyConnection) -> dict[str | None, str]:
+    """Normalised name -> the ContactID of the active Xero contact that holds it."""
+    if not staging.table_exists(conn, XERO_CONTACTS):
+        return {}
+    rows = conn.execute(
+        f"""SELECT name, contact_id FROM "{XERO_CONTACTS}" WHERE status = 'ACTIVE' ORDER BY contact_id"""
+    )
+    return {normalised_name(name): contact_id for name, contact_id in reversed(rows.fetchall())}
 
 
 def _json_value(value: object) -> object:
