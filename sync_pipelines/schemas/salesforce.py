@@ -41,21 +41,52 @@ class SalesforceRecord(pa.DataFrameModel):
         strict = True
 
 
-class SalesforceAccount(SalesforceRecord):
-    """An organisation; it becomes a Xero contact of its own."""
+class SalesforceAddressed(SalesforceRecord):
+    """A record with a phone and one postal address (an account's billing, a contact's mailing address)."""
+
+    phone: Series[pd.StringDtype] = pa.Field(nullable=True)
+    street: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>Street")
+    city: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>City")
+    state: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>State")
+    postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>PostalCode")
+    country: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>Country")
+
+
+class SalesforceAccount(SalesforceAddressed):
+    """An organisation, addressed by its billing address; it becomes a Xero contact of its own."""
 
     name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name")
-    phone: Series[pd.StringDtype] = pa.Field(nullable=True)
     website: Series[pd.StringDtype] = pa.Field(nullable=True)
-    street: Series[pd.StringDtype] = pa.Field(nullable=True, description="BillingStreet")
-    city: Series[pd.StringDtype] = pa.Field(nullable=True, description="BillingCity")
-    state: Series[pd.StringDtype] = pa.Field(nullable=True, description="BillingState")
-    postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, description="BillingPostalCode")
-    country: Series[pd.StringDtype] = pa.Field(nullable=True, description="BillingCountry")
 
 
 ACCOUNT_FIELDS = ("Name", "Phone", "Website", "BillingStreet", "BillingCity", "BillingState", "BillingPostalCode",
                   "BillingCountry", "Xero_Contact_ID__c")  # fmt: skip
+
+
+_ADDRESS_PARTS = {
+    "street": "Street",
+    "city": "City",
+    "state": "State",
+    "postal_code": "PostalCode",
+    "country": "Country",
+}
+
+
+def _addressed(record: dict, kind: str) -> dict:
+    """The SalesforceAddressed columns, from the `kind` address fields (Billing, Mailing)."""
+    return {
+        "phone": optional_text(record.get("Phone")),
+        **{column: optional_text(record.get(f"{kind}{field}")) for column, field in _ADDRESS_PARTS.items()},
+    }
+
+
+_ADDRESS_PARTS = {
+    "street": "Street",
+    "city": "City",
+    "state": "State",
+    "postal_code": "PostalCode",
+    "country": "Country",
+}
 
 
 def _common(record: dict) -> dict:
@@ -73,30 +104,19 @@ def flatten_account(record: dict) -> dict:
     """A queried Account as a contract row; values are left as they came for the contract to judge."""
     return {
         **_common(record),
+        **_addressed(record, "Billing"),
         "name": record.get("Name"),
-        "phone": optional_text(record.get("Phone")),
         "website": optional_text(record.get("Website")),
-        "street": optional_text(record.get("BillingStreet")),
-        "city": optional_text(record.get("BillingCity")),
-        "state": optional_text(record.get("BillingState")),
-        "postal_code": optional_text(record.get("BillingPostalCode")),
-        "country": optional_text(record.get("BillingCountry")),
     }
 
 
-class SalesforceContact(SalesforceRecord):
-    """A person, usually at an account; it becomes a Xero contact of its own, found again by email."""
+class SalesforceContact(SalesforceAddressed):
+    """A person, addressed by their mailing address; it becomes a Xero contact of its own, found again by email."""
 
     first_name: Series[pd.StringDtype] = pa.Field(nullable=True)
     last_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="LastName (required)")
     full_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name: First Last")
     email: Series[pd.StringDtype] = pa.Field(nullable=True)
-    phone: Series[pd.StringDtype] = pa.Field(nullable=True)
-    street: Series[pd.StringDtype] = pa.Field(nullable=True, description="MailingStreet")
-    city: Series[pd.StringDtype] = pa.Field(nullable=True, description="MailingCity")
-    state: Series[pd.StringDtype] = pa.Field(nullable=True, description="MailingState")
-    postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, description="MailingPostalCode")
-    country: Series[pd.StringDtype] = pa.Field(nullable=True, description="MailingCountry")
     account_id: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=SALESFORCE_ID_PATTERN)
 
 
@@ -111,12 +131,7 @@ def flatten_contact(record: dict) -> dict:
         "first_name": optional_text(record.get("FirstName")),
         "last_name": record.get("LastName"),
         "full_name": record.get("Name"),
+        **_addressed(record, "Mailing"),
         "email": optional_text(record.get("Email")),
-        "phone": optional_text(record.get("Phone")),
-        "street": optional_text(record.get("MailingStreet")),
-        "city": optional_text(record.get("MailingCity")),
-        "state": optional_text(record.get("MailingState")),
-        "postal_code": optional_text(record.get("MailingPostalCode")),
-        "country": optional_text(record.get("MailingCountry")),
         "account_id": optional_text(record.get("AccountId")),
     }
