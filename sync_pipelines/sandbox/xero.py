@@ -14,11 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from sync_pipelines.sandbox.accounting import Invalid, PostDataInvalid
@@ -28,6 +27,13 @@ from sync_pipelines.sandbox.dates import (
     net,
     now_ms,
     parse_http_timestamp,
+)
+from sync_pipelines.sandbox.oauth import (
+    client_credentials,
+    form_body,
+    redirect_with,
+    refused_authorization,
+    verifier_matches,
 )
 from sync_pipelines.sandbox.runtime import Runtime
 from sync_pipelines.sandbox.store import COLLECTIONS, dumps
@@ -172,17 +178,9 @@ class XeroSandbox:
         """Auto-consent: validate the request, connect the tenant and redirect with a single-use code."""
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
-        target = urlsplit(redirect_uri)
-        if (
-            query.get("response_type") != "code"
-            or query.get("client_id") != self.settings.client_id
-            or target.scheme not in ("http", "https")
-            or target.hostname not in ("127.0.0.1", "localhost")
-        ):
-            # Xero lands the user on its dashboard instead (xero.md §1.2); a sandbox says why.
-            return PlainTextResponse(
-                "Invalid authorization request: check response_type, client_id and redirect_uri", 400
-            )
+        refused = refused_authorization(query, self.settings.client_id)
+        if refused is not None:
+            return refused
         now = now_ms()
         auth_event_id = str(uuid.uuid4())
         code = secrets.token_urlsafe(24)
@@ -200,25 +198,11 @@ class XeroSandbox:
         connection["auth_event_id"] = auth_event_id
         self.store.meta_set("connection", connection)
         params = {"code": code, "scope": data["scope"]}
-        if "state" in query:
-            params["state"] = query["state"]
-        separator = "&" if target.query else "?"
-        return RedirectResponse(redirect_uri + separator + urlencode(params), 302)
-
-    def _client(self, request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
-        """HTTP Basic or form fields; both are accepted (xero.md §1.3)."""
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                return None, None
-            return client_id, secret
-        return form.get("client_id"), form.get("client_secret")
+        return redirect_with(redirect_uri, params, query.get("state"))
 
     async def token(self, request: Request) -> Response:
-        form = await _form(request)
-        client_id, secret = self._client(request, form)
+        form = await form_body(request)
+        client_id, secret = client_credentials(request, form)
         grant = form.get("grant_type")
         pkce = grant == "authorization_code" and form.get("code_verifier")
         if client_id != self.settings.client_id or (
@@ -248,8 +232,7 @@ class XeroSandbox:
             if form.get("redirect_uri") != data["redirect_uri"]:
                 return oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
             if data["code_challenge"]:
-                digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-                if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != data["code_challenge"]:
+                if not verifier_matches(form.get("code_verifier", ""), data["code_challenge"]):
                     return oauth_error("invalid_grant", "code_verifier does not match the code_challenge")
             return JSONResponse(self._issue(conn, data["scope"], "authorization_code", None, data["auth_event_id"]))
 
@@ -327,8 +310,8 @@ class XeroSandbox:
 
     async def revoke(self, request: Request) -> Response:
         """Revoking a refresh token also removes the user's connection (xero.md §1.5)."""
-        form = await _form(request)
-        client_id, secret = self._client(request, form)
+        form = await form_body(request)
+        client_id, secret = client_credentials(request, form)
         if client_id != self.settings.client_id or secret != self.settings.client_secret:
             return oauth_error("invalid_client", "Unknown client or wrong client secret")
         record = self.store.token(form.get("token", ""))
@@ -611,11 +594,6 @@ class XeroSandbox:
             "BankTransactions": ledger.write_bank_transaction,
         }[name]
         return write(conn, element, now, create_only=create_only, target_id=record_id)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """Token and revocation bodies are application/x-www-form-urlencoded (xero.md §1.3, §1.5)."""
-    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _int_param(query: Any, name: str) -> int | None:

@@ -10,12 +10,18 @@ import hashlib
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from sync_pipelines.sandbox.oauth import (
+    client_credentials,
+    form_body,
+    redirect_with,
+    refused_authorization,
+    verifier_matches,
+)
 from sync_pipelines.sandbox.salesforce.errors import SalesforceError, invalid_session, oauth_error
 from sync_pipelines.sandbox.salesforce.org import SalesforceOrg, now_ms
 from sync_pipelines.sandbox.salesforce.schema import OBJECTS
@@ -29,11 +35,6 @@ _REFRESH_SCOPES = {"refresh_token", "offline_access", "full"}
 def instance_url(request: Request) -> str:
     """Where the org is served: this app's mount point on the host the client called (salesforce.md §1.5)."""
     return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """Token and revoke bodies are application/x-www-form-urlencoded (salesforce.md §1)."""
-    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
 
 
 class OAuth:
@@ -56,17 +57,9 @@ class OAuth:
         """Auto-consent: validate the request and redirect straight back with a single-use code."""
         query = request.query_params
         redirect_uri = query.get("redirect_uri", "")
-        target = urlsplit(redirect_uri)
-        if (
-            query.get("response_type") != "code"
-            or query.get("client_id") != self.settings.salesforce_client_id
-            or target.scheme not in ("http", "https")
-            or target.hostname not in ("127.0.0.1", "localhost")
-        ):
-            # Salesforce shows an error page instead; the sandbox says what was wrong.
-            return PlainTextResponse(
-                "Invalid authorization request: check response_type, client_id and redirect_uri", 400
-            )
+        refused = refused_authorization(query, self.settings.salesforce_client_id)
+        if refused is not None:
+            return refused
         code = secrets.token_urlsafe(32)
         data = {
             "redirect_uri": redirect_uri,
@@ -76,27 +69,13 @@ class OAuth:
         with self.store.transaction() as conn:
             self.store.add_token(conn, code, "code", now_ms() + CODE_TTL_MS, data)
         params = {"code": code}
-        if "state" in query:
-            params["state"] = query["state"]
-        separator = "&" if target.query else "?"
-        return RedirectResponse(redirect_uri + separator + urlencode(params), 302)
+        return redirect_with(redirect_uri, params, query.get("state"))
 
     # -- token endpoint -----------------------------------------------------------------------
 
-    def _client(self, request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
-        """HTTP Basic (what simple-salesforce sends) or form fields (salesforce.md §1.4)."""
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                return None, None
-            return client_id, secret
-        return form.get("client_id"), form.get("client_secret")
-
     async def token(self, request: Request) -> Response:
-        form = await _form(request)
-        client_id, secret = self._client(request, form)
+        form = await form_body(request)
+        client_id, secret = client_credentials(request, form)
         grant = form.get("grant_type")
         if client_id != self.settings.salesforce_client_id:
             return oauth_error("invalid_client_id", "client identifier invalid")
@@ -125,8 +104,7 @@ class OAuth:
             if form.get("redirect_uri") != data["redirect_uri"]:
                 return oauth_error("redirect_uri_mismatch", "redirect_uri must match configuration")
             if data["code_challenge"]:
-                digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-                if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != data["code_challenge"]:
+                if not verifier_matches(form.get("code_verifier", ""), data["code_challenge"]):
                     return oauth_error("invalid_grant", "invalid code verifier")
             elif form.get("code_verifier"):
                 return oauth_error("invalid_grant", "invalid code verifier")
@@ -175,7 +153,7 @@ class OAuth:
 
     async def revoke(self, request: Request) -> Response:
         """Revoking a refresh token also ends the access tokens issued from it."""
-        params = await _form(request) if request.method == "POST" else dict(request.query_params)
+        params = await form_body(request) if request.method == "POST" else dict(request.query_params)
         with self.store.transaction() as conn:
             record = self.store.token(conn, params.get("token", ""))
             if record is None or record["kind"] == "code":
