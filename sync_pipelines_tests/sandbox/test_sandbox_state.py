@@ -175,11 +175,10 @@ def test_dropped_connection_still_applies_the_write(api, admin):
     assert replay.status_code == 200 and len(admin.call("GET", "/xero/invoices")) == before + 1
 
 
-def test_a_page_of_1000_is_fast(tmp_path: Path):
+def test_a_middle_page_of_1000_is_served_whole(tmp_path: Path):
+    """Page speed is measured in benchmarks/sync_100k.py; here only the page's shape."""
     settings = SandboxSettings(state_path=tmp_path / "big.db", invoices=5000, contacts=200)
     with SandboxServer(settings) as server:
         api = XeroApi(server)
-        started = time.perf_counter()
         body = api.request("GET", "Invoices", params={"page": 3, "pageSize": 1000}).json()
-        assert time.perf_counter() - started < 0.5
         assert len(body["Invoices"]) == 1000 and body["pagination"]["pageCount"] == 5

@@ -150,7 +150,10 @@ def test_limiter_bounds_calls_per_window_and_in_flight():
 
     starts.sort()
     assert peak == 2
-    assert all(later - earlier >= 0.5 for earlier, later in zip(starts, starts[4:], strict=False))
+    # A start is observed a thread switch after the limiter granted it, so two observations can sit a
+    # little closer than the window; without the window they would sit ~0.04 s apart.
+    observed_slack = 0.05
+    assert all(later - earlier >= 0.5 - observed_slack for earlier, later in zip(starts, starts[4:], strict=False))
 
 
 def test_limiter_counts_calls_reported_by_the_server():
