@@ -32,7 +32,8 @@ SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
 SANDBOX_SALESFORCE_REDIRECT_URI = "http://127.0.0.1/salesforce/callback"
 # The demo prints step progress, not Dagster's debug event stream.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-SPECS = [*salesforce_to_xero.SPECS, *xero_to_segment.SPECS]
+# The entities that deliver somewhere (lookups only stage what others read).
+SPECS = [spec for spec in (*salesforce_to_xero.SPECS, *xero_to_segment.SPECS) if spec.target]
 
 
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
@@ -197,8 +198,18 @@ def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
 @click.option("--contacts", default=40, show_default=True)
 @click.option("--malformed", default=0, show_default=True)
 @click.option("--webhook-url", help="Deliver Xero webhooks here, e.g. http://127.0.0.1:8766/xero/webhooks.")
+@click.option(
+    "--https", is_flag=True, help="Serve HTTPS under a local CA kept in the data dir, for SDKs that insist on https."
+)
 def sandbox(
-    data_dir: Path, port: int, seed: int, invoices: int, contacts: int, malformed: int, webhook_url: str | None
+    data_dir: Path,
+    port: int,
+    seed: int,
+    invoices: int,
+    contacts: int,
+    malformed: int,
+    webhook_url: str | None,
+    https: bool,
 ) -> None:
     """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -206,8 +217,12 @@ def sandbox(
         state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed,
         webhook_url=webhook_url,
     )  # fmt: skip
-    click.echo(f"sandbox on http://127.0.0.1:{port} (state: {settings.state_path})")
-    SandboxServer(settings, port=port).serve_forever()
+    server = SandboxServer(settings, port=port, https=https)
+    click.echo(f"sandbox on {server.url} (state: {settings.state_path})")
+    if server.ca_cert:
+        # Both variables replace the default trust store: set them only where clients talk to the sandbox alone.
+        click.echo(f"trust its CA: export REQUESTS_CA_BUNDLE={server.ca_cert} SSL_CERT_FILE={server.ca_cert}")
+    server.serve_forever()
 
 
 @main.command()

@@ -104,6 +104,86 @@ class SandboxAdmin:
         """The next `jobs` Bulk query jobs end Failed."""
         self.call("POST", "/salesforce/bulk/fail", {"jobs": jobs, **({"message": message} if message else {})})
 
+    # -- Intercom (/_admin/intercom) -----------------------------------------------------------
+
+    def intercom_reset(self, **sizes: int) -> dict:
+        """Reseed the workspace: seed, contacts, companies, conversations; returns sizes and record counts."""
+        return self.call("POST", "/intercom/reset", sizes)
+
+    def intercom_records(self, kind: str) -> list[dict]:
+        """contacts (archived ones flagged "_archived"), companies, tags, segments (with members), admins or
+        conversations (with parts), as the API renders them."""
+        return self.call("GET", f"/intercom/{kind}")
+
+    def intercom_create(self, kind: str, **fields) -> dict:
+        """A new contact, company (create-or-update by company_id) or conversation ({contact_id, body})."""
+        return self.call("POST", f"/intercom/{kind}", fields)
+
+    def intercom_update(self, kind: str, record_id: str, **fields) -> dict:
+        """A teammate edit of a contact or company: updated_at moves to now unless updated_at is given."""
+        return self.call("POST", f"/intercom/{kind}/{record_id}", fields)
+
+    def intercom_delete(self, kind: str, record_id: str) -> dict:
+        return self.call("POST", f"/intercom/{kind}/{record_id}/delete")
+
+    def intercom_archive(self, contact_id: str, archived: bool = True) -> dict:
+        return self.call("POST", f"/intercom/contacts/{contact_id}/{'archive' if archived else 'unarchive'}")
+
+    def intercom_tag(self, kind: str, record_id: str, name: str | None = None, tag_id: str | None = None) -> dict:
+        """Tag a contact, company or conversation by tag name (created when new) or id."""
+        return self.call("POST", f"/intercom/{kind}/{record_id}/tags", {"name": name} if name else {"id": tag_id})
+
+    def intercom_untag(self, kind: str, record_id: str, tag_id: str) -> dict:
+        return self.call("POST", f"/intercom/{kind}/{record_id}/tags/{tag_id}/delete")
+
+    def intercom_attach(self, contact_id: str, company_id: str) -> dict:
+        return self.call("POST", f"/intercom/contacts/{contact_id}/companies", {"id": company_id})
+
+    def intercom_detach(self, contact_id: str, company_id: str) -> dict:
+        return self.call("POST", f"/intercom/contacts/{contact_id}/companies/{company_id}/delete")
+
+    def intercom_members(
+        self, segment_id: str, contacts: list[str] | None = None, companies: list[str] | None = None
+    ) -> dict:
+        """Replace a segment's contact and/or company members."""
+        body = {k: v for k, v in (("contacts", contacts), ("companies", companies)) if v is not None}
+        return self.call("PUT", f"/intercom/segments/{segment_id}/members", body)
+
+    def intercom_conversation(self, conversation_id: str, action: str, **body) -> dict:
+        """action reply {author, admin_id|contact_id, body, part_type}, state {state, ...} or assign {admin_id}."""
+        return self.call("POST", f"/intercom/conversations/{conversation_id}/{action}", body)
+
+    def intercom_touch(self, count: int) -> list[str]:
+        """A teammate edit on the `count` least recently updated contacts; returns their ids."""
+        return self.call("POST", "/intercom/touch", {"count": count})["ids"]
+
+    def intercom_settings(self, **body) -> dict:
+        """window_limit (requests per 10 s), scroll_ttl (s), timezone; given ones are PUT first."""
+        return self.call("PUT", "/intercom/settings", body) if body else self.call("GET", "/intercom/settings")
+
+    def intercom_scroll(self) -> dict | None:
+        """The open companies scroll {scroll_param, served, remaining, idle_seconds, broken}, or None."""
+        return self.call("GET", "/intercom/scroll")
+
+    def intercom_fail_scroll(self, calls: int = 1) -> None:
+        """The next `calls` scroll requests fail with the network-error 500 and break the open scroll."""
+        self.call("POST", "/intercom/scroll/fail", {"calls": calls})
+
+    def intercom_expire_scroll(self) -> bool:
+        """Expire the open scroll now (as after its idle TTL); True if one was open."""
+        return self.call("POST", "/intercom/scroll/expire")["expired"]
+
+    def intercom_webhooks(self, **options) -> dict:
+        """The subscription; options (url, topics, client_secret, attempts, backoff_seconds) are PUT first."""
+        return self.call("PUT", "/intercom/webhooks", options) if options else self.call("GET", "/intercom/webhooks")
+
+    def intercom_flush_webhooks(self, timeout: float = 30) -> None:
+        self.call("POST", "/intercom/webhooks/flush", {"timeout": timeout})
+
+    def intercom_webhook_deliveries(self) -> list[dict]:
+        """[{seq, id, topic, attempts, delivered}] in queue order."""
+        return self.call("GET", "/intercom/webhooks/deliveries")
+
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:

@@ -40,10 +40,13 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
         (sent,) = conn.execute(
             "SELECT count(*) FROM audit_log WHERE outcome = 'delivered' AND entity != ?", [ENRICHMENT]
         ).fetchone()
+        deal_reasons = conn.execute("SELECT DISTINCT reasons FROM quarantine WHERE entity = 'opportunities'").fetchall()
     first, second = rows[: len(SPECS)], rows[len(SPECS) :]
     assert sorted(entity for entity, *_ in first) == sorted(spec.entity for spec in SPECS)
     assert second == first  # the second demo found nothing new and delivered nothing more
-    assert sum(row[1] for row in first) == 3  # the malformed invoices
+    # The malformed invoices, and the seed's won deals without an account, which cannot be invoiced.
+    assert {entity: n for entity, n, *_ in first if n} == {"invoices": 3, "opportunities": 2}
+    assert deal_reasons == [("row: won_deal_has_an_account failed",)]
     assert sum(row[2] for row in first) == sent
     assert all(row[3:] == (0, 0, True) for row in first)
 

@@ -4,15 +4,16 @@ import json
 
 import dagster as dg
 
+from sync_pipelines.defs import salesforce_to_xero
 from sync_pipelines.defs.xero_to_segment import ENRICHMENT, FLOW, SPECS, contact_enrichment
 from sync_pipelines.lib.entity_sync import EntitySyncSpec
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
-# Every asset that delivers from the outbox: the entity syncs and the contact enrichment.
-_DELIVERED_KEYS = {(spec.flow, spec.entity): spec.delivered_key for spec in SPECS} | {
-    (FLOW, ENRICHMENT): contact_enrichment.key
-}
+# Every asset that delivers from the outbox: each flow's entity syncs and the contact enrichment.
+_DELIVERED_KEYS = {
+    (spec.flow, spec.entity): spec.delivered_key for spec in (*SPECS, *salesforce_to_xero.SPECS) if spec.target
+} | {(FLOW, ENRICHMENT): contact_enrichment.key}
 
 
 @dg.sensor(

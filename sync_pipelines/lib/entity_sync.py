@@ -106,7 +106,8 @@ class EntitySyncSpec:
     contract: type[pa.DataFrameModel]
     key: str  # the contract column that identifies a record
     flatten: Callable[[dict], dict]  # vendor record -> contract row
-    target: Target
+    # None stages a lookup other entities read (e.g. invoice lines), with no delivered asset of its own.
+    target: Target | None
     description: str  # business meaning, shown in the UI
     quarantine_threshold: float = 0.2  # share of a batch; above it delivery is blocked for a human to look
     # Delivered data older than this is stale for the people relying on it: the UI flags it.
@@ -127,8 +128,8 @@ class EntitySyncSpec:
         return dg.AssetKey([self.source.system, "staged", self.entity])
 
     @property
-    def delivered_key(self) -> dg.AssetKey:
-        return dg.AssetKey([self.target.system, self.name])
+    def delivered_key(self) -> dg.AssetKey | None:
+        return dg.AssetKey([self.target.system, self.name]) if self.target else None
 
     @property
     def table(self) -> str:
@@ -140,7 +141,7 @@ Entities = Mapping[str, tuple[str, Source, tuple[type[pa.DataFrameModel], str, C
 
 
 def flow_specs(
-    flow: str, entities: Entities, target_of: Callable[[str], Target], **options: Any
+    flow: str, entities: Entities, target_of: Callable[[str], Target | None], **options: Any
 ) -> list[EntitySyncSpec]:
     """One spec per listed entity, its target made by `target_of(entity)`; `options` apply to every spec."""
     return [
@@ -195,8 +196,12 @@ def stage_batch(
     if not previous.empty:
         known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
         valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
-    messages = spec.target.stage_changes(
-        conn, name=spec.name, source=spec.source.system, key=spec.key, changed=valid, previous=previous
+    messages = (
+        spec.target.stage_changes(
+            conn, name=spec.name, source=spec.source.system, key=spec.key, changed=valid, previous=previous
+        )
+        if spec.target
+        else []
     )
     staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
     staging.quarantine_rows(
@@ -324,6 +329,9 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
             },
         )
         yield dg.AssetCheckResult(check_name="unique_keys", passed=duplicates == 0, metadata={"duplicates": duplicates})
+
+    if target is None:
+        return dg.Definitions(assets=[extract, validated])
 
     reconciliation_check = dg.AssetCheckSpec(
         "reconciliation",

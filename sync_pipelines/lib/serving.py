@@ -3,10 +3,13 @@
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
 from starlette.types import ASGIApp
+
+TLS_SHUTDOWN_SECONDS = 3
 
 
 class BackgroundServer:
@@ -20,9 +23,13 @@ class BackgroundServer:
         name: str = "server",
         started: Callable[[], None] = lambda: None,
         stopped: Callable[[], None] = lambda: None,
+        tls: Path | None = None,
     ):
-        """`app` builds the application from the URL it is served at; `started` and `stopped` bracket serving."""
-        self.host, self.name = host, name
+        """`app` builds the application from the URL it is served at; `started` and `stopped` bracket serving.
+
+        `tls`, a PEM file holding the private key and the certificate chain, makes it serve HTTPS.
+        """
+        self.host, self.name, self.tls = host, name, tls
         self._make_app, self._started, self._stopped = app, started, stopped
         self._requested_port = port
         self._port: int | None = None
@@ -35,14 +42,23 @@ class BackgroundServer:
         port = self._port or self._requested_port
         if not port:
             raise RuntimeError(f"the {self.name} is not listening yet")
-        return f"http://{self.host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{port}"
 
     def _bind(self) -> tuple[socket.socket, uvicorn.Server]:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(self._make_app(self.url), log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            self._make_app(self.url),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=self.tls,  # the key comes from the same file when ssl_keyfile is unset
+            # A client idling on a kept-alive TLS connection does not answer the server's close_notify, and
+            # asyncio would wait 30 s for it on every shutdown; in-flight requests still get this long to finish.
+            timeout_graceful_shutdown=TLS_SHUTDOWN_SECONDS if self.tls else None,
+        )
         return sock, uvicorn.Server(config)
 
     def start(self):

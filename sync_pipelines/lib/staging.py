@@ -70,6 +70,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # Traits can return to an earlier value: a per-identity version keeps every change's message id new.
     ("ALTER TABLE identities ADD COLUMN version INTEGER NOT NULL DEFAULT 0",),
+    # Two-way sync: the value both systems last agreed on, per linked record and field.
+    (
+        """CREATE TABLE settled_fields (
+            entity VARCHAR NOT NULL, source_id VARCHAR NOT NULL, field VARCHAR NOT NULL, value VARCHAR,
+            settled_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (entity, source_id, field))""",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -328,6 +334,57 @@ def linked_ids(
                    WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.source_id""",
                 [source_system, target_system],
             ).fetchall()
+        )
+
+
+def settled_fields(conn: duckdb.DuckDBPyConnection, entity: str) -> dict[tuple[str, str], str | None]:
+    """(source id, field) -> the value both systems last agreed on."""
+    rows = conn.execute("SELECT source_id, field, value FROM settled_fields WHERE entity = ?", [entity]).fetchall()
+    return {(source_id, field): value for source_id, field, value in rows}
+
+
+def settle_fields(conn: duckdb.DuckDBPyConnection, entity: str, values: Sequence[tuple[str, str, str | None]]) -> None:
+    """Remember (source id, field, value) as agreed: the base the next comparison starts from."""
+    if not values:
+        return
+    with frame_as(conn, "agreed", pd.DataFrame(values, columns=["source_id", "field", "value"], dtype="string")):
+        conn.execute(
+            "INSERT OR REPLACE INTO settled_fields SELECT ?, source_id, field, value, ? FROM agreed",
+            [entity, utcnow()],
+        )
+
+
+def undelivered_records(conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str) -> set[str]:
+    """Records with a write still on its way (pending, held or dead-lettered)."""
+    rows = conn.execute(
+        "SELECT DISTINCT record_id FROM outbox WHERE flow = ? AND entity = ? AND status <> 'delivered'",
+        [flow, entity],
+    ).fetchall()
+    return {record_id for (record_id,) in rows}
+
+
+def audit(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    flow: str,
+    entity: str,
+    action: str,
+    target: str,
+    entries: Sequence[tuple[str, str, dict]],
+    run_id: str | None,
+) -> None:
+    """Audit entries other than deliveries: (record_id, outcome, detail), e.g. the losing side of a conflict."""
+    if not entries:
+        return
+    frame = pd.DataFrame(
+        [(record_id, outcome, json.dumps(detail, default=str)) for record_id, outcome, detail in entries],
+        columns=["record_id", "outcome", "detail"],
+    )
+    with frame_as(conn, "entries", frame):
+        conn.execute(
+            """INSERT INTO audit_log (logged_at, flow, entity, record_id, action, target, outcome, detail, run_id)
+               SELECT ?, ?, ?, record_id, ?, ?, outcome, detail, ? FROM entries""",
+            [utcnow(), flow, entity, action, target, run_id],
         )
 
 

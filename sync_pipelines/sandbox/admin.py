@@ -18,6 +18,7 @@ from sync_pipelines.sandbox.accounting import (
     Invalid,
     PostDataInvalid,
     default_account,
+    group_summary,
     set_date,
     stamp,
 )
@@ -27,6 +28,13 @@ from sync_pipelines.sandbox.store import dumps
 from sync_pipelines.sandbox.webhooks import check_url
 
 _WEBHOOK_OPTIONS = {"url", "key", "attempts", "backoff_seconds"}
+# Admin path segment -> the API collection whose records keep a history (xero.md §2.7).
+_HISTORY_KINDS = {
+    "contacts": "Contacts",
+    "invoices": "Invoices",
+    "bank-transactions": "BankTransactions",
+    "payments": "Payments",
+}
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
@@ -39,6 +47,18 @@ async def _json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError("body must be a JSON object")
     return body
+
+
+def _only(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    if set(body) - allowed:
+        raise ValueError(f"unknown fields {sorted(set(body) - allowed)}; expected some of {sorted(allowed)}")
+    return body
+
+
+def _ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list of ContactIDs, got {value!r}")
+    return value
 
 
 async def _value_error(request: Request, exc: Exception) -> Response:
@@ -72,6 +92,10 @@ class AdminApi:
                 ),
                 Route("/xero/bank-transactions/{transaction_id}/void", self.void_bank_transaction, methods=["POST"]),
                 Route("/xero/touch", self.touch, methods=["POST"]),
+                Route("/xero/contact-groups", self.contact_groups, methods=["GET", "POST"]),
+                Route("/xero/contact-groups/{group_id}", self.update_contact_group, methods=["POST"]),
+                Route("/xero/contact-groups/{group_id}/members", self.group_members, methods=["POST"]),
+                Route("/xero/{kind}/{record_id}/history", self.history, methods=["GET"]),
                 Route("/xero/webhooks", self.webhooks, methods=["GET", "PUT"]),
                 Route("/xero/webhooks/deliveries", self.webhook_deliveries, methods=["GET"]),
                 Route("/xero/webhooks/redeliver", self.redeliver, methods=["POST"]),
@@ -281,6 +305,74 @@ class AdminApi:
         except (Invalid, PostDataInvalid) as exc:
             return _bad(str(exc))
         return JSONResponse(record)
+
+    # -- Xero contact groups and history (xero.md §2.6, §2.7) ----------------------------------
+
+    async def contact_groups(self, request: Request) -> Response:
+        """GET: every group, DELETED ones included, with its members; POST {"Name", "ContactIDs"?}: a new group,
+        as if made in the Xero UI (membership never bumps a contact's UpdatedDateUTC, see Ledger)."""
+        if request.method == "GET":
+            return JSONResponse([self._group_with_members(g) for g in self.store.contact_groups(status=None)])
+        body = _only(await _json(request), {"Name", "ContactIDs"})
+        members = _ids(body.pop("ContactIDs", []))
+
+        def create(conn: Any) -> str:
+            group_id = self.ledger.write_contact_group(conn, body, create_only=True)["ContactGroupID"]
+            for contact_id in members:
+                self.ledger.add_group_member(conn, group_id, {"ContactID": contact_id})
+            return group_id
+
+        return self._group_write(create)
+
+    async def update_contact_group(self, request: Request) -> Response:
+        """{"Name"?, "Status"?}: rename, or delete with Status DELETED (members are removed)."""
+        body = _only(await _json(request), {"Name", "Status"})
+        group_id = request.path_params["group_id"]
+        return self._group_write(
+            lambda conn: self.ledger.write_contact_group(conn, body, target_id=group_id)["ContactGroupID"], group_id
+        )
+
+    async def group_members(self, request: Request) -> Response:
+        """{"add"?: [ContactID...], "remove"?: [ContactID...]} on an ACTIVE group."""
+        body = _only(await _json(request), {"add", "remove"})
+        group_id = request.path_params["group_id"]
+        added, removed = _ids(body.get("add", [])), _ids(body.get("remove", []))
+
+        def change(conn: Any) -> str:
+            status = self.store.contact_group(group_id, conn)["Status"]
+            if status != "ACTIVE":
+                raise Invalid(f"contact group {group_id} is {status}")
+            for contact_id in added:
+                self.ledger.add_group_member(conn, group_id, {"ContactID": contact_id})
+            for contact_id in removed:
+                self.ledger.remove_group_members(conn, group_id, contact_id)
+            return group_id
+
+        return self._group_write(change, group_id)
+
+    def _group_write(self, write: Any, group_id: str | None = None) -> Response:
+        if group_id is not None and self.store.contact_group(group_id) is None:
+            return _bad(f"contact group {group_id} not found", 404)
+        try:
+            with self.store.transaction() as conn:
+                group_id = write(conn)
+        except (Invalid, PostDataInvalid) as exc:
+            return _bad(str(exc))
+        return JSONResponse(self._group_with_members(self.store.contact_group(group_id)))
+
+    def _group_with_members(self, group: dict) -> dict:
+        members = [
+            self.store.get("Contacts", contact_id) for contact_id in self.store.group_members(group["ContactGroupID"])
+        ]
+        return group_summary(group, [{"ContactID": c["ContactID"], "Name": c["Name"]} for c in members])
+
+    async def history(self, request: Request) -> Response:
+        """A record's history and notes, newest first, as GET /{collection}/{id}/History returns them."""
+        collection = _HISTORY_KINDS.get(request.path_params["kind"])
+        record_id = request.path_params["record_id"]
+        if collection is None or self.store.get(collection, record_id) is None:
+            return _bad(f"{request.path_params['kind']} {record_id} not found", 404)
+        return JSONResponse(self.store.history(collection, record_id))
 
     # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
 

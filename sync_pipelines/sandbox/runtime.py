@@ -14,6 +14,7 @@ from typing import Any
 
 from sync_pipelines.sandbox import seed
 from sync_pipelines.sandbox.accounting import Ledger
+from sync_pipelines.sandbox.intercom.workspace import IntercomWorkspace
 from sync_pipelines.sandbox.salesforce.org import SalesforceOrg
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.webhooks import WebhookEmitter
@@ -26,7 +27,7 @@ FAULT_DEFAULTS: dict[str, float] = {
     "latency_ms": 0.0,
     "retry_after_seconds": 1.0,
 }
-VENDORS = ("xero", "segment", "salesforce")
+VENDORS = ("xero", "segment", "salesforce", "intercom")
 
 
 @dataclass
@@ -40,6 +41,12 @@ class SandboxSettings:
     sizes (contacts_per_account is an average), the daily API request allocation (salesforce.md §5; 15,000 as
     in a Developer Edition), the access-token lifetime (§1.5: the session timeout, commonly 2 h), refresh-token
     rotation (§1.2, off by default) and how long a Bulk query job stays InProgress (§6).
+
+    intercom_* configure the Intercom workspace (sandbox/intercom): the access token, the app's client secret
+    (which signs webhooks) and app id, the seed sizes, the requests allowed per 10-second window (intercom.md §3:
+    167 = 1,000/min), how long an idle companies scroll lives (§6.1), the workspace time zone that search's
+    calendar-day matching uses (§5.1) and the webhook URL (None: no subscription; §9). Webhook retries use
+    webhook_attempts and webhook_backoff_seconds, as Xero's do.
     """
 
     state_path: Path
@@ -71,6 +78,16 @@ class SandboxSettings:
     salesforce_access_token_ttl: int = 7200
     salesforce_refresh_token_rotation: bool = False
     salesforce_bulk_job_seconds: float = 0.5
+    intercom_access_token: str = "sandbox-intercom-token"
+    intercom_client_secret: str = "sandbox-intercom-client-secret"
+    intercom_app_id: str = "sandboxapp"
+    intercom_contacts: int = 150
+    intercom_companies: int = 30
+    intercom_conversations: int = 60
+    intercom_window_limit: int = 167
+    intercom_scroll_ttl: float = 60.0
+    intercom_timezone: str = "UTC"
+    intercom_webhook_url: str | None = None
 
 
 @dataclass
@@ -80,6 +97,7 @@ class Runtime:
     webhooks: WebhookEmitter = field(init=False)
     ledger: Ledger = field(init=False)
     salesforce: SalesforceOrg = field(init=False)
+    intercom: IntercomWorkspace = field(init=False)
     limits: dict[str, int] = field(init=False)
     faults: dict[str, dict[str, float]] = field(init=False)
     stats: dict[str, Counter] = field(default_factory=lambda: {vendor: Counter() for vendor in VENDORS})
@@ -88,12 +106,14 @@ class Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.intercom = IntercomWorkspace(self.settings, self.store)
         self.webhooks = WebhookEmitter(
             self.store,
             self.settings.webhook_url,
             self.settings.webhook_key,
             self.settings.webhook_attempts,
             self.settings.webhook_backoff_seconds,
+            companions=(self.intercom.webhooks,),  # the server starts and stops runtime.webhooks only
         )
         self.ledger = Ledger(self.store, before_save=self.webhooks.observe)
         self.salesforce = SalesforceOrg(self.settings, self.store)

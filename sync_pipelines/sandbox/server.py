@@ -1,4 +1,4 @@
-"""SandboxServer: one Starlette app (Xero, Segment, Salesforce, admin) served by uvicorn on a loopback address.
+"""SandboxServer: one Starlette app (Xero, Segment, Salesforce, Intercom, admin) served by uvicorn on loopback.
 
 Tests start it on port 0 in a background thread; the CLI calls run_sandbox() to serve in the foreground.
 """
@@ -11,12 +11,15 @@ from starlette.routing import Mount
 from sync_pipelines.lib.serving import BackgroundServer
 from sync_pipelines.sandbox.admin import AdminApi
 from sync_pipelines.sandbox.faults import FaultInjector
+from sync_pipelines.sandbox.intercom.admin import IntercomAdmin
+from sync_pipelines.sandbox.intercom.app import intercom_app
 from sync_pipelines.sandbox.notify import NotificationCapture
 from sync_pipelines.sandbox.runtime import Runtime, SandboxSettings
 from sync_pipelines.sandbox.salesforce.admin import SalesforceAdmin
 from sync_pipelines.sandbox.salesforce.app import salesforce_app
 from sync_pipelines.sandbox.segment import SegmentSandbox
 from sync_pipelines.sandbox.store import Store
+from sync_pipelines.sandbox.tls import local_tls
 from sync_pipelines.sandbox.xero import XeroSandbox
 
 __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
@@ -24,13 +27,15 @@ __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 def build_app(runtime: Runtime) -> Starlette:
     """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /salesforce (login host and instance),
-    /_admin (with /_admin/salesforce), plus notification capture."""
+    /intercom, /_admin (with /_admin/salesforce and /_admin/intercom), plus notification capture."""
     return Starlette(
         routes=[
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
             Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
             Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
+            Mount("/intercom", app=intercom_app(runtime)),
+            Mount("/_admin/intercom", app=IntercomAdmin(runtime.intercom).app()),
             Mount("/_admin", app=AdminApi(runtime).app()),
             *NotificationCapture(runtime).routes(),
         ]
@@ -48,12 +53,22 @@ def _loopback(host: str) -> str:
 class SandboxServer(BackgroundServer):
     """A running sandbox; state lives in settings.state_path and is seeded only when that file is new."""
 
-    def __init__(self, settings: SandboxSettings, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, settings: SandboxSettings, host: str = "127.0.0.1", port: int = 0, https: bool = False):
+        """With `https`, serve TLS under a local CA whose certificate, `ca_cert`, sits next to the state file."""
         self.settings = settings
+        address = _loopback(host)
+        tls = local_tls(settings.state_path.parent, address) if https else None
+        self.ca_cert = tls.ca_cert if tls else None
         self._store = Store(settings.state_path)
         self.runtime = Runtime(settings, self._store)
         super().__init__(
-            self._app, _loopback(host), port, name="sandbox", started=self.runtime.webhooks.start, stopped=self._close
+            self._app,
+            address,
+            port,
+            name="sandbox",
+            started=self.runtime.webhooks.start,
+            stopped=self._close,
+            tls=tls.server_pem if tls else None,
         )
 
     @property
@@ -71,6 +86,6 @@ class SandboxServer(BackgroundServer):
         self._store.close()
 
 
-def run_sandbox(settings: SandboxSettings, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Entry point for `sync-pipelines sandbox`: serve until interrupted."""
-    SandboxServer(settings, host, port).serve_forever()
+def run_sandbox(settings: SandboxSettings, host: str = "127.0.0.1", port: int = 8765, https: bool = False) -> None:
+    """Serve until interrupted, as `sync-pipelines sandbox` does."""
+    SandboxServer(settings, host, port, https).serve_forever()

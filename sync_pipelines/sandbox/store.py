@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     signature TEXT NOT NULL, attempts TEXT NOT NULL DEFAULT '[]', delivered INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS notifications (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, path TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contact_groups (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL COLLATE NOCASE, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contact_group_members (
+    group_id TEXT NOT NULL, contact_id TEXT NOT NULL, PRIMARY KEY (group_id, contact_id));
+CREATE INDEX IF NOT EXISTS contact_group_members_contact ON contact_group_members (contact_id);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS history_record ON history (collection, record_id, seq);
 """
 
 
@@ -148,6 +156,9 @@ class Store:
                 "webhook_queue",
                 "webhook_deliveries",
                 "notifications",
+                "contact_groups",
+                "contact_group_members",
+                "history",
             ):
                 conn.execute(f"DELETE FROM {table}")
             for collection, (table, *_) in COLLECTIONS.items():
@@ -204,6 +215,70 @@ class Store:
     def count(self, collection: str, where: str = "1", params: Iterable[Any] = ()) -> int:
         table = COLLECTIONS[collection][0]
         return self._query(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0]
+
+    # -- contact groups and history (xero.md §2.6, §2.7) ----------------------------------------
+
+    def contact_groups(self, status: str | None = "ACTIVE", conn: sqlite3.Connection | None = None) -> list[dict]:
+        """Groups in creation order (rowid), ACTIVE only unless another status (or None: all) is asked for."""
+        sql = "SELECT id, name, status FROM contact_groups WHERE ? IS NULL OR status = ? ORDER BY rowid"
+        rows = conn.execute(sql, (status, status)).fetchall() if conn else self._query(sql, (status, status))
+        return [{"ContactGroupID": row[0], "Name": row[1], "Status": row[2]} for row in rows]
+
+    def contact_group(self, group_id: str, conn: sqlite3.Connection | None = None) -> dict | None:
+        sql = "SELECT id, name, status FROM contact_groups WHERE id = ?"
+        rows = conn.execute(sql, (group_id,)).fetchall() if conn else self._query(sql, (group_id,))
+        return {"ContactGroupID": rows[0][0], "Name": rows[0][1], "Status": rows[0][2]} if rows else None
+
+    def group_name_taken(self, conn: sqlite3.Connection, name: str, group_id: str) -> bool:
+        """Whether another ACTIVE group has this name, compared case-insensitively (the column is NOCASE)."""
+        sql = "SELECT 1 FROM contact_groups WHERE name = ? AND status = 'ACTIVE' AND id != ? LIMIT 1"
+        return bool(conn.execute(sql, (name, group_id)).fetchall())
+
+    def save_contact_group(self, conn: sqlite3.Connection, group: dict) -> None:
+        """Upsert keeping the rowid, so a renamed group keeps its place in the list."""
+        conn.execute(
+            "INSERT INTO contact_groups (id, name, status) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status",
+            (group["ContactGroupID"], group["Name"], group["Status"]),
+        )
+
+    def group_members(self, group_id: str, conn: sqlite3.Connection | None = None) -> list[str]:
+        """Member ContactIDs in the order they were added."""
+        sql = "SELECT contact_id FROM contact_group_members WHERE group_id = ? ORDER BY rowid"
+        rows = conn.execute(sql, (group_id,)).fetchall() if conn else self._query(sql, (group_id,))
+        return [row[0] for row in rows]
+
+    def groups_of(self, conn: sqlite3.Connection, contact_id: str) -> list[dict]:
+        """The ACTIVE groups a contact belongs to, in group creation order."""
+        rows = conn.execute(
+            "SELECT g.id, g.name, g.status FROM contact_group_members m JOIN contact_groups g ON g.id = m.group_id "
+            "WHERE m.contact_id = ? AND g.status = 'ACTIVE' ORDER BY g.rowid",
+            (contact_id,),
+        ).fetchall()
+        return [{"ContactGroupID": row[0], "Name": row[1], "Status": row[2]} for row in rows]
+
+    def add_member(self, conn: sqlite3.Connection, group_id: str, contact_id: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO contact_group_members VALUES (?, ?)", (group_id, contact_id))
+
+    def remove_members(self, conn: sqlite3.Connection, group_id: str, contact_id: str | None = None) -> list[str]:
+        """Remove one member (or, with contact_id None, all of them); returns the ContactIDs removed."""
+        members = [m for m in self.group_members(group_id, conn) if contact_id in (None, m)]
+        conn.executemany(
+            "DELETE FROM contact_group_members WHERE group_id = ? AND contact_id = ?", ((group_id, m) for m in members)
+        )
+        return members
+
+    def add_history(self, conn: sqlite3.Connection, collection: str, record_id: str, record: dict) -> None:
+        conn.execute(
+            "INSERT INTO history (collection, record_id, body) VALUES (?, ?, ?)", (collection, record_id, dumps(record))
+        )
+
+    def history(self, collection: str, record_id: str) -> list[dict]:
+        """A record's history, newest first as in the spec's example (xero.md §2.7)."""
+        rows = self._query(
+            "SELECT body FROM history WHERE collection = ? AND record_id = ? ORDER BY seq DESC", (collection, record_id)
+        )
+        return [json.loads(body) for (body,) in rows]
 
     # -- OAuth tokens -------------------------------------------------------------------------
 

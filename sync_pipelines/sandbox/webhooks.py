@@ -1,9 +1,13 @@
-"""The Xero webhook emitter: signed, batched, retried deliveries of INVOICE and CONTACT events (xero.md §6).
+"""Outgoing webhooks: a vendor-neutral delivery loop, and the Xero emitter built on it (xero.md §6).
 
-Events are queued in the store inside the transaction that changed the record, so a rolled-back write announces
-nothing and a queued event survives a restart; the queue's sqlite sequence numbers are the firstEventSequence and
-lastEventSequence a payload carries. One daemon thread posts the queue in order, and every delivery (exact body,
-signature, attempts) is logged so it can be replayed.
+Each vendor's subscription is a DeliveryLoop. Events are queued in the store inside the transaction that changed
+the record, so a rolled-back write announces nothing and a queued event survives a restart. One daemon thread per
+subscription claims deliveries off the queue in order (claiming logs the exact body and headers, so a delivery can
+be replayed), then posts each until the receiver accepts it or the attempts run out. A vendor supplies only how a
+delivery is claimed and recorded; sandbox/intercom/webhooks.py is the other vendor.
+
+Xero's deliveries are signed batches of INVOICE and CONTACT events; the queue's sqlite sequence numbers are the
+firstEventSequence and lastEventSequence a payload carries.
 """
 
 import base64
@@ -14,6 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +34,7 @@ _COLLECTION_OF = {category: collection for collection, category in CATEGORIES.it
 # xero.md §3.2: derived contact flags change without the contact being edited, so they are not a change.
 _DERIVED = {"Contacts": ("IsCustomer", "IsSupplier")}
 BATCH_SIZE = 100
-TIMEOUT_SECONDS = 5  # xero.md §6: a receiver has 5 s to answer
+TIMEOUT_SECONDS = 5  # xero.md §6, intercom.md §9: a receiver has about 5 s to answer
 MAX_BACKOFF_SECONDS = 30
 ITR_PROBES = 4  # half signed correctly, half mis-signed
 _FLUSH_POLL_SECONDS = 0.02
@@ -58,42 +63,155 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def post(url: str, body: bytes, signature: str) -> int | str:
-    """One POST as Xero sends it: the status code, or the error's name when no response came back."""
+def post(url: str, body: bytes, headers: dict[str, str]) -> int | str:
+    """One POST of a JSON body: the status code, or the error's name when no response came back."""
     try:
         response = requests.post(
-            url,
-            data=body,
-            headers={"Content-Type": "application/json", "x-xero-signature": signature},
-            timeout=TIMEOUT_SECONDS,
+            url, data=body, headers={"Content-Type": "application/json", **headers}, timeout=TIMEOUT_SECONDS
         )
     except requests.RequestException as exc:
         return type(exc).__name__
     return response.status_code
 
 
-def _accepted(outcome: int | str) -> bool:
+def accepted(outcome: int | str) -> bool:
     return isinstance(outcome, int) and 200 <= outcome < 300  # xero.md §6: 200, and docs now accept any 2xx
+
+
+class DeliveryLoop:
+    """One webhook subscription's delivery thread: a URL (None: not subscribed), attempts and backoff.
+
+    Subclasses implement _claim (take the next delivery off the queue into the log), _note (record an attempt)
+    and queue_length. `companions` are other vendors' loops started and stopped with this one, because the
+    server starts and stops only runtime.webhooks.
+    """
+
+    def __init__(
+        self,
+        url: str | None,
+        attempts: int,
+        backoff_seconds: float,
+        name: str,
+        companions: Sequence["DeliveryLoop"] = (),
+    ):
+        self.url = check_url(url)
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self.name = name
+        self.companions = tuple(companions)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._delivering = False
+        self._thread: threading.Thread | None = None
+
+    # -- what a vendor supplies ---------------------------------------------------------------
+
+    def _claim(self, url: str) -> tuple[Any, bytes, dict[str, str]] | None:
+        """(log key, exact body, headers) of the next delivery, moved from the queue to the log; None if none."""
+        raise NotImplementedError
+
+    def _note(self, key: Any, outcome: int | str, delivered: bool) -> None:
+        raise NotImplementedError
+
+    def queue_length(self) -> int:
+        raise NotImplementedError
+
+    # -- the delivery thread ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Called after queueing: the thread posts what is new."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._wake.set()  # events queued before a restart go out first
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        for companion in self.companions:
+            companion.start()
+
+    def stop(self) -> None:
+        for companion in self.companions:
+            companion.stop()
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=TIMEOUT_SECONDS * 2)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            while not self._stopping.is_set() and self._deliver_next():
+                pass
+
+    def _deliver_next(self) -> bool:
+        """Claim and post one delivery; False when nothing was queued."""
+        url = self.url
+        if url is None:
+            return False
+        self._delivering = True  # before the delivery leaves the queue, so idle() never sees neither
+        try:
+            claimed = self._claim(url)
+            if claimed is None:
+                return False
+            self._send(url, *claimed)
+            return True
+        finally:
+            self._delivering = False
+
+    def _send(self, url: str, key: Any, body: bytes, headers: dict[str, str]) -> None:
+        """Retry a failed delivery with the same body and headers, backing off from backoff_seconds, doubling up
+        to 30 s, for at most `attempts` tries; then give up on it (xero.md §6: Xero retries for 24 h)."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_when_event_set(self._stopping),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, max=MAX_BACKOFF_SECONDS),
+            retry=tenacity.retry_if_result(lambda delivered: not delivered),
+            sleep=self._stopping.wait,
+            retry_error_callback=lambda state: False,
+        )
+        retrying(self._attempt, url, key, body, headers)
+
+    def _attempt(self, url: str, key: Any, body: bytes, headers: dict[str, str]) -> bool:
+        outcome = post(url, body, headers)
+        self._note(key, outcome, accepted(outcome))
+        return accepted(outcome)
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing being posted (the queue is read first: see _deliver_next)."""
+        return self.url is None or (self.queue_length() == 0 and not self._delivering)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Poll until idle or the deadline passes; lets tests and demos wait for deliveries deterministically."""
+        deadline = time.monotonic() + timeout
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_FLUSH_POLL_SECONDS)
+        return True
 
 
 def _visible(collection: str, record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in _DERIVED.get(collection, ())}
 
 
-class WebhookEmitter:
-    """The app's one webhook subscription: a delivery URL (None: not subscribed) and a signing key."""
+class WebhookEmitter(DeliveryLoop):
+    """The Xero app's one webhook subscription: a delivery URL (None: not subscribed) and a signing key."""
 
-    def __init__(self, store: Store, url: str | None, key: str, attempts: int, backoff_seconds: float):
+    def __init__(
+        self,
+        store: Store,
+        url: str | None,
+        key: str,
+        attempts: int,
+        backoff_seconds: float,
+        companions: Sequence[DeliveryLoop] = (),
+    ):
+        super().__init__(url, attempts, backoff_seconds, "sandbox-webhooks", companions)
         self.store = store
-        self.url = check_url(url)
         self.key = key
-        self.attempts = attempts
-        self.backoff_seconds = backoff_seconds
         self.base_url: str | None = None  # the server sets it once it listens; resourceUrls point back at it
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._delivering = False
-        self._thread: threading.Thread | None = None
 
     # -- queueing (called by the ledger inside the writer's transaction) ---------------------
 
@@ -109,63 +227,41 @@ class WebhookEmitter:
             return
         event_type = "CREATE" if previous is None else "UPDATE"
         self.store.queue_event(conn, category, record_id, event_type, parse_net(record["UpdatedDateUTC"]))
-        self._wake.set()
+        self.wake()
 
     def subscribe(self, url: str | None) -> None:
         """Point deliveries at a receiver; with none there is no subscription and queued events are dropped."""
         self.url = check_url(url)
         if self.url is None:
             self.store.discard_queue()
-        self._wake.set()
+        self.wake()
 
-    # -- the delivery thread ------------------------------------------------------------------
+    # -- the delivery loop's side ---------------------------------------------------------------
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._wake.set()  # events queued before a restart go out first
-        self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
-        self._thread.start()
+    def _claim(self, url: str) -> tuple[int, bytes, dict[str, str]] | None:
+        """Everything queued, up to 100 events, as one signed payload keyed by its firstEventSequence."""
+        rows = self.store.queued_events(BATCH_SIZE)
+        if not rows:
+            return None
+        first, last = rows[0][0], rows[-1][0]
+        tenant_id = self.store.meta_get("tenant_id")
+        payload = {
+            "events": [self._event(tenant_id, *row) for row in rows],
+            "firstEventSequence": first,
+            "lastEventSequence": last,
+            "entropy": secrets.token_urlsafe(15),
+        }
+        # Compact JSON: a receiver that re-serialises before checking the HMAC fails, as with Xero.
+        body = dumps(payload).encode()
+        signature = sign(self.key, body)
+        self.store.log_delivery(first, last, len(rows), body, signature)
+        return first, body, {"x-xero-signature": signature}
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=TIMEOUT_SECONDS * 2)
-        self._thread = None
+    def _note(self, key: int, outcome: int | str, delivered: bool) -> None:
+        self.store.note_attempt(key, outcome, delivered)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            while not self._stopping.is_set() and self._deliver_batch():
-                pass
-
-    def _deliver_batch(self) -> bool:
-        """Post everything queued, up to 100 events, as one signed payload; False when nothing was queued."""
-        url, key = self.url, self.key
-        if url is None:
-            return False
-        self._delivering = True  # before the batch leaves the queue, so idle() never sees neither
-        try:
-            rows = self.store.queued_events(BATCH_SIZE)
-            if not rows:
-                return False
-            first, last = rows[0][0], rows[-1][0]
-            tenant_id = self.store.meta_get("tenant_id")
-            payload = {
-                "events": [self._event(tenant_id, *row) for row in rows],
-                "firstEventSequence": first,
-                "lastEventSequence": last,
-                "entropy": secrets.token_urlsafe(15),
-            }
-            # Compact JSON: a receiver that re-serialises before checking the HMAC fails, as with Xero.
-            body = dumps(payload).encode()
-            signature = sign(key, body)
-            self.store.log_delivery(first, last, len(rows), body, signature)
-            self._send(first, url, body, signature)
-            return True
-        finally:
-            self._delivering = False
+    def queue_length(self) -> int:
+        return self.store.queue_length()
 
     def _event(
         self, tenant_id: str, sequence: int, category: str, resource_id: str, event_type: str, event_ms: int
@@ -181,23 +277,6 @@ class WebhookEmitter:
             "tenantType": "ORGANISATION",
         }
 
-    def _send(self, first: int, url: str, body: bytes, signature: str) -> None:
-        """Retry a failed delivery with the same body and signature, backing off from backoff_seconds, doubling
-        up to 30 s, for at most `attempts` tries; then give up on it (xero.md §6: Xero retries for 24 h)."""
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_when_event_set(self._stopping),
-            wait=tenacity.wait_exponential(multiplier=self.backoff_seconds, max=MAX_BACKOFF_SECONDS),
-            retry=tenacity.retry_if_result(lambda delivered: not delivered),
-            sleep=self._stopping.wait,
-            retry_error_callback=lambda state: False,
-        )
-        retrying(self._attempt, first, url, body, signature)
-
-    def _attempt(self, first: int, url: str, body: bytes, signature: str) -> bool:
-        outcome = post(url, body, signature)
-        self.store.note_attempt(first, outcome, _accepted(outcome))
-        return _accepted(outcome)
-
     # -- admin operations ---------------------------------------------------------------------
 
     def redeliver(self, first: int) -> int | str | None:
@@ -205,8 +284,9 @@ class WebhookEmitter:
         logged = self.store.delivery(first)
         if logged is None or self.url is None:
             return None
-        outcome = post(self.url, *logged)
-        self.store.note_attempt(first, outcome, _accepted(outcome))
+        body, signature = logged
+        outcome = post(self.url, body, {"x-xero-signature": signature})
+        self.store.note_attempt(first, outcome, accepted(outcome))
         return outcome
 
     def intent_to_receive(self) -> dict[str, Any]:
@@ -226,19 +306,6 @@ class WebhookEmitter:
             }
             body = dumps(payload).encode()
             key = self.key if good else secrets.token_urlsafe(24)
-            probes.append({"signed": good, "status": post(self.url, body, sign(key, body))})
+            probes.append({"signed": good, "status": post(self.url, body, {"x-xero-signature": sign(key, body)})})
         passed = all(probe["status"] == (200 if probe["signed"] else 401) for probe in probes)
         return {"passed": passed, "probes": probes}
-
-    def idle(self) -> bool:
-        """Nothing queued and nothing being posted (the queue is read first: see _deliver_batch)."""
-        return self.url is None or (self.store.queue_length() == 0 and not self._delivering)
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Poll until idle or the deadline passes; lets tests and demos wait for deliveries deterministically."""
-        deadline = time.monotonic() + timeout
-        while not self.idle():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_FLUSH_POLL_SECONDS)
-        return True

@@ -19,6 +19,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "Status": "status",
         "Contact.ContactID": "ref_id",
         "InvoiceNumber": "label",
+        "Reference": "json_extract(body, '$.Reference')",
         "Date": "date_ms",
     },
     "Contacts": {"ContactID": "id", "UpdatedDateUTC": "updated_ms", "ContactStatus": "status", "Name": "label"},

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sync_pipelines.sandbox.accounting import Invalid, PostDataInvalid
+from sync_pipelines.sandbox.accounting import HISTORY_COLLECTIONS, Invalid, PostDataInvalid, group_summary
 from sync_pipelines.sandbox.dates import (
     connection_string,
     expiry_string,
@@ -46,7 +46,8 @@ REFRESH_IDLE_MS = 60 * 86_400_000  # xero.md §1.4
 HIGH_VOLUME_THRESHOLD = 100_000  # xero.md §3.3
 MAX_IDEMPOTENCY_KEY = 128  # xero.md §4.3
 DEFAULT_CC_SCOPE = "accounting.transactions accounting.contacts accounting.settings"
-_COLLECTION_NAMES = {name.lower(): name for name in COLLECTIONS}
+GROUPS = "ContactGroups"
+_COLLECTION_NAMES = {name.lower(): name for name in (*COLLECTIONS, GROUPS)}
 _SUMMARY_DROPS = {
     "Invoices": ("LineItems", "Payments", "CreditNotes", "Prepayments", "Overpayments"),
     "Contacts": ("Addresses", "Phones", "Balances", "ContactGroups", "ContactPersons", "IsCustomer", "IsSupplier"),
@@ -58,7 +59,9 @@ _ENTITY_FLAG = {
     "Contacts": "HasValidationErrors",
     "BankTransactions": "HasErrors",
     "Payments": "HasValidationErrors",
+    GROUPS: "HasValidationErrors",
 }
+WriteOne = Callable[[Any, dict, int], dict]
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -169,6 +172,9 @@ class XeroSandbox:
                 Route("/api/Connections/{connection_id}", self.delete_connection, methods=["DELETE"]),
                 Route(api + "/{collection}", self.collection, methods=["GET", "PUT", "POST"]),
                 Route(api + "/{collection}/{record_id}", self.record, methods=["GET", "POST"]),
+                Route(api + "/{collection}/{record_id}/History", self.history, methods=["GET", "PUT", "POST"]),
+                Route(api + "/{collection}/{record_id}/Contacts", self.group_contacts, methods=["PUT", "DELETE"]),
+                Route(api + "/{collection}/{record_id}/Contacts/{contact_id}", self.group_contact, methods=["DELETE"]),
             ]
         )
 
@@ -446,12 +452,14 @@ class XeroSandbox:
 
     async def collection(self, request: Request) -> Response:
         name = self._collection_name(request)
-        if name is None:
+        # xero.md §2.3: groups are created by PUT on the collection and changed only at /ContactGroups/{id}.
+        if name is None or (name == GROUPS and request.method == "POST"):
             return PlainTextResponse(NOT_FOUND, 404)
         if request.method == "GET":
-            return await self._gate(request, lambda token: self._list(request, name))
-        body = await request.body()
-        return await self._gate(request, lambda token: self._write(request, name, body, None))
+            read = self._list_groups if name == GROUPS else self._list
+            return await self._gate(request, lambda token: read(request, name))
+        body, write = await request.body(), self._writer(request, name, None)
+        return await self._gate(request, lambda token: self._write(request, name, body, write))
 
     async def record(self, request: Request) -> Response:
         name = self._collection_name(request)
@@ -460,8 +468,85 @@ class XeroSandbox:
         record_id = request.path_params["record_id"]
         if request.method == "GET":
             return await self._gate(request, lambda token: self._get(name, record_id))
+        body, write = await request.body(), self._writer(request, name, record_id)
+        return await self._gate(
+            request, lambda token: self._if_found(name, record_id, lambda: self._write(request, name, body, write))
+        )
+
+    async def history(self, request: Request) -> Response:
+        """GET a record's history, PUT (or POST, which the docs say behaves the same) notes (xero.md §2.7)."""
+        name = self._collection_name(request)
+        if name not in HISTORY_COLLECTIONS:
+            return PlainTextResponse(NOT_FOUND, 404)
+        record_id = request.path_params["record_id"]
+        if request.method == "GET":
+            return await self._gate(
+                request,
+                lambda token: self._if_found(
+                    name,
+                    record_id,
+                    lambda: _json_response(envelope(HistoryRecords=self.store.history(name, record_id))),
+                ),
+            )
         body = await request.body()
-        return await self._gate(request, lambda token: self._write(request, name, body, record_id))
+
+        def add_note(conn: Any, element: dict, now: int) -> dict:
+            return self.runtime.ledger.add_note(conn, name, record_id, element, now)
+
+        return await self._gate(
+            request,
+            lambda token: self._if_found(
+                name, record_id, lambda: self._write(request, "HistoryRecords", body, add_note)
+            ),
+        )
+
+    async def group_contacts(self, request: Request) -> Response:
+        """PUT adds members, DELETE removes every member (xero.md §2.6)."""
+        if self._collection_name(request) != GROUPS:
+            return PlainTextResponse(NOT_FOUND, 404)
+        group_id = request.path_params["record_id"]
+        if request.method == "DELETE":
+            return await self._gate(request, lambda token: self._remove_members(group_id, None))
+        body = await request.body()
+
+        def add_member(conn: Any, element: dict, now: int) -> dict:
+            return self.runtime.ledger.add_group_member(conn, group_id, element)
+
+        return await self._gate(
+            request,
+            lambda token: self._if_found(GROUPS, group_id, lambda: self._write(request, "Contacts", body, add_member)),
+        )
+
+    async def group_contact(self, request: Request) -> Response:
+        if self._collection_name(request) != GROUPS:
+            return PlainTextResponse(NOT_FOUND, 404)
+        group_id, contact_id = request.path_params["record_id"], request.path_params["contact_id"]
+        return await self._gate(request, lambda token: self._remove_members(group_id, contact_id))
+
+    def _if_found(self, name: str, record_id: str, handle: Callable[[], Response]) -> Response:
+        """The plain-text 404 (xero.md §2.2) unless the record exists; a group exists only while it is ACTIVE
+        (spec ContactGroup.Status: only ACTIVE groups are returned on GETs)."""
+        if name == GROUPS:
+            group = self.store.contact_group(record_id)
+            found = group is not None and group["Status"] == "ACTIVE"
+        else:
+            found = self.store.get(name, record_id) is not None
+        return handle() if found else PlainTextResponse(NOT_FOUND, 404)
+
+    def _remove_members(self, group_id: str, contact_id: str | None) -> Response:
+        """204 with no body; an unknown ContactID is a 400 ValidationException (the spec's one error response for
+        removing a member). A contact that is not a member is already removed, so a retried DELETE succeeds."""
+
+        def remove() -> Response:
+            try:
+                with self.store.transaction() as conn:
+                    self.runtime.ledger.remove_group_members(conn, group_id, contact_id)
+            except Invalid as exc:
+                failed = _failed("Contacts", {"ContactID": contact_id}, exc.messages)
+                return api_error(10, "ValidationException", "A validation exception occurred", Elements=[failed])
+            return Response(status_code=204)
+
+        return self._if_found(GROUPS, group_id, remove)
 
     def _list(self, request: Request, name: str) -> Response:
         """Paging, If-Modified-Since, where/order and the explicit filters (xero.md §3.1-§3.3)."""
@@ -520,6 +605,13 @@ class XeroSandbox:
         }
         return self._collection_response(name, [body for body, _ in rows], pagination, summary=summary)
 
+    def _list_groups(self, request: Request, name: str) -> Response:
+        """ACTIVE groups, not paged, in creation order; no If-Modified-Since (xero.md §2.6, §3.1, §3.2)."""
+        if request.query_params.get("where") or request.query_params.get("order"):
+            # Refused rather than ignored, like every filter the sandbox cannot apply (see where.py).
+            return api_error(16, "QueryParseException", "The sandbox does not filter or order ContactGroups")
+        return _json_response(envelope(ContactGroups=[group_summary(group) for group in self.store.contact_groups()]))
+
     def _collection_response(self, name: str, bodies: list[str], pagination: dict | None, summary: bool) -> Response:
         """Splice stored JSON into the envelope without re-serialising each record."""
         if summary and _SUMMARY_DROPS[name]:
@@ -530,6 +622,8 @@ class XeroSandbox:
 
     def _get(self, name: str, record_id: str) -> Response:
         """Single-record GETs return a 1-element array; invoices also resolve by number (xero.md §2.1)."""
+        if name == GROUPS:
+            return self._if_found(name, record_id, lambda: self._get_group(record_id))
         rows = self.store.find(name, "id = ?", (record_id,), limit=1)
         if not rows and name == "Invoices":
             rows = self.store.find(name, "label = ?", (record_id,), limit=1)
@@ -539,16 +633,41 @@ class XeroSandbox:
             return PlainTextResponse(NOT_FOUND, 404)
         return self._collection_response(name, [rows[0][0]], None, summary=False)
 
-    def _write(self, request: Request, name: str, raw: bytes, record_id: str | None) -> Response:
-        """PUT creates, POST upserts; summarizeErrors picks 400 or per-element status (xero.md §4.1, §4.2)."""
+    def _get_group(self, group_id: str) -> Response:
+        """One group with its members in the order they were added, shaped as the spec's getContactGroup example."""
+        group = self.store.contact_group(group_id)
+        members = []
+        for contact_id in self.store.group_members(group_id):
+            contact = self.store.get("Contacts", contact_id)
+            members.append(
+                {
+                    "ContactID": contact_id,
+                    "Name": contact["Name"],
+                    "Addresses": [],
+                    "Phones": [],
+                    "ContactGroups": [],
+                    "ContactPersons": [],
+                    "HasValidationErrors": False,
+                }
+            )
+        return _json_response(envelope(ContactGroups=[group_summary(group, members)]))
+
+    def _writer(self, request: Request, name: str, record_id: str | None) -> WriteOne:
+        """How one element of a PUT (create only) or POST (create or update) is written (xero.md §4.1)."""
+        create_only = request.method == "PUT"
+        if name == GROUPS:
+            ledger = self.runtime.ledger
+            return lambda conn, element, now: ledger.write_contact_group(conn, element, create_only, record_id)
+        return lambda conn, element, now: self._write_one(conn, name, element, create_only, record_id, now)
+
+    def _write(self, request: Request, name: str, raw: bytes, write_one: WriteOne) -> Response:
+        """Elements under the `name` key, each written in its own savepoint; summarizeErrors picks 400 or
+        per-element status (xero.md §4.2)."""
         try:
             elements = _elements(raw, name)
         except PostDataInvalid as exc:
             return api_error(14, "PostDataInvalidException", str(exc))
-        if record_id is not None and self.store.get(name, record_id) is None:
-            return PlainTextResponse(NOT_FOUND, 404)
         summarize = request.query_params.get("summarizeErrors", "true").lower() != "false"
-        create_only = request.method == "PUT"
         now = now_ms()
         results: list[tuple[dict, list[str]]] = []
         try:
@@ -556,7 +675,7 @@ class XeroSandbox:
                 for element in elements:
                     conn.execute("SAVEPOINT element")
                     try:
-                        saved = self._write_one(conn, name, element, create_only, record_id, now)
+                        saved = write_one(conn, element, now)
                     except Invalid as exc:
                         conn.execute("ROLLBACK TO element")
                         results.append((element, exc.messages))
@@ -573,7 +692,7 @@ class XeroSandbox:
             {**record, "StatusAttributeString": "OK"} if not messages else _failed(name, record, messages)
             for record, messages in results
         ]
-        return Response(dumps({**envelope(), name: rendered}), media_type="application/json")
+        return _json_response({**envelope(), name: rendered})
 
     def _write_one(
         self, conn: Any, name: str, element: dict, create_only: bool, record_id: str | None, now: int
@@ -623,11 +742,16 @@ def _elements(raw: bytes, name: str) -> list[dict]:
     return elements
 
 
+def _json_response(body: dict) -> Response:
+    return Response(dumps(body), media_type="application/json")
+
+
 def _failed(name: str, element: dict, messages: list[str]) -> dict:
-    """A failed element echoed back with its errors (xero.md §4.2, §4.4)."""
+    """A failed element echoed back with its errors (xero.md §4.2, §4.4); history notes carry no error flag."""
+    flag = {_ENTITY_FLAG[name]: True} if name in _ENTITY_FLAG else {}
     return {
         **element,
-        _ENTITY_FLAG[name]: True,
+        **flag,
         "StatusAttributeString": "ERROR",
         "ValidationErrors": [{"Message": message} for message in messages],
     }

@@ -1,9 +1,11 @@
-"""What every Xero contract shares: .NET JSON dates, GUID ids, currencies, optional text, documents with totals."""
+"""What every Xero contract shares: .NET JSON dates, GUID ids, currencies, optional text, documents with totals
+(and the website domains contacts are matched by)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pandera.pandas as pa
@@ -41,6 +43,16 @@ def optional_text(value: object) -> object:
     if isinstance(value, str) and not value.strip():
         return None
     return value
+
+
+def website_domain(website: object) -> str | None:
+    """The registrable host of a website as people write it: "https://www.Acme.com/about" -> "acme.com"."""
+    text = optional_text(website)
+    if not isinstance(text, str):
+        return None
+    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    host = re.sub(r"^www\d*\.", "", host.lower()).strip(".")
+    return host if "." in host else None
 
 
 def account_codes(lines: object) -> str | None:

@@ -7,7 +7,12 @@ from sync_pipelines.defs.xero_to_segment import contact_enrichment
 
 AS_OF = "2026-03-01"
 # Every entity's assets but the enrichment itself, which the tests run with a fixed as_of.
-SYNC_ASSETS = [key for key in defs().resolve_asset_graph().get_all_asset_keys() if key != contact_enrichment.key]
+# The Xero -> Segment flow the enrichment reads from, without the enrichment itself.
+SYNC_ASSETS = [
+    key
+    for key in dg.AssetSelection.groups("xero_to_segment").resolve(defs().resolve_asset_graph())
+    if key != contact_enrichment.key
+]
 
 
 def _enrich(sync_env, as_of: str = AS_OF) -> dg.ExecuteInProcessResult:

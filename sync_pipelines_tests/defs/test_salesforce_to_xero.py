@@ -1,8 +1,10 @@
 """Salesforce -> Xero against the sandbox: every account has exactly one Xero contact, linked both ways."""
 
+import json
 from collections import Counter
 
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib.staging import StagingResource
 
 CRM_JOB = "salesforce_to_xero_sync"
 
@@ -70,7 +72,8 @@ def test_a_salesforce_change_updates_its_xero_contact_and_a_deletion_archives_it
     assert {p["PhoneType"]: p["PhoneNumber"] for p in updated["Phones"]}["DEFAULT"] == "(555) 010-2030"
     assert next(a for a in updated["Addresses"] if a["AddressType"] == "STREET")["City"] == "Springfield"
     assert contact_of[removed["Id"]]["ContactStatus"] == "ARCHIVED"
-    assert _writes(admin)["xero"] == 1  # both changes in one batch
+    # The phone and address are the two-way sync's to write, the archiving the contact sync's.
+    assert _writes(admin)["xero"] == 2
 
 
 def test_the_quota_budget_stops_a_run_at_a_checkpoint_and_the_next_run_resumes_from_it(admin, run_sync, sync_env):
@@ -94,3 +97,154 @@ def test_the_quota_budget_stops_a_run_at_a_checkpoint_and_the_next_run_resumes_f
     contacts = Counter(c.get("ContactNumber") for c in admin.get("/xero/contacts"))
     live = [a for a in admin.salesforce_records("Account") if not a["IsDeleted"]]
     assert all(contacts[a["Id"]] == 1 for a in live)
+
+
+def _group_members(admin, name: str) -> set[str]:
+    groups = [g for g in admin.get("/xero/contact-groups") if g["Name"] == name and g["Status"] == "ACTIVE"]
+    assert len(groups) <= 1
+    return {c["ContactID"] for g in groups for c in g["Contacts"]}
+
+
+def test_every_lead_has_one_xero_contact_and_prospects_are_grouped_until_converted(admin, run_sync):
+    admin.salesforce_reset(accounts=10, contacts_per_account=1, leads=40, opportunities=0)
+    leads = admin.salesforce_records("Lead")
+
+    assert run_sync(_crm_assets()).success
+
+    contacts = admin.get("/xero/contacts")
+    by_number = Counter(c.get("ContactNumber") for c in contacts)
+    contact_of = {c["ContactNumber"]: c for c in contacts if c.get("ContactNumber")}
+    live = [lead for lead in leads if not lead["IsDeleted"]]
+    converted = [lead for lead in live if lead["IsConverted"]]
+    open_leads = [lead for lead in live if not lead["IsConverted"]]
+    assert converted and open_leads
+    assert all(by_number[lead["Id"]] == 1 for lead in open_leads)
+    # A converted lead is the person it became: their one Xero contact, not a second one.
+    assert not any(by_number[lead["Id"]] for lead in converted)
+    assert all(lead["ConvertedContactId"] in contact_of for lead in converted)
+    prospects = {contact_of[lead["Id"]]["ContactID"] for lead in open_leads if not lead["Status"].startswith("Closed")}
+    assert prospects and _group_members(admin, "Prospects") == prospects
+    written_back = {r["Id"]: r["Xero_Contact_ID__c"] for r in admin.salesforce_records("Lead")}
+    assert all(written_back[lead["Id"]] == contact_of[lead["Id"]]["ContactID"] for lead in open_leads)
+
+    prospect = next(lead for lead in open_leads if contact_of[lead["Id"]]["ContactID"] in prospects)
+    became = admin.call("POST", f"/salesforce/leads/{prospect['Id']}/convert", {"opportunity": False})
+    assert run_sync(_crm_assets()).success
+
+    assert _group_members(admin, "Prospects") == prospects - {contact_of[prospect["Id"]]["ContactID"]}
+    person = {c.get("ContactNumber"): c for c in admin.get("/xero/contacts")}[became["contact"]["Id"]]
+    assert person["ContactID"] == contact_of[prospect["Id"]]["ContactID"]  # matched by email, not duplicated
+
+    admin.reset_stats()
+    assert run_sync(_crm_assets()).success
+    assert _writes(admin) == {"xero": 0, "salesforce": 0}, admin.stats()
+
+
+def _won(admin) -> list[dict]:
+    return [o for o in admin.salesforce_records("Opportunity") if o["IsWon"] and not o["IsDeleted"]]
+
+
+def _invoices_by_reference(admin) -> dict[str, list[dict]]:
+    invoices: dict[str, list[dict]] = {}
+    for invoice in admin.get("/xero/invoices"):
+        if invoice["Type"] == "ACCREC" and invoice.get("Reference"):
+            invoices.setdefault(invoice["Reference"], []).append(invoice)
+    return invoices
+
+
+def test_a_won_deal_is_invoiced_once_with_its_products_and_paid_once_at_the_paid_stage(admin, run_sync, sync_env):
+    admin.reset(invoices=0, contacts=0)
+    admin.salesforce_reset(accounts=15, contacts_per_account=0, leads=0, opportunities=40)
+    products = [i for i in admin.salesforce_records("OpportunityLineItem") if not i["IsDeleted"]]
+
+    assert run_sync(_crm_assets()).success
+
+    invoices = _invoices_by_reference(admin)
+    won = [o for o in _won(admin) if o["AccountId"]]
+    assert won and sorted(invoices) == sorted(o["Id"] for o in won)
+    contact_of = {c.get("ContactNumber"): c["ContactID"] for c in admin.get("/xero/contacts")}
+    for deal in won:
+        (invoice,) = invoices[deal["Id"]]
+        assert invoice["Status"] == "AUTHORISED" and invoice["Contact"]["ContactID"] == contact_of[deal["AccountId"]]
+        lines = sorted((i["Name"], i["Quantity"], i["UnitPrice"]) for i in products if i["OpportunityId"] == deal["Id"])
+        if lines:
+            assert sorted((li["Description"], li["Quantity"], li["UnitAmount"]) for li in invoice["LineItems"]) == lines
+        assert round(invoice["SubTotal"], 2) == round(deal["Amount"] or 0, 2)
+
+    open_deal = next(o for o in admin.salesforce_records("Opportunity") if not o["IsClosed"] and o["AccountId"])
+    announced = []  # what the team was told after each change
+    for stage in ("Closed Won", "Paid", "Negotiation/Review", "Paid"):  # back and forth: still one of each
+        seen = len(admin.notifications())
+        admin.salesforce_update("Opportunity", open_deal["Id"], StageName=stage)
+        assert run_sync(_crm_assets()).success
+        announced.append([n["body"]["text"] for n in admin.notifications()[seen:]])
+    assert announced == [[f"Deal won: {open_deal['Name']}, invoiced in Xero ({open_deal['Amount']})"],
+                         [f"Deal paid: {open_deal['Name']} ({open_deal['Amount']})"], [], []]  # fmt: skip
+
+    (invoice,) = _invoices_by_reference(admin)[open_deal["Id"]]
+    payments = [p for p in admin.get("/xero/payments") if p["Invoice"]["InvoiceID"] == invoice["InvoiceID"]]
+    assert invoice["Status"] == "PAID" and len(payments) == 1 and payments[0]["Amount"] == invoice["Total"]
+
+    # A crash after Xero took the writes but before they were marked delivered: the replay sends them again
+    # under the same Idempotency-Keys, and Xero answers from its cache.
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        conn.execute("UPDATE outbox SET status = 'pending' WHERE kind IN ('invoice', 'payment')")
+    admin.reset_stats()
+    assert run_sync(_crm_assets()).success
+    assert {ref: len(found) for ref, found in _invoices_by_reference(admin).items()} == {
+        deal["Id"]: 1 for deal in [*won, open_deal]
+    }
+    assert len([p for p in admin.get("/xero/payments") if p["Invoice"]["InvoiceID"] == invoice["InvoiceID"]]) == 1
+
+
+def _contact(admin, number: str) -> dict:
+    return next(c for c in admin.get("/xero/contacts") if c.get("ContactNumber") == number)
+
+
+def _phone(contact: dict) -> str | None:
+    return next((p["PhoneNumber"] for p in contact.get("Phones", []) if p["PhoneType"] == "DEFAULT"), None)
+
+
+def test_contact_fields_flow_both_ways_conflicts_go_to_the_newest_and_nothing_echoes(admin, run_sync, sync_env):
+    admin.salesforce_reset(accounts=8, contacts_per_account=1, leads=0, opportunities=0)
+    assert run_sync(_crm_assets()).success  # creates the Xero contacts
+    assert run_sync(_crm_assets()).success  # Xero's side is staged: both now agree
+    people = [c for c in admin.salesforce_records("Contact") if not c["IsDeleted"]]
+    from_xero, from_salesforce, both = people[:3]
+
+    # A change in Xero reaches Salesforce; a change in Salesforce reaches Xero.
+    new_phone = [{"PhoneType": "DEFAULT", "PhoneNumber": "0400 111 222"}]
+    xero_id = _contact(admin, from_xero["Id"])["ContactID"]
+    admin.post(f"/xero/contacts/{xero_id}", {"EmailAddress": "new.address@xero.test", "Phones": new_phone})
+    admin.salesforce_update("Contact", from_salesforce["Id"], MailingCity="Wellington", Phone="0400 333 444")
+    # Both changed the same field: Salesforce first, Xero later, so Xero's is the newest and wins.
+    admin.salesforce_update("Contact", both["Id"], Email="crm@salesforce.test")
+    admin.post(f"/xero/contacts/{_contact(admin, both['Id'])['ContactID']}", {"EmailAddress": "books@xero.test"})
+
+    assert run_sync(_crm_assets()).success
+
+    salesforce = {r["Id"]: r for r in admin.salesforce_records("Contact")}
+    assert salesforce[from_xero["Id"]]["Email"] == "new.address@xero.test"
+    assert salesforce[from_xero["Id"]]["Phone"] == "0400 111 222"
+    moved = _contact(admin, from_salesforce["Id"])
+    assert _phone(moved) == "0400 333 444"
+    street = next(a for a in moved["Addresses"] if a["AddressType"] == "STREET")
+    assert street["City"] == "Wellington" and street["AddressLine1"] == from_salesforce["MailingStreet"]
+    assert salesforce[both["Id"]]["Email"] == "books@xero.test" == _contact(admin, both["Id"])["EmailAddress"]
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        audit = conn.execute(
+            "SELECT record_id, outcome, detail FROM audit_log WHERE action = 'conflict' ORDER BY id"
+        ).fetchall()
+    assert [(record_id, outcome) for record_id, outcome, _ in audit] == [(both["Id"], "kept xero")]
+    detail = json.loads(audit[0][2])
+    assert (detail["field"], detail["kept"], detail["lost"]) == (
+        "EmailAddress",
+        "books@xero.test",
+        "crm@salesforce.test",
+    )
+
+    # Each write reads back as the agreed value: two more syncs, and neither system is written again.
+    assert run_sync(_crm_assets()).success
+    admin.reset_stats()
+    assert run_sync(_crm_assets()).success
+    assert _writes(admin) == {"xero": 0, "salesforce": 0}, admin.stats()

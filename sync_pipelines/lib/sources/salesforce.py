@@ -49,6 +49,7 @@ class SalesforceObject:
             "bulk_calls": stats.bulk_calls,
             "bulk_fallbacks": stats.bulk_fallbacks,
             "api_retries": stats.retries,
+            "session_refreshes": stats.session_refreshes,
             "bytes_received": stats.bytes_received,
             "api_used_today": stats.api_used or 0,
             "api_limit": stats.api_limit or 0,

@@ -95,6 +95,9 @@ STAGES: dict[str, tuple[int, bool, bool, str]] = {
     "Negotiation/Review": (90, False, False, "Pipeline"),
     "Closed Won": (100, True, True, "Closed"),
     "Closed Lost": (0, True, False, "Omitted"),
+    # An org's own closed stage after Closed Won, as orgs that track collection in the CRM add; the
+    # Salesforce -> Xero mapping pays the deal's invoice when a deal reaches it.
+    "Paid": (100, True, True, "Closed"),
 }
 LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")
 DEFAULT_LEAD_STATUS = LEAD_STATUSES[0]  # the org default applied when Status is omitted (salesforce.md §8)

@@ -174,7 +174,7 @@ class XeroClient:
         query = dict(params or {})
         if where:
             query["where"] = where
-        url = f"{self._api_url}{settings.ACCOUNTING_PATH}/{collection}"
+        url = self._url(collection)
         page = 1
         while True:
             response = self._request(
@@ -195,13 +195,17 @@ class XeroClient:
     def write(
         self,
         method: str,
-        collection: str,
+        path: str,
         records: list[dict],
         idempotency_key: str,
         summarize_errors: bool = False,
+        key: str | None = None,
     ) -> list[dict]:
         """Create or update records; retried safely under one Idempotency-Key (xero.md §4.1-§4.3).
 
+        `path` is a collection ("Contacts"), one record ("ContactGroups/{id}": rename or delete a group) or a
+        sub-resource ("ContactGroups/{id}/Contacts", "Contacts/{id}/History"); `key` names the element array
+        the body and response carry, and is required for sub-resources ("Contacts", "HistoryRecords").
         With summarize_errors=False every element comes back with StatusAttributeString and its
         ValidationErrors (xero.md §4.2); with True a single invalid element fails the whole call.
         """
@@ -209,14 +213,31 @@ class XeroClient:
             raise ValueError("write() sends PUT (create) or POST (create or update), xero.md §4.1")
         if not 0 < len(idempotency_key) <= settings.MAX_IDEMPOTENCY_KEY_CHARS:
             raise ValueError(f"idempotency_key must be 1..{settings.MAX_IDEMPOTENCY_KEY_CHARS} chars (xero.md §4.3)")
+        element_key = _element_key(path, key)
         response = self._request(
             method.upper(),
-            f"{self._api_url}{settings.ACCOUNTING_PATH}/{collection}",
+            self._url(path),
             params={} if summarize_errors else {"summarizeErrors": "false"},
             headers={"Idempotency-Key": idempotency_key},
-            json={collection: records},
+            json={element_key: records},
         )
-        return response.json().get(collection, [])
+        return response.json().get(element_key, [])
+
+    def read(self, path: str, key: str | None = None, params: dict | None = None) -> list[dict]:
+        """One unpaged GET: a collection Xero does not page ("ContactGroups", xero.md §3.1), one record
+        ("ContactGroups/{id}" lists its members) or a sub-resource ("Contacts/{id}/History" with key
+        "HistoryRecords"). Returns the element array; an unknown ID raises XeroApiError with status 404."""
+        element_key = _element_key(path, key)
+        return self._request("GET", self._url(path), params=params or {}).json().get(element_key, [])
+
+    def delete(self, path: str) -> None:
+        """DELETE, e.g. "ContactGroups/{id}/Contacts/{ContactID}" or every member at "ContactGroups/{id}/Contacts"
+        (204, xero.md §2.6). Retried like any call, without an Idempotency-Key (Xero ignores it on DELETE, §4.3):
+        removing a member twice leaves the same group, though Xero's answer to the repeat is not documented."""
+        self._request("DELETE", self._url(path))
+
+    def _url(self, path: str) -> str:
+        return f"{self._api_url}{settings.ACCOUNTING_PATH}/{path.strip('/')}"
 
     def _request(self, method: str, url: str, tenant: bool = True, **kwargs) -> requests.Response:
         tenant_header = {"xero-tenant-id": self.tenant_id} if tenant else {}
@@ -295,6 +316,16 @@ class XeroClient:
             self._stats.calls += calls
             self._stats.bytes_received += bytes_received
             self._stats.retries += retries
+
+
+def _element_key(path: str, key: str | None) -> str:
+    """The array a body or response carries: the collection for "X" and "X/{id}"; a sub-resource must name it."""
+    if key:
+        return key
+    parts = path.strip("/").split("/")
+    if len(parts) > 2:
+        raise ValueError(f"name the element array of {path!r} with key=, e.g. 'Contacts' or 'HistoryRecords'")
+    return parts[0]
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

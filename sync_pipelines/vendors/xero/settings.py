@@ -30,5 +30,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 128
 IF_MODIFIED_SINCE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 # xero.md §1.8: apps created from 2 March 2026 may only request granular scopes; offline_access is
-# what yields a refresh token (§1.3). The sync only reads invoices and contacts.
-SCOPES = ("offline_access", "accounting.invoices.read", "accounting.contacts.read")
+# what yields a refresh token (§1.3). The flows read invoices, payments and bank transactions, and write
+# contacts (with their groups and notes), invoices and payments.
+SCOPES = ("offline_access", "accounting.invoices", "accounting.payments", "accounting.banktransactions.read",
+          "accounting.contacts")  # fmt: skip

@@ -7,20 +7,16 @@ import pandas as pd
 from sync_pipelines.defs.xero_to_segment import SPECS
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource, row_versions
-from sync_pipelines.lib.targets.xero import (
-    ContactMapping,
-    ContactMatch,
-    XeroContactTarget,
-    match_contacts,
-    normalised_name,
-)
+from sync_pipelines.lib.targets.xero import XeroTarget, match_contacts, normalised_name
+from sync_pipelines.lib.targets.xero_mapping import ContactMatch, XeroMapping
+from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines_tests.conftest import xero_resource
 
-MAPPING = ContactMapping(
+MAPPING = XeroMapping(
     contact={"Name": "name", "EmailAddress": "email", "TaxNumber": "tax_number", "Phone": "phone"},
     match=ContactMatch(email="email", name="name", tax_number="tax_number"),
 )
-TARGET = XeroContactTarget(MAPPING)
+TARGET = XeroTarget(MAPPING)
 XERO_CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
 
 
@@ -31,8 +27,8 @@ def test_names_are_normalised_for_matching_but_keep_their_legal_form():
 
 
 def test_the_mapping_writes_phones_and_addresses_in_xeros_shape_and_leaves_empty_values_out():
-    mapping = ContactMapping(contact={"Name": "name", "Phone": "phone", "City": "city", "Street": "street"})
-    body = mapping.body({"name": "Acme", "phone": "(555) 010-2030", "city": "Springfield", "street": None})
+    mapping = XeroMapping(contact={"Name": "name", "Phone": "phone", "City": "city", "Street": "street"})
+    body = mapping.contact_body({"name": "Acme", "phone": "(555) 010-2030", "city": "Springfield", "street": None})
     assert body == {
         "Name": "Acme",
         "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": "(555) 010-2030"}],
@@ -107,3 +103,41 @@ def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_en
     again = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
     assert first.target_ids == again.target_ids
     assert [c["Name"] for c in admin.get("/xero/contacts")].count("Only Once Ltd") == 1
+
+
+def test_the_optional_new_lead_rule_raises_one_draft_invoice_to_the_leads_own_contact(admin, sync_env):
+    mapping = XeroMapping(
+        contact={"Name": "name", "EmailAddress": "email"},
+        match={"email": "email"},
+        invoice={"when": {"column": "is_prospect"}, "contact": "id", "status": "DRAFT", "date": "created",
+                 "reference": "id", "description": "Onboarding for {name}", "amount": 500},
+        notify={"invoice": "Draft invoice for new lead {name}"},
+    )  # fmt: skip
+    target = XeroTarget(mapping)
+    rows = pd.DataFrame(
+        {"id": ["00QA", "00QB"], "name": ["Prospect Co", "Lost Co"], "email": ["hi@prospect.test", None],
+         "is_prospect": [True, False], "created": ["2026-03-01", "2026-03-02"]}
+    )  # fmt: skip
+    rows = rows.assign(content_hash=row_versions(rows))
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        messages = target.stage_changes(
+            conn, name="crm_leads", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        )
+    assert sorted((m.kind, m.record_id) for m in messages) == [
+        ("contact", "00QA"), ("contact", "00QB"), ("invoice", "00QA"), ("notify", "00QA")
+    ]  # fmt: skip
+
+    resources = SimpleNamespace(
+        xero=xero_resource(sync_env), notifier=NotifierResource(url=sync_env["SYNC_PIPELINES_NOTIFY_URL"])
+    )
+    reports = target.deliver(resources, [m.payload for m in messages])
+    assert not reports["xero"].failed and not reports["xero"].rejected and len(reports["notifier"].delivered) == 1
+    # The invoice replayed (as after a crash before it was marked delivered): Xero answers from its cache.
+    target.deliver(resources, [m.payload for m in messages if m.kind == "invoice"])
+    (invoice,) = [i for i in admin.get("/xero/invoices") if i.get("Reference") == "00QA"]
+    prospect = next(c for c in admin.get("/xero/contacts") if c.get("ContactNumber") == "00QA")
+    assert invoice["Status"] == "DRAFT" and invoice["Contact"]["ContactID"] == prospect["ContactID"]
+    assert [(li["Description"], li["UnitAmount"]) for li in invoice["LineItems"]] == [
+        ("Onboarding for Prospect Co", 500)
+    ]
+    assert [n["body"]["text"] for n in admin.notifications()] == ["Draft invoice for new lead Prospect Co"]

@@ -1,0 +1,240 @@
+"""What a record of another system becomes in Xero, as data (e.g. `sync_pipelines/mappings/salesforce_to_xero.yaml`).
+
+An entity maps to any of: a contact (and the contact groups it belongs to), an invoice raised once when a
+condition first holds, a payment of that invoice once another holds, and a team notification per automation.
+"""
+
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from sync_pipelines.lib.mapping import StrictModel
+
+# xero.md §2.5: the Contact fields a mapping may set directly, and the ones it sets through Phones and Addresses.
+CONTACT_FIELDS = frozenset(
+    {"Name", "FirstName", "LastName", "EmailAddress", "AccountNumber", "TaxNumber", "CompanyNumber", "Website",
+     "DefaultCurrency", "ContactStatus"}
+)  # fmt: skip
+PHONE_FIELD = "Phone"  # -> Phones[DEFAULT].PhoneNumber
+ADDRESS_FIELDS = {"Street": "AddressLine1", "City": "City", "Region": "Region", "PostalCode": "PostalCode",
+                  "Country": "Country"}  # fmt: skip  # -> Addresses[STREET]
+
+
+def json_value(value: object) -> object:
+    """A dataframe cell as plain JSON: missing values as None, numpy scalars as Python ones."""
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def field_text(value: object) -> str | None:
+    """A contact field's value as the two-way sync compares it: trimmed text, empty as None."""
+    value = json_value(value)
+    return None if value is None or str(value).strip() == "" else str(value).strip()
+
+
+def template_columns(text: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(text) if name]
+
+
+def render(text: str, row: Mapping[str, Any]) -> str:
+    """A template filled from a row; a missing value reads "-"."""
+    return text.format(**{name: "-" if json_value(row[name]) is None else row[name] for name in template_columns(text)})
+
+
+class Condition(StrictModel):
+    """True for a row when `column` is truthy, or, given `in`, when its value is one of those."""
+
+    column: str
+    values: list[str] | None = Field(None, alias="in")
+
+    def holds(self, row: Mapping[str, Any]) -> bool:
+        value = json_value(row[self.column])
+        return value in self.values if self.values is not None else bool(value)
+
+
+class ContactMatch(StrictModel):
+    """Source columns to match on, tried in this order after the cross-reference and ContactNumber.
+
+    `same_as` names a column holding the id of another record of the same source whose Xero contact this one
+    shares (a converted lead is the person it became), tried first.
+    """
+
+    same_as: str | None = None
+    email: str | None = None
+    domain: str | None = None  # a website's domain, against the Xero contact's Website
+    name: str | None = None
+    tax_number: str | None = None
+
+
+class InvoiceMapping(StrictModel):
+    """An ACCREC invoice raised once per record, the first time `when` holds (xero.md §2.4).
+
+    Lines come from the entity's line items where it has them, else one line of `description` for `amount`.
+    """
+
+    when: Condition
+    contact: str  # column holding the source id of the record whose Xero contact is invoiced
+    status: Literal["DRAFT", "AUTHORISED"] = "AUTHORISED"
+    date: str  # ISO date column
+    due_days: int = Field(30, ge=0)
+    reference: str  # column; the record is found again by it, so one invoice per record survives a lost staging db
+    description: str  # template, e.g. "{name}"
+    amount: str | float  # column, or a fixed amount
+    account_code: str = "200"  # the Xero default chart's Sales account
+    line_amount_types: Literal["Exclusive", "Inclusive", "NoTax"] = "Exclusive"
+    currency: str | None = None  # ISO code; the organisation's base currency when unset
+
+
+class PaymentMapping(StrictModel):
+    """A payment of the whole amount due on the record's invoice, once, the first time `when` holds (§2.9)."""
+
+    when: Condition
+    account_code: str = "090"  # the bank account the money arrived in (Xero default chart: Business Bank Account)
+
+
+Policy = Literal["newest", "source", "xero"]
+# The contact fields a two-way sync can keep equal, and the staged Xero contact column each is read from.
+TWO_WAY_XERO_COLUMNS = {
+    "EmailAddress": "email", "Phone": "phone", "Street": "address_line1", "City": "city", "Region": "region",
+    "PostalCode": "postal_code", "Country": "country", "Website": "website",
+}  # fmt: skip
+
+
+class TwoWayMapping(StrictModel):
+    """Contact fields kept equal in both systems: a change on either side is written to the other.
+
+    `fields` maps each Xero field to the source system's own field (its API name, for writing back). When both
+    sides changed a field since they last agreed, `conflicts` decides: the newest change, or always one side;
+    `field_conflicts` overrides it per field.
+    """
+
+    fields: dict[str, str] = Field(min_length=1)
+    conflicts: Policy = "newest"
+    field_conflicts: dict[str, Policy] = {}
+
+    def policy(self, field: str) -> Policy:
+        return self.field_conflicts.get(field, self.conflicts)
+
+
+class GroupRecord(StrictModel):
+    """A record that is itself a contact group (an Intercom segment): its name, and its members' source ids."""
+
+    name: str  # column
+    members: str  # column holding a JSON array of the members' source ids
+
+
+class NoteMapping(StrictModel):
+    """A History note on a contact per change of the record (xero.md §2.7: notes cannot be deleted)."""
+
+    contact: str  # column holding the source id of the record whose Xero contact gets the note
+    text: str  # template
+
+
+class XeroMapping(StrictModel):
+    """What one entity becomes in Xero; every part is optional."""
+
+    contact: dict[str, str] | None = None  # Xero Contact field -> column
+    match: ContactMatch = ContactMatch()
+    groups: dict[str, Condition] = {}  # contact group name -> membership condition
+    group_names: str | None = None  # column holding a JSON array of the groups the contact is in (e.g. its tags)
+    group: GroupRecord | None = None
+    note: NoteMapping | None = None
+    invoice: InvoiceMapping | None = None
+    payment: PaymentMapping | None = None
+    notify: dict[Literal["contact", "invoice", "payment"], str] = {}  # automation -> message template
+    two_way: TwoWayMapping | None = None
+
+    @property
+    def two_way_fields(self) -> frozenset[str]:
+        return frozenset(self.two_way.fields) if self.two_way else frozenset()
+
+    def check(self, columns: set[str], contract: str) -> list[str]:
+        """Problems as "<part>.<field>: why", empty when the mapping can be used with this contract."""
+        problems = []
+        if self.contact is not None:
+            allowed = CONTACT_FIELDS | {PHONE_FIELD, *ADDRESS_FIELDS}
+            problems += [f"contact.{f}: not a Xero contact field we write" for f in self.contact if f not in allowed]
+            if "Name" not in self.contact:
+                problems.append("contact.Name: required (xero.md §2.5: a contact is created by its name)")
+        elif self.groups or self.group_names or self.match != ContactMatch():
+            problems.append("contact: groups, group_names and match need a contact part")
+        if self.two_way:
+            problems += [
+                f"two_way.fields.{field}: not a field the two-way sync keeps ({', '.join(TWO_WAY_XERO_COLUMNS)})"
+                for field in self.two_way.fields
+                if field not in TWO_WAY_XERO_COLUMNS
+            ]
+            problems += [
+                f"two_way.fields.{field}: needs contact.{field} (the column it is read from)"
+                for field in self.two_way.fields
+                if field not in (self.contact or {})
+            ]
+            problems += [
+                f"two_way.field_conflicts.{field}: not one of two_way.fields"
+                for field in self.two_way.field_conflicts
+                if field not in self.two_way.fields
+            ]
+        if self.payment and not self.invoice:
+            problems.append("payment: needs an invoice part (it pays that invoice)")
+        for automation in self.notify:
+            if getattr(self, automation) is None:
+                problems.append(f"notify.{automation}: there is no {automation} part to notify about")
+        problems += [
+            f"{where}: {column!r} is not a column of {contract}"
+            for where, column in self.columns()
+            if column not in columns
+        ]
+        return problems
+
+    def columns(self) -> Iterable[tuple[str, str]]:
+        """(where, column) for every column the mapping reads."""
+        yield from ((f"contact.{field}", column) for field, column in (self.contact or {}).items())
+        yield from ((f"match.{rule}", column) for rule, column in self.match.model_dump().items() if column)
+        yield from ((f"groups.{name}.column", condition.column) for name, condition in self.groups.items())
+        if self.group_names:
+            yield "group_names", self.group_names
+        if self.group:
+            yield from (("group.name", self.group.name), ("group.members", self.group.members))
+        if self.note:
+            yield "note.contact", self.note.contact
+            yield from (("note.text", column) for column in template_columns(self.note.text))
+        if self.invoice:
+            yield "invoice.when.column", self.invoice.when.column
+            yield "invoice.contact", self.invoice.contact
+            yield "invoice.date", self.invoice.date
+            yield "invoice.reference", self.invoice.reference
+            yield from (("invoice.description", column) for column in template_columns(self.invoice.description))
+            if isinstance(self.invoice.amount, str):
+                yield "invoice.amount", self.invoice.amount
+        if self.payment:
+            yield "payment.when.column", self.payment.when.column
+        for automation, text in self.notify.items():
+            yield from ((f"notify.{automation}", column) for column in template_columns(text))
+
+    def contact_body(self, row: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> dict:
+        """The Xero Contact element for one row, without the `skip` fields; empty values are left out rather than
+        blanking Xero's."""
+        values = {field: json_value(row[column]) for field, column in (self.contact or {}).items() if field not in skip}
+        return contact_element(values, blank=False)
+
+
+def contact_element(values: Mapping[str, Any], blank: bool) -> dict:
+    """Xero field -> value as a Contact element, phone and address parts in Xero's shape (xero.md §2.5).
+
+    With blank=False empty values are left out; with blank=True they are written as "" (to clear them in Xero).
+    """
+    if blank:
+        values = {field: "" if value is None else value for field, value in values.items()}
+    else:
+        values = {field: value for field, value in values.items() if value not in (None, "")}
+    body = {field: value for field, value in values.items() if field in CONTACT_FIELDS}
+    if PHONE_FIELD in values:
+        body["Phones"] = [{"PhoneType": "DEFAULT", "PhoneNumber": values[PHONE_FIELD]}]
+    address = {ADDRESS_FIELDS[field]: values[field] for field in ADDRESS_FIELDS if field in values}
+    if address:
+        body["Addresses"] = [{"AddressType": "STREET", **address}]
+    return body
