@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from tabulate import tabulate
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import salesforce_to_xero, xero_to_segment
+from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, xero_to_segment
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
 from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
@@ -33,7 +33,7 @@ SANDBOX_SALESFORCE_REDIRECT_URI = "http://127.0.0.1/salesforce/callback"
 # The demo prints step progress, not Dagster's debug event stream.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # The entities that deliver somewhere (lookups only stage what others read).
-SPECS = [spec for spec in (*salesforce_to_xero.SPECS, *xero_to_segment.SPECS) if spec.target]
+SPECS = [spec for spec in (*salesforce_to_xero.SPECS, *intercom_to_xero.SPECS, *xero_to_segment.SPECS) if spec.target]
 
 
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
@@ -50,6 +50,9 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "SALESFORCE_CLIENT_ID": settings.salesforce_client_id,
         "SALESFORCE_CLIENT_SECRET": settings.salesforce_client_secret,
         "SALESFORCE_TOKEN_PATH": str(data_dir / "sandbox_salesforce_token.enc"),
+        "INTERCOM_API_URL": f"{base_url}/intercom",
+        "INTERCOM_ACCESS_TOKEN": settings.intercom_access_token,
+        "INTERCOM_CLIENT_SECRET": settings.intercom_client_secret,
         "SEGMENT_API_URL": f"{base_url}/segment",
         "SEGMENT_WRITE_KEY": settings.write_key,
         "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
@@ -148,17 +151,23 @@ def main() -> None:
 def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     """Start the sandbox, materialise every asset, print the reconciliation table.
 
-    Salesforce -> Xero runs first, so the Xero contacts it writes reach Segment in the same demo.
+    The flows into Xero run first (Salesforce, then Intercom), so the Xero contacts they write reach Segment in
+    the same demo.
     """
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
         definitions, instance = defs(), _dagster_instance()
-        crm = definitions.resolve_job_def(f"{salesforce_to_xero.FLOW}_sync")
+        into_xero = (salesforce_to_xero.FLOW, intercom_to_xero.FLOW)
         everything = definitions.resolve_implicit_global_asset_job_def()
-        # Everything but the Salesforce flow itself: Xero's contacts are read again, with what it wrote.
-        crm_flow = dg.AssetSelection.groups(salesforce_to_xero.FLOW).resolve(definitions.resolve_asset_graph())
-        rest = [key for key in everything.asset_layer.executable_asset_keys if key not in crm_flow]
+        # Everything but the flows into Xero themselves: Xero's contacts are read again, with what they wrote.
+        written = dg.AssetSelection.groups(*into_xero).resolve(definitions.resolve_asset_graph())
+        rest = [key for key in everything.asset_layer.executable_asset_keys if key not in written]
         results = [
-            crm.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS),
+            *(
+                definitions.resolve_job_def(f"{flow}_sync").execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+                )
+                for flow in into_xero
+            ),
             everything.execute_in_process(
                 instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=rest
             ),
@@ -175,15 +184,23 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
 @click.option("--ui-port", default=3000, show_default=True)
 @click.option("--webhook-port", default=WEBHOOK_PORT, show_default=True, help="Webhook receiver port.")
 def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
-    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero webhooks go to a local receiver."""
+    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero and Intercom webhooks go to a local
+    receiver."""
     with (
         running_sandbox(data_dir, port) as env,
-        WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], env["XERO_WEBHOOK_KEY"], port=webhook_port) as receiver,
+        WebhookReceiver(
+            env["SYNC_PIPELINES_WEBHOOK_INBOX"],
+            env["XERO_WEBHOOK_KEY"],
+            env["INTERCOM_CLIENT_SECRET"],
+            port=webhook_port,
+        ) as receiver,
     ):
         sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
         hooks = {"url": receiver.webhook_url, "key": env["XERO_WEBHOOK_KEY"]}
         requests.put(f"{sandbox_url}/_admin/xero/webhooks", json=hooks, timeout=10).raise_for_status()
-        click.echo(f"sandbox webhooks -> {receiver.webhook_url}")
+        intercom_hooks = {"url": receiver.intercom_webhook_url, "client_secret": env["INTERCOM_CLIENT_SECRET"]}
+        requests.put(f"{sandbox_url}/_admin/intercom/webhooks", json=intercom_hooks, timeout=10).raise_for_status()
+        click.echo(f"sandbox webhooks -> {receiver.webhook_url}, {receiver.intercom_webhook_url}")
         _prepare_dagster_home()
         # The dagster next to this interpreter: the same environment even when it is not activated.
         dagster = str(Path(sys.executable).with_name("dagster"))
@@ -241,13 +258,23 @@ def sandbox(
     "--key",
     envvar="XERO_WEBHOOK_KEY",
     show_envvar=True,
-    required=True,
-    help="The Xero app's webhook key; set it in the environment, not on the command line.",
+    help="The Xero app's webhook key; set it in the environment, not on the command line (unset: no Xero route).",
 )
-def webhooks(host: str, port: int, inbox: Path, key: str) -> None:
-    """Receive Xero webhooks: verify each delivery's signature, store its events for the sensor, acknowledge."""
-    receiver = WebhookReceiver(inbox, key, host=host, port=port)
-    click.echo(f"receiving Xero webhooks on {receiver.webhook_url} (inbox: {inbox})")
+@click.option(
+    "--intercom-secret",
+    envvar="INTERCOM_CLIENT_SECRET",
+    show_envvar=True,
+    help="The Intercom app's client secret, which signs its webhooks (unset: no Intercom route).",
+)
+def webhooks(host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None) -> None:
+    """Receive Xero and Intercom webhooks: verify each delivery's signature, store its events, acknowledge."""
+    if not (key or intercom_secret):
+        raise click.UsageError("set XERO_WEBHOOK_KEY, INTERCOM_CLIENT_SECRET or both")
+    receiver = WebhookReceiver(inbox, key, intercom_secret, host=host, port=port)
+    if key:
+        click.echo(f"receiving Xero webhooks on {receiver.webhook_url} (inbox: {inbox})")
+    if intercom_secret:
+        click.echo(f"receiving Intercom webhooks on {receiver.intercom_webhook_url} (inbox: {inbox})")
     receiver.serve_forever()
 
 

@@ -165,9 +165,10 @@ class SandboxAdmin:
         """The open companies scroll {scroll_param, served, remaining, idle_seconds, broken}, or None."""
         return self.call("GET", "/intercom/scroll")
 
-    def intercom_fail_scroll(self, calls: int = 1) -> None:
-        """The next `calls` scroll requests fail with the network-error 500 and break the open scroll."""
-        self.call("POST", "/intercom/scroll/fail", {"calls": calls})
+    def intercom_fail_scroll(self, calls: int = 1, after: int = 0) -> None:
+        """After `after` more pages, the next `calls` scroll requests fail with the network-error 500 and break
+        the open scroll."""
+        self.call("POST", "/intercom/scroll/fail", {"calls": calls, "after": after})
 
     def intercom_expire_scroll(self) -> bool:
         """Expire the open scroll now (as after its idle TTL); True if one was open."""

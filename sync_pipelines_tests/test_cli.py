@@ -131,8 +131,8 @@ def test_the_sandbox_delivers_webhooks_to_the_webhooks_command_which_stores_them
     assert secret not in receiver_log.read_text()
 
 
-def test_the_webhooks_command_needs_the_key_from_the_environment():
-    result = CliRunner().invoke(main, ["webhooks"], env={"XERO_WEBHOOK_KEY": None})
+def test_the_webhooks_command_needs_a_vendor_secret_from_the_environment():
+    result = CliRunner().invoke(main, ["webhooks"], env={"XERO_WEBHOOK_KEY": None, "INTERCOM_CLIENT_SECRET": None})
 
     assert result.exit_code == 2
     assert "XERO_WEBHOOK_KEY" in result.output

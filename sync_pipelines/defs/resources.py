@@ -6,6 +6,7 @@
 import dagster as dg
 
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.intercom.resource import IntercomResource
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
@@ -32,6 +33,9 @@ def defs() -> dg.Definitions:
                 client_secret=dg.EnvVar("SALESFORCE_CLIENT_SECRET"),
                 token_path=dg.EnvVar("SALESFORCE_TOKEN_PATH"),
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
+            ),
+            "intercom": IntercomResource(
+                base_url=dg.EnvVar("INTERCOM_API_URL"), access_token=dg.EnvVar("INTERCOM_ACCESS_TOKEN")
             ),
             "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),
             "webhook_inbox": WebhookInboxResource(path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX")),

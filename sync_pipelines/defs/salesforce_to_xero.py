@@ -8,7 +8,7 @@ record's `Xero_Contact_ID__c`, so each side can find the other.
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -96,17 +96,13 @@ MAPPINGS = load_mapping(
     XeroMapping,
     {entity: record[0] for entity, (_, _, record) in ENTITIES.items() if entity not in LOOKUPS},
 )
-_SPECS = flow_specs(
+SPECS = flow_specs(
     FLOW,
     ENTITIES,
     lambda entity: None if entity in LOOKUPS else XeroTarget(MAPPINGS[entity], lines=INVOICE_LINES.get(entity)),
+    after=STAGED_AFTER,
     upstream=(XERO_CONTACTS.staged_key, XERO_INVOICES.staged_key),
 )
-_LAST_STEP = {spec.entity: spec.delivered_key or spec.staged_key for spec in _SPECS}
-SPECS = [
-    replace(spec, upstream=(*spec.upstream, *(_LAST_STEP[e] for e in STAGED_AFTER.get(spec.entity, ()))))
-    for spec in _SPECS
-]
 # The entities that become Xero contacts, whose Xero ContactID is written back to Salesforce.
 PARTIES = [spec for spec in SPECS if spec.target and spec.target.mapping.contact]
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sync_pipelines.defs import salesforce_to_xero
+from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero
 from sync_pipelines.defs.xero_to_segment import FLOW, contact_enrichment
 
 xero_to_segment_job = dg.define_asset_job(
@@ -40,6 +40,19 @@ salesforce_to_xero_job = dg.define_asset_job(
 
 salesforce_to_xero_schedule = dg.ScheduleDefinition(
     job=salesforce_to_xero_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+intercom_to_xero_job = dg.define_asset_job(
+    f"{intercom_to_xero.FLOW}_sync",
+    selection=dg.AssetSelection.groups(intercom_to_xero.FLOW).upstream(),
+    description="Read what changed in Intercom, match it to Xero contacts, write them, their groups and notes.",
+)
+
+# The sweep under Intercom's webhooks: it repairs what a missed webhook left, and is the only path for segments.
+intercom_to_xero_schedule = dg.ScheduleDefinition(
+    job=intercom_to_xero_job,
     cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

@@ -9,7 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -141,10 +141,18 @@ Entities = Mapping[str, tuple[str, Source, tuple[type[pa.DataFrameModel], str, C
 
 
 def flow_specs(
-    flow: str, entities: Entities, target_of: Callable[[str], Target | None], **options: Any
+    flow: str,
+    entities: Entities,
+    target_of: Callable[[str], Target | None],
+    after: Mapping[str, tuple[str, ...]] | None = None,
+    **options: Any,
 ) -> list[EntitySyncSpec]:
-    """One spec per listed entity, its target made by `target_of(entity)`; `options` apply to every spec."""
-    return [
+    """One spec per listed entity, its target made by `target_of(entity)`; `options` apply to every spec.
+
+    `after` names, per entity, the entities of this flow whose last step (delivery, or staging for a lookup)
+    must be done before it is staged: e.g. a deal is invoiced to its account's contact once that is written.
+    """
+    specs = [
         EntitySyncSpec(
             flow=flow,
             entity=entity,
@@ -157,6 +165,11 @@ def flow_specs(
             **options,
         )  # fmt: skip
         for entity, (description, source, (contract, key, flatten)) in entities.items()
+    ]
+    last_step = {spec.entity: spec.delivered_key or spec.staged_key for spec in specs}
+    return [
+        replace(spec, upstream=(*spec.upstream, *(last_step[e] for e in (after or {}).get(spec.entity, ()))))
+        for spec in specs
     ]
 
 
@@ -196,6 +209,7 @@ def stage_batch(
     if not previous.empty:
         known = dict(zip(previous[spec.key], previous["content_hash"], strict=True))
         valid = valid[[known.get(k) != h for k, h in zip(valid[spec.key], valid["content_hash"], strict=True)]]
+        valid = _drop_stale(conn, spec, valid, previous, run_id)
     messages = (
         spec.target.stage_changes(
             conn, name=spec.name, source=spec.source.system, key=spec.key, changed=valid, previous=previous
@@ -213,6 +227,25 @@ def stage_batch(
     enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id, held=held)
     failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
     return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
+
+
+def _drop_stale(
+    conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec, valid: pd.DataFrame, previous: pd.DataFrame, run_id: str
+) -> pd.DataFrame:
+    """Versions older, by the source's own timestamp, than the one staged (a late webhook or an overlap re-read
+    arriving after a newer version) do not overwrite it; the audit log keeps both timestamps."""
+    if "updated_at" not in valid.columns or "updated_at" not in previous.columns or valid.empty:
+        return valid
+    staged_at = dict(zip(previous[spec.key], previous["updated_at"], strict=True))
+    arrived = zip(valid[spec.key], valid["updated_at"], strict=True)
+    stale = [pd.notna(staged_at.get(k)) and t < staged_at[k] for k, t in arrived]
+    dropped = valid[stale]
+    staging.audit(
+        conn, flow=spec.flow, entity=spec.entity, action="stale", target="staging", run_id=run_id,
+        entries=[(str(k), "kept staged", {"staged_updated_at": staged_at[k], "arrived_updated_at": t})
+                 for k, t in zip(dropped[spec.key], dropped["updated_at"], strict=True)],
+    )  # fmt: skip
+    return valid[[not s for s in stale]]
 
 
 def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:

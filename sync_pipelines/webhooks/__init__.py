@@ -1,1 +1,1 @@
-"""Xero webhooks: a receiver that verifies and stores events, and the inbox the sensor reads them from."""
+"""Xero and Intercom webhooks: one receiver that verifies and stores events, and the inbox sensors read them from."""

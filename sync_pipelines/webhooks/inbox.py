@@ -1,7 +1,8 @@
-"""The webhook inbox: Xero's events stored durably and once, between the receiver and the sensor.
+"""The webhook inbox: every vendor's events stored durably and once, between the receiver and the sensors.
 
-SQLite in WAL mode rather than the DuckDB warehouse: the receiver has to answer within 5 s (xero.md §6) even
-while a sync run holds DuckDB's single-writer lock, and WAL lets the sensor read while the receiver writes.
+SQLite in WAL mode rather than the DuckDB warehouse: the receiver has to answer within 5 s (xero.md §6,
+intercom.md §9) even while a sync run holds DuckDB's single-writer lock, and WAL lets the sensors read while the
+receiver writes.
 """
 
 import json
@@ -15,24 +16,78 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
-    category TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    resource_id TEXT NOT NULL,
-    event_date TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    UNIQUE (tenant_id, resource_id, event_date, event_type, category)
+# The file's shape, one step per version (PRAGMA user_version; files from before versioning read 0). A step runs
+# once, in the transaction that records its version, so old files are brought up to date when first opened.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: Xero's events, deduplicated on the event's identity (xero.md §6).
+    (
+        """CREATE TABLE IF NOT EXISTS webhook_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant_id TEXT NOT NULL,
+            category TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            event_date TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (tenant_id, resource_id, event_date, event_type, category)
+        )""",
+    ),
+    # 2: any vendor's events. Rows gain their source and, where the vendor gives one, the event's own id
+    # (intercom.md §9: Intercom dedupes on the notification id). Version 1's UNIQUE would also merge two
+    # notifications of one record, topic and second, and SQLite cannot drop a constraint in place: the table is
+    # rebuilt, keeping every seq and the AUTOINCREMENT counter, so sensors' cursors stay valid. Version 1's
+    # identity becomes an index for Xero rows, so a receiver of version 1 writing here still dedupes.
+    (
+        """CREATE TABLE webhook_events_v2 (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            source TEXT NOT NULL DEFAULT 'xero',
+            event_id TEXT,
+            tenant_id TEXT NOT NULL,
+            category TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            event_date TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            payload TEXT NOT NULL
+        )""",
+        """INSERT INTO webhook_events_v2
+           (seq, tenant_id, category, event_type, resource_id, event_date, received_at, payload)
+           SELECT seq, tenant_id, category, event_type, resource_id, event_date, received_at, payload
+           FROM webhook_events""",
+        # The counter, not max(seq): retention may have deleted the newest events, whose seqs a cursor holds.
+        "DELETE FROM sqlite_sequence WHERE name = 'webhook_events_v2'",
+        """INSERT INTO sqlite_sequence (name, seq)
+           SELECT 'webhook_events_v2', seq FROM sqlite_sequence WHERE name = 'webhook_events'""",
+        "DROP TABLE webhook_events",
+        "ALTER TABLE webhook_events_v2 RENAME TO webhook_events",
+        """CREATE UNIQUE INDEX xero_event ON webhook_events (tenant_id, resource_id, event_date, event_type, category)
+           WHERE source = 'xero'""",
+        "CREATE UNIQUE INDEX vendor_event ON webhook_events (source, event_id)",  # NULL ids never collide
+        "CREATE INDEX source_seq ON webhook_events (source, seq)",
+    ),
 )
-"""
-# Below the receiver's 5 s budget (xero.md §6): a write that cannot get the lock fails with a 5xx, and Xero retries.
+# Below the receiver's 5 s budget (xero.md §6): a write that cannot get the lock fails with a 5xx, and the vendor
+# retries.
 LOCK_TIMEOUT_SECONDS = 2.0
 # Events older than Xero's replay window (xero.md §6: 31 days, unconfirmed) are dropped as new ones arrive: by
-# then the sensor has long run them, and the 15-minute poll covers anything it did not.
+# then the sensor has long run them, and the schedules' polls cover anything it did not. Intercom's retries are
+# shorter (intercom.md §9), so the same window covers them.
 RETENTION = timedelta(days=31)
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """One received event, as the inbox keys it; `payload` is the vendor's event as it arrived."""
+
+    source: str  # the vendor: "xero", "intercom"
+    event_id: str | None  # the vendor's id for the event, when it has one (Xero's events have none)
+    tenant_id: str  # the organisation or workspace it came from
+    category: str  # what kind of record changed; sensors map it to the entities to sync
+    event_type: str
+    resource_id: str
+    event_date: str
+    payload: dict
 
 
 @dataclass(frozen=True)
@@ -43,6 +98,21 @@ class Pending:
     last_seq: int
     events: int
     categories: frozenset[str]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version >= len(MIGRATIONS):
+        return
+    # A failure leaves the transaction open, and closing the connection rolls it back: all steps or none.
+    conn.execute("BEGIN IMMEDIATE")
+    # Read again under the write lock: another process may have migrated in between.
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    for number, steps in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in steps:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
+    conn.execute("COMMIT")
 
 
 class WebhookInbox:
@@ -59,55 +129,58 @@ class WebhookInbox:
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: an acknowledged event survives a power cut (WAL's default NORMAL may lose the last commits).
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(SCHEMA)
+            _migrate(conn)
             yield conn
         finally:
             conn.close()
 
-    def store(self, events: list[dict]) -> None:
+    def store(self, events: list[InboxEvent]) -> None:
         """Store one delivery's events in one transaction.
 
-        xero.md §6: deliveries repeat and replay, so an event already held (same tenant, resource, date, type
-        and category) is dropped rather than stored twice.
+        Deliveries repeat (xero.md §6: retries and replays; intercom.md §9: at least once), so an event already
+        held is dropped rather than stored twice: by its id where the vendor gives one, else (Xero) by its
+        tenant, resource, date, type and category.
         """
         now = datetime.now(UTC)
         received_at = now.isoformat()
         rows = [
-            (e["tenantId"], e["eventCategory"], e["eventType"], e["resourceId"], e["eventDateUtc"], received_at,
-             json.dumps(e, separators=(",", ":")))
+            (e.source, e.event_id, e.tenant_id, e.category, e.event_type, e.resource_id, e.event_date, received_at,
+             json.dumps(e.payload, separators=(",", ":")))
             for e in events
         ]  # fmt: skip
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 """INSERT OR IGNORE INTO webhook_events
-                   (tenant_id, category, event_type, resource_id, event_date, received_at, payload)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                   (source, event_id, tenant_id, category, event_type, resource_id, event_date, received_at, payload)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 rows,
             )
             conn.execute("DELETE FROM webhook_events WHERE received_at < ?", [(now - RETENTION).isoformat()])
             conn.execute("COMMIT")
 
-    def pending(self, after_seq: int) -> Pending | None:
-        """What arrived after `after_seq`, or None when nothing did.
+    def pending(self, source: str, after_seq: int) -> Pending | None:
+        """What arrived from `source` after `after_seq`, or None when nothing did.
 
         Writes are serialised and take their seq inside the transaction, so seqs commit in order and a seq
         cursor never skips an event that commits late.
         """
         with self._connect() as conn:
             first, last, count = conn.execute(
-                "SELECT min(seq), max(seq), count(*) FROM webhook_events WHERE seq > ?", [after_seq]
+                "SELECT min(seq), max(seq), count(*) FROM webhook_events WHERE source = ? AND seq > ?",
+                [source, after_seq],
             ).fetchone()
             if not count:
                 return None
             categories = conn.execute(
-                "SELECT DISTINCT category FROM webhook_events WHERE seq BETWEEN ? AND ?", [first, last]
+                "SELECT DISTINCT category FROM webhook_events WHERE source = ? AND seq BETWEEN ? AND ?",
+                [source, first, last],
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
 
 
 class WebhookInboxResource(dg.ConfigurableResource):
-    """The inbox the webhook receiver (`sync-pipelines webhooks`) writes, for the sensor to read."""
+    """The inbox the webhook receiver (`sync-pipelines webhooks`) writes, for the sensors to read."""
 
     path: str = Field(description="SQLite file of received webhook events, e.g. data/webhook_inbox.sqlite.")
 

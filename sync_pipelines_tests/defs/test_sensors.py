@@ -7,15 +7,22 @@ import dagster as dg
 import duckdb
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.sensors import dead_letter_replay, xero_webhook_sensor, xero_webhook_sync
+from sync_pipelines.defs import intercom_to_xero
+from sync_pipelines.defs.sensors import (
+    dead_letter_replay,
+    intercom_webhook_sensor,
+    intercom_webhook_sync,
+    xero_webhook_sensor,
+    xero_webhook_sync,
+)
 from sync_pipelines.defs.xero_to_segment import SPECS, contact_enrichment
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
-from sync_pipelines.webhooks.receiver import WebhookReceiver
+from sync_pipelines.webhooks.receiver import INTERCOM, XERO, WebhookReceiver
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
-from sync_pipelines_tests.webhooks.conftest import stored_events, xero_event
-from sync_pipelines_tests.webhooks.daemon import dagster_daemon, invoice_paid, wait_for_message
+from sync_pipelines_tests.webhooks.conftest import delivery_body, intercom_notification, stored_events, xero_event
+from sync_pipelines_tests.webhooks.daemon import dagster_daemon, invoice_paid, wait_for, wait_for_message
 
 
 def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_env):
@@ -73,11 +80,21 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
         assert delivered_twice == []
 
 
-def _webhook_tick(instance: dg.DagsterInstance, inbox: WebhookInbox, cursor: str | None):
+def _webhook_tick(
+    instance: dg.DagsterInstance,
+    inbox: WebhookInbox,
+    cursor: str | None,
+    sensor: dg.SensorDefinition = xero_webhook_sensor,
+) -> dg.SensorResult | dg.SkipReason:
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"webhook_inbox": WebhookInboxResource(path=str(inbox.path))}
     )
-    return xero_webhook_sensor(context)
+    return sensor(context)
+
+
+def _store_xero(inbox: WebhookInbox, *events: dict) -> None:
+    """What the receiver stores for one delivery of these events."""
+    inbox.store(XERO.events(delivery_body(list(events))))
 
 
 def _keys_for(*categories: str) -> set[dg.AssetKey]:
@@ -91,7 +108,7 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
     inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
     assert isinstance(_webhook_tick(instance, inbox, None), dg.SkipReason)  # nothing received yet
 
-    inbox.store([xero_event("INVOICE"), xero_event("INVOICE"), xero_event("CONTACT")])
+    _store_xero(inbox, xero_event("INVOICE"), xero_event("INVOICE"), xero_event("CONTACT"))
     ticked = _webhook_tick(instance, inbox, None)
     (request,) = ticked.run_requests
     assert request.run_key == "xero-webhook:1-3"
@@ -112,10 +129,10 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
             asset_selection=set(request.asset_selection), tags={**request.tags, "dagster/run_key": request.run_key},
         )
     )  # fmt: skip
-    inbox.store([xero_event("INVOICE")])
+    _store_xero(inbox, xero_event("INVOICE"))
     waiting = _webhook_tick(instance, inbox, ticked.cursor)
     assert isinstance(waiting, dg.SkipReason) and in_flight.run_id in waiting.skip_message
-    inbox.store([xero_event("INVOICE"), xero_event("INVOICE")])
+    _store_xero(inbox, xero_event("INVOICE"), xero_event("INVOICE"))
     assert isinstance(_webhook_tick(instance, inbox, ticked.cursor), dg.SkipReason)
 
     instance.report_run_canceled(in_flight)
@@ -130,7 +147,7 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
 def test_webhook_sensor_moves_past_categories_no_entity_syncs(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
-    inbox.store([xero_event("CREDITNOTE")])  # xero.md §6: a category this flow does not sync
+    _store_xero(inbox, xero_event("CREDITNOTE"))  # xero.md §6: a category this flow does not sync
 
     ticked = _webhook_tick(instance, inbox, None)
 
@@ -138,8 +155,60 @@ def test_webhook_sensor_moves_past_categories_no_entity_syncs(tmp_path):
     assert json.loads(ticked.cursor) == {"seq": 1}
 
 
-def test_webhook_sync_runs_its_steps_in_one_process():
-    assert defs().resolve_job_def(xero_webhook_sync.name).executor_def.name == dg.in_process_executor.name
+def test_the_xero_webhook_sensor_leaves_other_vendors_events_alone(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    inbox.store(INTERCOM.events(json.dumps(intercom_notification("contact.user.updated")).encode()))
+
+    assert isinstance(_webhook_tick(instance, inbox, None), dg.SkipReason)
+
+
+def _store_intercom(inbox: WebhookInbox, *notifications: dict) -> None:
+    """What the receiver stores for these notifications, one delivery each (intercom.md §9)."""
+    for notification in notifications:
+        inbox.store(INTERCOM.events(json.dumps(notification).encode()))
+
+
+def _intercom_keys_for(*categories: str) -> set[dg.AssetKey]:
+    specs = [spec for spec in intercom_to_xero.SPECS if spec.source.webhook_category in categories]
+    return {key for spec in specs for key in (spec.raw_key, spec.staged_key, spec.delivered_key) if key is not None}
+
+
+def test_intercom_webhook_sensor_requests_one_run_for_a_burst_and_none_for_a_ping(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    _store_intercom(inbox, intercom_notification("ping", item={"type": "ping", "message": "hello"}))
+    assert isinstance(_webhook_tick(instance, inbox, None, intercom_webhook_sensor), dg.SkipReason)
+
+    burst = [intercom_notification("contact.user.updated") for _ in range(20)]
+    burst += [intercom_notification("contact.user.tag.created"), intercom_notification("company.updated")]
+    _store_intercom(inbox, *burst, burst[0])  # the last one a redelivery (intercom.md §9: at least once)
+    ticked = _webhook_tick(instance, inbox, None, intercom_webhook_sensor)
+
+    (request,) = ticked.run_requests
+    assert request.run_key == "intercom-webhook:1-22"
+    assert request.tags["sync_pipelines/webhook_events"] == "22"
+    assert set(request.asset_selection) == _intercom_keys_for("contact", "company")
+    assert dg.AssetKey(["xero", "intercom_contacts"]) in request.asset_selection
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor, intercom_webhook_sensor), dg.SkipReason)
+    assert isinstance(_webhook_tick(instance, inbox, None), dg.SkipReason)  # Xero's sensor: none of its events
+
+
+def test_intercom_webhook_sensor_moves_past_topics_no_entity_syncs(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    _store_intercom(inbox, intercom_notification("admin.away_mode_updated", item={"type": "admin", "id": "1"}))
+
+    ticked = _webhook_tick(instance, inbox, None, intercom_webhook_sensor)
+
+    assert ticked.run_requests == []
+    assert json.loads(ticked.cursor) == {"seq": 1}
+
+
+def test_webhook_syncs_run_their_steps_in_one_process():
+    definitions = defs()
+    for job in (xero_webhook_sync, intercom_webhook_sync):
+        assert definitions.resolve_job_def(job.name).executor_def.name == dg.in_process_executor.name
 
 
 def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_once(admin, sync_env, run_sync):
@@ -193,3 +262,31 @@ def test_a_paid_invoice_reaches_segment_within_30_seconds_under_the_real_daemon(
 
         admin.post(f"/xero/invoices/{second['InvoiceID']}/pay")
         wait_for_message(sandbox.url, invoice_paid(second["InvoiceID"]), seconds=30)
+
+
+def _xero_contact_showing(admin, intercom_id: str, email: str) -> dict | None:
+    """The Xero contact of an Intercom record (its ContactNumber is the Intercom id) once it shows `email`."""
+    contacts = admin.get("/xero/contacts")
+    return next((c for c in contacts if c.get("ContactNumber") == intercom_id and c.get("EmailAddress") == email), None)
+
+
+def test_an_intercom_contact_change_reaches_xero_within_30_seconds_under_the_real_daemon(
+    admin, sync_env, run_sync, tmp_path
+):
+    """Sandbox notification -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero, all real."""
+    flow = dg.AssetSelection.groups(intercom_to_xero.FLOW).upstream().resolve(defs().resolve_asset_graph())
+    assert run_sync(list(flow)).success  # every Intercom contact already in Xero: only the change is new
+    in_xero = {c.get("ContactNumber") for c in admin.get("/xero/contacts")}
+    first, second = [c["id"] for c in admin.intercom_records("contacts") if c["id"] in in_xero][:2]
+    secret = sync_env["INTERCOM_CLIENT_SECRET"]
+    with (
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], sync_env["XERO_WEBHOOK_KEY"], secret) as receiver,
+        dagster_daemon(sync_env, tmp_path / "daemon.log"),
+    ):
+        admin.intercom_webhooks(url=receiver.intercom_webhook_url, client_secret=secret)
+        # Warm-up: the daemon loads the code location and launches its first run.
+        admin.intercom_update("contacts", first, email="warm.up@example.com")
+        wait_for(lambda: _xero_contact_showing(admin, first, "warm.up@example.com"), 180, f"{first}'s new email")
+
+        admin.intercom_update("contacts", second, email="by.webhook@example.com")
+        wait_for(lambda: _xero_contact_showing(admin, second, "by.webhook@example.com"), 30, f"{second}'s new email")

@@ -1,7 +1,8 @@
-"""Deliveries shaped and signed the way Xero sends them (xero.md §6), and a receiver to send them to."""
+"""Deliveries shaped and signed the way Xero (xero.md §6) and Intercom (intercom.md §9) send them, and a receiver."""
 
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,10 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from sync_pipelines.sandbox.intercom.webhooks import signature
 from sync_pipelines.webhooks.receiver import WebhookReceiver, sign
 
 KEY = "test-webhook-key"
 TENANT_ID = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
+INTERCOM_SECRET = "test-intercom-client-secret"
+APP_ID = "ecahpwf5"
 
 
 def xero_event(category: str = "INVOICE", event_type: str = "UPDATE", resource_id: str | None = None) -> dict:
@@ -54,6 +58,31 @@ def deliver(url: str, body: bytes, key: str = KEY) -> requests.Response:
     return post(url, body, sign(key, body))
 
 
+def intercom_notification(topic: str = "contact.user.updated", item: dict | None = None, **fields) -> dict:
+    """A notification_event as in intercom.md §9's example, about a new contact unless an item is given."""
+    now = int(time.time())
+    return {
+        "type": "notification_event", "app_id": APP_ID, "id": f"notif_{uuid.uuid4()}", "topic": topic,
+        "created_at": now, "delivery_status": "pending", "delivery_attempts": 1, "delivered_at": 0,
+        "first_sent_at": now, "self": None, "links": {},
+        "data": {"type": "notification_event_data", "item": item or {"type": "contact", "id": uuid.uuid4().hex[:24]}},
+        **fields,
+    }  # fmt: skip
+
+
+def notify(url: str, notification: dict | bytes, secret: str = INTERCOM_SECRET) -> requests.Response:
+    """POST a notification (or raw body) signed as Intercom signs it, by the sandbox's own signer."""
+    body = notification if isinstance(notification, bytes) else json.dumps(notification).encode()
+    return post_intercom(url, body, signature(secret, body))
+
+
+def post_intercom(url: str, body: bytes, hub_signature: str | None) -> requests.Response:
+    headers = {"Content-Type": "application/json"}
+    if hub_signature is not None:
+        headers["X-Hub-Signature"] = hub_signature
+    return requests.post(url, data=body, headers=headers, timeout=5)
+
+
 def stored_events(inbox_path: Path) -> list[dict]:
     """What the inbox table holds, oldest first (empty when the receiver never created it)."""
     if not inbox_path.exists():
@@ -70,5 +99,5 @@ def inbox_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def receiver(inbox_path: Path) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(inbox_path, KEY) as running:
+    with WebhookReceiver(inbox_path, KEY, INTERCOM_SECRET) as running:
         yield running

@@ -8,15 +8,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import requests
 
 from sync_pipelines.cli import DAGSTER_YAML
-from sync_pipelines.defs.schedules import xero_to_segment_schedule
+from sync_pipelines.defs.schedules import (
+    intercom_to_xero_schedule,
+    salesforce_to_xero_schedule,
+    xero_to_segment_schedule,
+)
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
-POLLING_SCHEDULE = xero_to_segment_schedule.name
+# The 15-minute polls would take the vendors' pools and DuckDB from webhook runs at each quarter hour: time
+# webhooks alone.
+POLLING_SCHEDULES = [s.name for s in (xero_to_segment_schedule, salesforce_to_xero_schedule, intercom_to_xero_schedule)]
+T = TypeVar("T")
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -28,9 +36,7 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     env = {**os.environ, **env}
     bin_dir = Path(sys.executable).parent
-    # The 15-minute poll would take the Xero pool from webhook runs at each quarter hour: time webhooks alone.
-    stop = [str(bin_dir / "dagster"), "schedule", "stop", POLLING_SCHEDULE, "-w", str(WORKSPACE)]
-    subprocess.run(stop, env=env, cwd=home, check=True, capture_output=True)
+    _stop_schedules(home, env, bin_dir)
     with log_path.open("wb") as log:
         # Its own session: the code server and the runs it launches stop with it.
         daemon = subprocess.Popen(
@@ -49,6 +55,26 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
                 daemon.wait()
 
 
+def _stop_schedules(home: Path, env: dict[str, str], bin_dir: Path) -> None:
+    """Stop the polls, all at once: each `dagster schedule stop` loads the code location for seconds."""
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # the instance's storage is made once here, not raced by the stops below
+    stops = [
+        subprocess.Popen(
+            [str(bin_dir / "dagster"), "schedule", "stop", name, "-w", str(WORKSPACE)],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name in POLLING_SCHEDULES
+    ]
+    for name, stop in zip(POLLING_SCHEDULES, stops, strict=True):
+        _, errors = stop.communicate()
+        if stop.returncode:
+            raise RuntimeError(f"could not stop {name}: {errors.decode()}")
+
+
 def _let_runs_finish(home: Path, seconds: float) -> None:
     """A run may still be finishing its last steps after its event arrived: stop the daemon after it, not during."""
     deadline = time.monotonic() + seconds
@@ -58,17 +84,26 @@ def _let_runs_finish(home: Path, seconds: float) -> None:
             time.sleep(0.2)
 
 
-def wait_for_message(sandbox_url: str, matches: Callable[[dict], bool], seconds: float) -> dict:
-    """Poll the sandbox's Segment until a message matches, or fail at the deadline."""
+def wait_for(found: Callable[[], T | None], seconds: float, what: str) -> T:
+    """Poll until `found` returns something, or fail at the deadline."""
     deadline = time.monotonic() + seconds
     while True:
-        messages = requests.get(f"{sandbox_url}/_admin/segment/messages", timeout=10).json()
-        found = next((m for m in messages if matches(m)), None)
-        if found is not None:
-            return found
+        result = found()
+        if result is not None:
+            return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no matching Segment message within {seconds} s")
+            raise TimeoutError(f"{what} not within {seconds} s")
         time.sleep(0.1)
+
+
+def wait_for_message(sandbox_url: str, matches: Callable[[dict], bool], seconds: float) -> dict:
+    """Poll the sandbox's Segment until a message matches, or fail at the deadline."""
+
+    def match() -> dict | None:
+        messages = requests.get(f"{sandbox_url}/_admin/segment/messages", timeout=10).json()
+        return next((m for m in messages if matches(m)), None)
+
+    return wait_for(match, seconds, "a matching Segment message")
 
 
 def invoice_paid(invoice_id: str) -> Callable[[dict], bool]:

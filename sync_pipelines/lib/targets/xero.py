@@ -173,7 +173,7 @@ class XeroTarget:
     ) -> tuple[list[OutboxMessage], dict[str, dict]]:
         """Contact writes (or links) for these records, and how each one's contact is referred to."""
         contact_ids = match_contacts(conn, changed, source=source, key=key, match=self.mapping.match)
-        shared = self._shared_contacts(conn, source, rows, contact_ids)
+        shared = self._shared_contacts(conn, name, key, rows, contact_ids)
         refs = {r: {"ContactNumber": r[:MAX_CONTACT_NUMBER]} for r in rows} | {
             r: {"ContactID": c} for r, c in contact_ids.items()
         }
@@ -227,23 +227,22 @@ class XeroTarget:
         return messages, refs
 
     def _shared_contacts(
-        self, conn, source: str, rows: dict[str, dict], contact_ids: dict[str, str]
+        self, conn, name: str, key: str, rows: dict[str, dict], contact_ids: dict[str, str]
     ) -> dict[str, dict]:
         """Records whose contact another record of this source owns and writes: record -> that contact.
 
-        A contact is owned by the record whose id is its ContactNumber. A converted lead's person, a contact
-        already owned by a record with the same email, and the later of two new records sharing an email
-        (emails compare case-insensitively) all link to the owner's contact instead of writing it.
+        A contact is owned by the record whose id is its ContactNumber. A converted lead (to its person's), a
+        record matched to a contact another record of its entity owns, and the later of two new records sharing
+        an email (compared case-insensitively) link to the owner's contact instead of writing it.
         """
         match, shared = self.mapping.match, {}
         owners = _contact_numbers(conn, list(set(contact_ids.values())))
-        owner_links = staging.linked_ids(
-            conn, source_system=source, target_system=self.system, source_ids=list(set(owners.values()))
-        )
+        # Owners of the same entity only: a record of another entity gives way (a lead to the person it became).
+        peers = set(rows) | _staged_ids(conn, f"stg_{name}", key, list(set(owners.values())))
         for record_id, contact_id in contact_ids.items():
             owner = owners.get(contact_id)
             became = match.same_as and json_value(rows[record_id][match.same_as])
-            if became or (owner and owner != record_id and owner_links.get(owner) == contact_id):
+            if became or (owner and owner != record_id and owner in peers):
                 shared[record_id] = {"ContactID": contact_id}
         if match.email:
             first_with: dict[str, str] = {}
@@ -684,6 +683,12 @@ def match_contacts(
             if record_id not in found and isinstance(value, str) and value in lookup.index:
                 found[record_id] = lookup[value]
     return found
+
+
+def _staged_ids(conn: duckdb.DuckDBPyConnection, table: str, key: str, ids: list[str]) -> set[str]:
+    """The ids among these that are staged in `table`."""
+    staged = staging.current_state(conn, table, key, ids)
+    return set() if staged.empty else set(staged[key])
 
 
 def _contact_numbers(conn: duckdb.DuckDBPyConnection, contact_ids: list[str]) -> dict[str, str]:

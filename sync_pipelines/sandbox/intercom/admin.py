@@ -337,12 +337,13 @@ class IntercomAdmin:
         return JSONResponse(self.ws.scrolls.state())
 
     async def fail_scroll(self, request: Request) -> Response:
-        """{"calls": n}: the next n scroll calls fail with the network-error 500 and break the scroll, whose
-        lock then holds until it expires (intercom.md §6.1)."""
-        calls = int((await _json(request)).get("calls", 1))
-        if calls < 1:
-            return _bad("calls must be at least 1")
-        return JSONResponse({"pending": self.ws.scrolls.fail_next(calls)})
+        """{"calls": n, "after": k}: after k more pages are served, the next n scroll calls fail with the
+        network-error 500 and break the scroll, whose lock then holds until it expires (intercom.md §6.1)."""
+        body = await _json(request)
+        calls, after = int(body.get("calls", 1)), int(body.get("after", 0))
+        if calls < 1 or after < 0:
+            return _bad("calls must be at least 1 and after at least 0")
+        return JSONResponse({"pending": self.ws.scrolls.fail_next(calls, after)})
 
     async def expire_scroll(self, request: Request) -> Response:
         """Expire the open scroll now, as if it had been idle for the TTL."""

@@ -83,6 +83,7 @@ class Scrolls:
         self.ttl = ttl
         self.current: Scroll | None = None
         self.pending_failures = 0
+        self.pages_before_failure = 0
         self._lock = threading.Lock()
 
     def _live(self) -> Scroll | None:
@@ -107,7 +108,9 @@ class Scrolls:
 
     def _page(self, scroll: Scroll) -> tuple[Scroll, list[str]]:
         """The next page; a failure set by the admin breaks the scroll instead (a 500, no resume)."""
-        if self.pending_failures:
+        if self.pending_failures and self.pages_before_failure:
+            self.pages_before_failure -= 1
+        elif self.pending_failures:
             self.pending_failures -= 1
             scroll.broken = True
             raise IntercomError(500, "server_error", SCROLL_NETWORK_ERROR)
@@ -118,9 +121,11 @@ class Scrolls:
             self.current = None  # the end: the parameter expires with the empty page
         return scroll, chunk
 
-    def fail_next(self, calls: int) -> int:
+    def fail_next(self, calls: int, after: int = 0) -> int:
+        """The next `calls` page requests fail, once `after` more pages have been served (a failure midway)."""
         with self._lock:
             self.pending_failures += calls
+            self.pages_before_failure = after
             return self.pending_failures
 
     def expire(self) -> bool:

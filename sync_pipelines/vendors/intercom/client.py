@@ -399,7 +399,8 @@ def signature_valid(raw_body: bytes, header: str | None, client_secret: str) -> 
     if not header or not header.startswith(settings.SIGNATURE_PREFIX):
         return False
     expected = hmac.new(client_secret.encode(), raw_body, hashlib.sha1).hexdigest()
-    return hmac.compare_digest(header.removeprefix(settings.SIGNATURE_PREFIX), expected)
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a forged header may carry any.
+    return hmac.compare_digest(header.removeprefix(settings.SIGNATURE_PREFIX).encode(), expected.encode())
 
 
 def _next_cursor(answer: dict) -> str | None:

@@ -1,0 +1,116 @@
+"""Intercom collections as sources, each read the way its endpoint pages (intercom.md §4).
+
+Contacts and conversations are searched incrementally on updated_at; companies come through the scroll and
+segments with their members, both whole each run (landing drops what did not change). Names the API gives only
+as ids (tags, admins) are resolved once per read and landed beside the record under `sync_pipelines`.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sync_pipelines.schemas.intercom import RESOLVED
+from sync_pipelines.vendors.intercom.resource import IntercomResource
+
+
+class _Intercom:
+    """What every Intercom source shares: the system, the id field and the run's figures."""
+
+    system = "intercom"
+    id_field = "id"
+
+    def updated_at(self, record: dict) -> datetime | None:
+        stamp = record.get("updated_at")
+        return datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int) else None
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        """Searches come oldest first: the page's last updated_at (the client re-reads from it inclusively)."""
+        stamps = [r["updated_at"] for r in page if isinstance(r.get("updated_at"), int)]
+        return {"updated_at": max(stamps)} if stamps else None
+
+    def figures(self, intercom: IntercomResource) -> dict[str, int | float]:
+        stats = intercom.get_client().stats
+        return {
+            "api_calls": stats.calls,
+            "api_retries": stats.retries,
+            "rate_limited": stats.rate_limited,
+            "throttled_waits": stats.throttled_waits,
+            "scroll_restarts": stats.scroll_restarts,
+            "bytes_received": stats.bytes_received,
+        }
+
+
+@dataclass(frozen=True)
+class IntercomContacts(_Intercom):
+    """Users and leads changed since the cursor (POST /contacts/search, §5.1), with tag names and owner email."""
+
+    webhook_category: str = "contact"
+
+    def read(self, intercom: IntercomResource, cursor: dict | None) -> Iterator[list[dict]]:
+        client = intercom.get_client()
+        tags = {tag["id"]: tag["name"] for tag in client.tags()}
+        owners = {admin["id"]: admin.get("email") for admin in client.admins()}
+        for page in client.search_contacts_since(None if cursor is None else cursor["updated_at"]):
+            for contact in page:
+                embedded = contact.get("tags") or {}
+                # §5, §10: a contact embeds at most 10 tags; the rest only through its own tags list.
+                listed = client.contact_tags(contact["id"]) if embedded.get("has_more") else embedded.get("data")
+                contact[RESOLVED] = {
+                    "tag_names": sorted(tags.get(t["id"], t.get("name") or t["id"]) for t in listed or []),
+                    "owner_email": owners.get(str(contact.get("owner_id"))),
+                }
+            yield page
+
+
+@dataclass(frozen=True)
+class IntercomCompanies(_Intercom):
+    """Every company, once, through the scroll (§6.1); unchanged ones are dropped when landing."""
+
+    webhook_category: str = "company"
+
+    def read(self, intercom: IntercomResource, cursor: dict | None) -> Iterator[list[dict]]:
+        yield from intercom.get_client().scroll_companies()
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        return None  # the scroll cannot start from a point: every run reads every company
+
+
+@dataclass(frozen=True)
+class IntercomConversations(_Intercom):
+    """Conversations changed since the cursor (POST /conversations/search, §8), with the assignee's email."""
+
+    inbox_url: str = "https://app.intercom.com/a/inbox/{app_id}/inbox/conversation/{id}"
+    app_id: str = "_"
+    webhook_category: str = "conversation"
+
+    def read(self, intercom: IntercomResource, cursor: dict | None) -> Iterator[list[dict]]:
+        client = intercom.get_client()
+        admins = {admin["id"]: admin.get("email") for admin in client.admins()}
+        for page in client.search_conversations_since(None if cursor is None else cursor["updated_at"]):
+            for conversation in page:
+                conversation[RESOLVED] = {
+                    "admin_email": admins.get(str(conversation.get("admin_assignee_id"))),
+                    "url": self.inbox_url.format(app_id=self.app_id, id=conversation["id"]),
+                }
+            yield page
+
+
+@dataclass(frozen=True)
+class IntercomSegments(_Intercom):
+    """Every segment with its contacts (search on segment_id, §5.1, §7): membership changes move no updated_at,
+    so it is read whole each run."""
+
+    webhook_category: str | None = None  # Intercom sends no segment webhooks: the polling sweep covers them
+
+    def read(self, intercom: IntercomResource, cursor: dict | None) -> Iterator[list[dict]]:
+        client = intercom.get_client()
+        segments = client.segments()
+        for segment in segments:
+            query = {"field": "segment_id", "operator": "=", "value": segment["id"]}
+            members = [contact["id"] for page in client.search_contacts(query) for contact in page]
+            segment[RESOLVED] = {"member_ids": sorted(members)}
+        if segments:
+            yield segments
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        return None
