@@ -11,11 +11,19 @@ xero_to_segment_job = dg.define_asset_job(
     description="Extract what changed in Xero since the last cursor, validate, stage and deliver to Segment.",
 )
 
-xero_to_segment_schedule = dg.ScheduleDefinition(
-    job=xero_to_segment_job,
-    cron_schedule="*/15 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+
+def every_15_minutes(job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(job=job, cron_schedule="*/15 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+def into_xero_sync(flow: str, description: str):
+    """A flow into Xero with what it reads upstream: matching needs Xero's contacts staged as they are now."""
+    return dg.define_asset_job(
+        f"{flow}_sync", selection=dg.AssetSelection.groups(flow).upstream(), description=description
+    )
+
+
+xero_to_segment_schedule = every_15_minutes(xero_to_segment_job)
 
 xero_contact_enrichment_job = dg.define_asset_job(
     "xero_contact_enrichment",
@@ -31,28 +39,15 @@ xero_contact_enrichment_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
-salesforce_to_xero_job = dg.define_asset_job(
-    f"{salesforce_to_xero.FLOW}_sync",
-    # Upstream included: matching needs Xero's contacts staged as they are now.
-    selection=dg.AssetSelection.groups(salesforce_to_xero.FLOW).upstream(),
-    description="Read what changed in Salesforce, match it to Xero contacts, write them, store the Xero ids back.",
+salesforce_to_xero_job = into_xero_sync(
+    salesforce_to_xero.FLOW,
+    "Read what changed in Salesforce, match it to Xero contacts, write them, store the Xero ids back.",
 )
+salesforce_to_xero_schedule = every_15_minutes(salesforce_to_xero_job)
 
-salesforce_to_xero_schedule = dg.ScheduleDefinition(
-    job=salesforce_to_xero_job,
-    cron_schedule="*/15 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+intercom_to_xero_job = into_xero_sync(
+    intercom_to_xero.FLOW,
+    "Read what changed in Intercom, match it to Xero contacts, write them, their groups and notes.",
 )
-
-intercom_to_xero_job = dg.define_asset_job(
-    f"{intercom_to_xero.FLOW}_sync",
-    selection=dg.AssetSelection.groups(intercom_to_xero.FLOW).upstream(),
-    description="Read what changed in Intercom, match it to Xero contacts, write them, their groups and notes.",
-)
-
 # The sweep under Intercom's webhooks: it repairs what a missed webhook left, and is the only path for segments.
-intercom_to_xero_schedule = dg.ScheduleDefinition(
-    job=intercom_to_xero_job,
-    cron_schedule="*/15 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+intercom_to_xero_schedule = every_15_minutes(intercom_to_xero_job)

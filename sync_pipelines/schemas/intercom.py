@@ -49,7 +49,17 @@ def _unspaced_script(word: str) -> bool:
     return any(unicodedata.name(ch, "").startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL")) for ch in word)
 
 
-class IntercomContact(pa.DataFrameModel):
+class IntercomRecord(pa.DataFrameModel):
+    """What every synced Intercom record has: its change time (epoch seconds, read as UTC)."""
+
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="updated_at: the incremental cursor")
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+class IntercomContact(IntercomRecord):
     """A person (role user) or a lead: a Xero contact of its own, matched by email in any case."""
 
     id: Series[pd.StringDtype] = pa.Field(str_matches=INTERCOM_ID_PATTERN, unique=True)
@@ -66,11 +76,6 @@ class IntercomContact(pa.DataFrameModel):
     owner_email: Series[pd.StringDtype] = pa.Field(nullable=True, description="the owning admin's email")
     company_ids: Series[pd.StringDtype] = pa.Field(nullable=True, description="Intercom company ids, comma-joined")
     tag_names: Series[pd.StringDtype] = pa.Field(description="JSON array of the contact's tag names, sorted")
-    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="updated_at: the incremental cursor")
-
-    class Config:
-        coerce = True
-        strict = True
 
 
 def flatten_contact(record: dict) -> dict:
@@ -79,7 +84,6 @@ def flatten_contact(record: dict) -> dict:
     first, last = split_name(name if isinstance(name, str) else None)
     email = optional_text(record.get("email"))
     resolved = record.get(RESOLVED) or {}
-    companies = (record.get("companies") or {}).get("data") or []
     return {
         "id": record.get("id"),
         "role": record.get("role"),
@@ -91,13 +95,13 @@ def flatten_contact(record: dict) -> dict:
         "phone": optional_text(record.get("phone")),
         "external_id": optional_text(record.get("external_id")),
         "owner_email": resolved.get("owner_email"),
-        "company_ids": ",".join(sorted(c["id"] for c in companies if isinstance(c, dict) and c.get("id"))) or None,
+        "company_ids": ",".join(resolved.get("company_ids") or []) or None,
         "tag_names": json.dumps(sorted(resolved.get("tag_names") or [])),
         "updated_at": parse_epoch(record.get("updated_at")),
     }
 
 
-class IntercomCompany(pa.DataFrameModel):
+class IntercomCompany(IntercomRecord):
     """An organisation: a Xero contact matched by its website's domain or its tax number."""
 
     id: Series[pd.StringDtype] = pa.Field(str_matches=INTERCOM_ID_PATTERN, unique=True)
@@ -106,11 +110,6 @@ class IntercomCompany(pa.DataFrameModel):
     website: Series[pd.StringDtype] = pa.Field(nullable=True)
     domain: Series[pd.StringDtype] = pa.Field(nullable=True, description="website_domain(website)")
     tax_number: Series[pd.StringDtype] = pa.Field(nullable=True, description="ABN / VAT from a custom attribute")
-    updated_at: Series[UTC_TIMESTAMP] = pa.Field()
-
-    class Config:
-        coerce = True
-        strict = True
 
 
 def company_flattener(tax_attributes: tuple[str, ...]):
@@ -132,7 +131,7 @@ def company_flattener(tax_attributes: tuple[str, ...]):
     return flatten_company
 
 
-class IntercomConversation(pa.DataFrameModel):
+class IntercomConversation(IntercomRecord):
     """A support conversation: each change is a History note on its contact's Xero contact."""
 
     id: Series[pd.StringDtype] = pa.Field(str_matches=NUMERIC_ID_PATTERN, unique=True)
@@ -141,11 +140,6 @@ class IntercomConversation(pa.DataFrameModel):
     state: Series[pd.StringDtype] = pa.Field(isin=["open", "closed", "snoozed"])
     admin_email: Series[pd.StringDtype] = pa.Field(nullable=True, description="the assigned admin's email")
     url: Series[pd.StringDtype] = pa.Field(description="the conversation in the Intercom inbox")
-    updated_at: Series[UTC_TIMESTAMP] = pa.Field()
-
-    class Config:
-        coerce = True
-        strict = True
 
 
 def flatten_conversation(record: dict) -> dict:
@@ -164,17 +158,12 @@ def flatten_conversation(record: dict) -> dict:
     }
 
 
-class IntercomSegment(pa.DataFrameModel):
+class IntercomSegment(IntercomRecord):
     """A segment and its contacts: a Xero contact group whose membership follows it."""
 
     id: Series[pd.StringDtype] = pa.Field(unique=True)
     name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1})
     member_ids: Series[pd.StringDtype] = pa.Field(description="JSON array of its contacts' ids, sorted")
-    updated_at: Series[UTC_TIMESTAMP] = pa.Field()
-
-    class Config:
-        coerce = True
-        strict = True
 
 
 def flatten_segment(record: dict) -> dict:

@@ -21,6 +21,14 @@ def _flow_assets() -> list[dg.AssetKey]:
     return list(dg.AssetSelection.groups(FLOW).upstream().resolve(defs().resolve_asset_graph()))
 
 
+def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:
+    return next(
+        e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == key
+    )
+
+
 def _writes(admin) -> int:
     return sum(n for call, n in admin.stats()["xero"].items() if call.startswith(("POST", "PUT", "DELETE")))
 
@@ -63,7 +71,18 @@ def _expected_groups(admin, sandbox, contact_of: dict[str, str]) -> dict[str, se
     return expected
 
 
-def test_every_contact_and_company_has_one_xero_contact_emails_collapse_and_reruns_write_nothing(admin, run_sync):
+def _company_ids(sandbox, contact: dict) -> set[str]:
+    """All of a contact's companies: ten are embedded, the rest come from its companies list (intercom.md §5)."""
+    listed = contact["companies"]
+    if listed["has_more"]:
+        url = f"{sandbox.url}/intercom/contacts/{contact['id']}/companies"
+        listed = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
+    return {c["id"] for c in listed["data"]}
+
+
+def test_every_contact_and_company_has_one_xero_contact_emails_collapse_and_reruns_write_nothing(
+    admin, run_sync, sandbox
+):
     admin.intercom_reset(contacts=80, companies=12, conversations=10)
     assert run_sync(_flow_assets()).success
 
@@ -78,7 +97,16 @@ def test_every_contact_and_company_has_one_xero_contact_emails_collapse_and_reru
     assert user["email"] != lead["email"] and user["email"].lower() == lead["email"].lower()
     assert by_number[user["id"]] + by_number[lead["id"]] == 1
     assert all(by_number[c["id"]] == 1 for c in people if c["id"] not in (user["id"], lead["id"]))
-    assert all(by_number[c["id"]] == 1 for c in admin.intercom_records("companies"))
+    companies = admin.intercom_records("companies")
+    assert all(by_number[c["id"]] == 1 for c in companies)
+    # A company's people with an email are its Xero contact's ContactPersons: the first five, by email.
+    for company in companies:
+        members = sorted(
+            (c["email"] for c in people if c.get("email") and company["id"] in _company_ids(sandbox, c)),
+            key=str.lower,
+        )[:5]
+        persons = next(c for c in xero if c.get("ContactNumber") == company["id"]).get("ContactPersons", [])
+        assert [p["EmailAddress"] for p in persons] == members
     named = {c["ContactNumber"]: c for c in xero if c.get("ContactNumber")}
     cases = {c["custom_attributes"].get("sandbox_case"): c["id"] for c in people}
     cher = named[cases["one_word_name"]]
@@ -144,11 +172,7 @@ def test_ten_thousand_contacts_meet_no_429_and_cost_at_most_five_percent_over_th
     result = run_sync([CONTACTS.raw_key, CONTACTS.staged_key])
 
     assert result.success
-    extract = next(
-        e.step_materialization_data.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == CONTACTS.raw_key
-    )
+    extract = _metadata(result, CONTACTS.raw_key)
     searchable = sum(not c.get("_archived") for c in admin.intercom_records("contacts"))
     minimum = math.ceil(searchable / 150)  # intercom.md §4: 150 a page at most
     assert extract["rows_fetched"].value == searchable
@@ -164,11 +188,7 @@ def test_a_broken_company_scroll_is_restarted_without_losing_or_repeating_compan
     result = run_sync([COMPANIES.raw_key, COMPANIES.staged_key])
 
     assert result.success
-    extract = next(
-        e.step_materialization_data.materialization.metadata
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == COMPANIES.raw_key
-    )
+    extract = _metadata(result, COMPANIES.raw_key)
     companies = admin.intercom_records("companies")
     assert extract["scroll_restarts"].value == 1
     assert extract["rows_fetched"].value == len(companies)  # each company once, none lost, none repeated

@@ -52,14 +52,20 @@ class IntercomContacts(_Intercom):
         owners = {admin["id"]: admin.get("email") for admin in client.admins()}
         for page in client.search_contacts_since(None if cursor is None else cursor["updated_at"]):
             for contact in page:
-                embedded = contact.get("tags") or {}
-                # §5, §10: a contact embeds at most 10 tags; the rest only through its own tags list.
-                listed = client.contact_tags(contact["id"]) if embedded.get("has_more") else embedded.get("data")
+                # §5, §10: a contact embeds at most 10 tags and 10 companies; the rest only through its own lists.
+                listed = _all(contact, "tags", client.contact_tags)
                 contact[RESOLVED] = {
-                    "tag_names": sorted(tags.get(t["id"], t.get("name") or t["id"]) for t in listed or []),
+                    "tag_names": sorted(tags.get(t["id"], t.get("name") or t["id"]) for t in listed),
+                    "company_ids": sorted(c["id"] for c in _all(contact, "companies", client.contact_companies)),
                     "owner_email": owners.get(str(contact.get("owner_id"))),
                 }
             yield page
+
+
+def _all(contact: dict, field: str, fetch) -> list[dict]:
+    """A contact's embedded list, or the whole list fetched when it says it has more."""
+    embedded = contact.get(field) or {}
+    return fetch(contact["id"]) if embedded.get("has_more") else embedded.get("data") or []
 
 
 @dataclass(frozen=True)

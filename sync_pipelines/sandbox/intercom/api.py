@@ -335,20 +335,7 @@ class Api:
         return json_response(await self.write(detach))
 
     async def contact_segments(self, request: Request) -> Response:
-        contact_id = request.path_params["contact_id"]
-
-        def work(conn: Any) -> dict[str, Any]:
-            self.writer.contact_row(conn, contact_id)
-            rows = self.store.dicts(
-                conn.execute(
-                    "SELECT s.* FROM ic_members m JOIN ic_segments s ON s.id = m.segment_id "
-                    "WHERE m.kind = 'contact' AND m.target_id = ? ORDER BY s.id",
-                    (contact_id,),
-                )
-            )
-            return {"type": "list", "data": [segment_json(row) for row in rows]}
-
-        return json_response(await self.read(work))
+        return await self._segments_of(request, "contact", request.path_params["contact_id"], self.writer.contact_row)
 
     # -- companies (intercom.md §6) -----------------------------------------------------------
 
@@ -502,15 +489,18 @@ class Api:
         return json_response(await self.read(work))
 
     async def company_segments(self, request: Request) -> Response:
-        company_id = request.path_params["company_id"]
+        return await self._segments_of(request, "company", request.path_params["company_id"], self.writer.company_row)
+
+    async def _segments_of(self, request: Request, kind: str, record_id: str, lookup: Any) -> Response:
+        """The segments a contact or company is in (intercom.md §7); an unknown record is a 404."""
 
         def work(conn: Any) -> dict[str, Any]:
-            self.writer.company_row(conn, company_id)
+            lookup(conn, record_id)
             rows = self.store.dicts(
                 conn.execute(
                     "SELECT s.* FROM ic_members m JOIN ic_segments s ON s.id = m.segment_id "
-                    "WHERE m.kind = 'company' AND m.target_id = ? ORDER BY s.id",
-                    (company_id,),
+                    "WHERE m.kind = ? AND m.target_id = ? ORDER BY s.id",
+                    (kind, record_id),
                 )
             )
             return {"type": "list", "data": [segment_json(row) for row in rows]}

@@ -6,6 +6,7 @@ Admin writes may pin created_at/updated_at, which is how tests place a change ea
 """
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from sync_pipelines.sandbox.intercom.errors import (
@@ -109,35 +110,26 @@ class Writer:
 
     # -- lookups ------------------------------------------------------------------------------
 
-    def contact_row(self, conn: sqlite3.Connection, contact_id: str) -> dict[str, Any]:
-        row = self.store.row(conn, "ic_contacts", contact_id)
+    def _row(self, conn: sqlite3.Connection, table: str, record_id: Any, missing: Callable[[], Exception]) -> dict:
+        row = self.store.row(conn, table, str(record_id))
         if row is None:
-            raise contact_not_found()
+            raise missing()
         return row
+
+    def contact_row(self, conn: sqlite3.Connection, contact_id: str) -> dict[str, Any]:
+        return self._row(conn, "ic_contacts", contact_id, contact_not_found)
 
     def company_row(self, conn: sqlite3.Connection, company_id: str) -> dict[str, Any]:
-        row = self.store.row(conn, "ic_companies", company_id)
-        if row is None:
-            raise company_not_found()
-        return row
+        return self._row(conn, "ic_companies", company_id, company_not_found)
 
     def tag_row(self, conn: sqlite3.Connection, tag_id: Any) -> dict[str, Any]:
-        row = self.store.row(conn, "ic_tags", str(tag_id))
-        if row is None:
-            raise not_found()
-        return row
+        return self._row(conn, "ic_tags", tag_id, not_found)
 
     def conversation_row(self, conn: sqlite3.Connection, conversation_id: str) -> dict[str, Any]:
-        row = self.store.row(conn, "ic_conversations", conversation_id)
-        if row is None:
-            raise not_found()
-        return row
+        return self._row(conn, "ic_conversations", conversation_id, not_found)
 
     def admin_row(self, conn: sqlite3.Connection, admin_id: Any) -> dict[str, Any]:
-        row = self.store.row(conn, "ic_admins", str(admin_id))
-        if row is None:
-            raise IntercomError(404, "admin_not_found", "Admin not found")
-        return row
+        return self._row(conn, "ic_admins", admin_id, lambda: IntercomError(404, "admin_not_found", "Admin not found"))
 
     # -- notifications ------------------------------------------------------------------------
 
