@@ -12,9 +12,6 @@ so the figures mean the same on any machine.
 import argparse
 import math
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,9 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 import requests
-from cryptography.fernet import Fernet
+from sandbox_process import connect, sandbox_process
 
-from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.salesforce_to_xero import SPECS
 from sync_pipelines.lib.staging import StagingResource
@@ -32,23 +28,6 @@ from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.salesforce.settings import BULK_THRESHOLD_ROWS, MAX_BATCH_SIZE
 
 ACCOUNTS = next(spec for spec in SPECS if spec.entity == "accounts")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/_admin/stats", timeout=2).raise_for_status()
-            return
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise TimeoutError(f"sandbox at {url} did not come up in {seconds}s")
 
 
 def _kind(method: str, path: str) -> str | None:
@@ -104,21 +83,11 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="salesforce_bench_"))
-    port = _free_port()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sync_pipelines.cli", "sandbox", "--data-dir", str(work), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(url, seconds=120)
+    with sandbox_process(work) as url:
         sizes = {"accounts": args.accounts, "contacts_per_account": 0, "leads": 0, "opportunities": 0}
         seeded = requests.post(f"{url}/_admin/salesforce/reset", json=sizes, timeout=600)
         seeded.raise_for_status()
-        env = sandbox_environment(url, work)
-        env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
-        os.environ.update(env)
-        connect_sandbox(env)
+        connect(url, work)
         in_org = sum(seeded.json()[kind]["Account"] for kind in ("records", "deleted"))
 
         runs = {}
@@ -126,9 +95,6 @@ def main() -> None:
             _org_calls(url)
             seconds, figures = _extract(work / name.replace(" ", "_"), threshold)
             runs[name] = (seconds, figures, _org_calls(url))
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
 
     rows = [("accounts in the org (queryAll: deleted ones too)", f"{in_org:,}")]
     speed = {}

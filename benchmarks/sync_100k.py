@@ -11,18 +11,14 @@ import argparse
 import math
 import os
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import dagster as dg
 import requests
-from cryptography.fernet import Fernet
+from sandbox_process import connect, sandbox_process
 
-from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.xero_to_segment import INVOICES
 from sync_pipelines.vendors.xero.resource import XeroResource
@@ -33,25 +29,8 @@ from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
 SCALED_MINUTE_LIMIT = 100_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/_admin/stats", timeout=2).raise_for_status()
-            return
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise TimeoutError(f"sandbox at {url} did not come up in {seconds}s")
 
 
 def _invoice_pages(url: str) -> int:
@@ -92,20 +71,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sync_bench_"))
-    port = _free_port()
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "sync_pipelines.cli", "sandbox", "--data-dir", str(work), "--port", str(port),
-         "--invoices", str(args.invoices), "--contacts", str(max(40, args.invoices // 50))],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for(url, seconds=600)
+    options = ("--invoices", str(args.invoices), "--contacts", str(max(40, args.invoices // 50)))
+    with sandbox_process(work, *options, ready_seconds=600) as url:
         requests.put(f"{url}/_admin/limits", json={"minute_limit": SCALED_MINUTE_LIMIT}, timeout=10).raise_for_status()
-        env = sandbox_environment(url, work)
-        env["SYNC_PIPELINES_TOKEN_KEY"] = Fernet.generate_key().decode()
-        os.environ.update(env)
-        connect_sandbox(env)
+        connect(url, work)
         instance = dg.DagsterInstance.ephemeral()
         baseline_rss = _peak_rss_mib()
 
@@ -122,9 +91,6 @@ def main() -> None:
         incremental_seconds, incremental = _run(stage, instance)
         incremental_pages = _invoice_pages(url)
         incremental_deliver_seconds, _ = _run([INVOICES.delivered_key], instance)
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
 
     raw = INVOICES.raw_key.to_user_string()
     staged = INVOICES.staged_key.to_user_string()

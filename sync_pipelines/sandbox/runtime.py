@@ -113,7 +113,6 @@ class Runtime:
             self.settings.webhook_key,
             self.settings.webhook_attempts,
             self.settings.webhook_backoff_seconds,
-            companions=(self.intercom.webhooks,),  # the server starts and stops runtime.webhooks only
         )
         self.ledger = Ledger(self.store, before_save=self.webhooks.observe)
         self.salesforce = SalesforceOrg(self.settings, self.store)
@@ -122,6 +121,15 @@ class Runtime:
         self._fault_rng = random.Random(f"faults:{self.settings.seed}")
         if self.store.meta_get("seed") is None:
             self.reset()
+
+    def start_webhooks(self) -> None:
+        """Every vendor's webhook delivery thread (Xero's, Intercom's), with the server."""
+        for loop in (self.webhooks, self.intercom.webhooks):
+            loop.start()
+
+    def stop_webhooks(self) -> None:
+        for loop in (self.webhooks, self.intercom.webhooks):
+            loop.stop()
 
     def reset(self, **overrides: Any) -> dict[str, Any]:
         """Regenerate every record deterministically; OAuth tokens survive so connected clients stay connected."""

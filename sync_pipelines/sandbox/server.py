@@ -66,7 +66,7 @@ class SandboxServer(BackgroundServer):
             address,
             port,
             name="sandbox",
-            started=self.runtime.webhooks.start,
+            started=self.runtime.start_webhooks,
             stopped=self._close,
             tls=tls.server_pem if tls else None,
         )
@@ -82,7 +82,7 @@ class SandboxServer(BackgroundServer):
         return build_app(self.runtime)
 
     def _close(self) -> None:
-        self.runtime.webhooks.stop()
+        self.runtime.stop_webhooks()
         self._store.close()
 
 

@@ -18,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,27 +78,18 @@ def accepted(outcome: int | str) -> bool:
     return isinstance(outcome, int) and 200 <= outcome < 300  # xero.md §6: 200, and docs now accept any 2xx
 
 
-class DeliveryLoop:
+class DeliveryLoop(ABC):
     """One webhook subscription's delivery thread: a URL (None: not subscribed), attempts and backoff.
 
-    Subclasses implement _claim (take the next delivery off the queue into the log), _note (record an attempt)
-    and queue_length. `companions` are other vendors' loops started and stopped with this one, because the
-    server starts and stops only runtime.webhooks.
+    Each vendor says how a delivery is taken off its queue into its log (_claim), how an attempt is recorded
+    (_note) and how many wait (queue_length).
     """
 
-    def __init__(
-        self,
-        url: str | None,
-        attempts: int,
-        backoff_seconds: float,
-        name: str,
-        companions: Sequence["DeliveryLoop"] = (),
-    ):
+    def __init__(self, url: str | None, attempts: int, backoff_seconds: float, name: str):
         self.url = check_url(url)
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.name = name
-        self.companions = tuple(companions)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._delivering = False
@@ -106,15 +97,17 @@ class DeliveryLoop:
 
     # -- what a vendor supplies ---------------------------------------------------------------
 
+    @abstractmethod
     def _claim(self, url: str) -> tuple[Any, bytes, dict[str, str]] | None:
         """(log key, exact body, headers) of the next delivery, moved from the queue to the log; None if none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _note(self, key: Any, outcome: int | str, delivered: bool) -> None:
-        raise NotImplementedError
+        """Record one delivery attempt's outcome in the log."""
 
+    @abstractmethod
     def queue_length(self) -> int:
-        raise NotImplementedError
+        """How many deliveries wait."""
 
     # -- the delivery thread ------------------------------------------------------------------
 
@@ -127,12 +120,8 @@ class DeliveryLoop:
         self._wake.set()  # events queued before a restart go out first
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
-        for companion in self.companions:
-            companion.start()
 
     def stop(self) -> None:
-        for companion in self.companions:
-            companion.stop()
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
@@ -206,9 +195,8 @@ class WebhookEmitter(DeliveryLoop):
         key: str,
         attempts: int,
         backoff_seconds: float,
-        companions: Sequence[DeliveryLoop] = (),
     ):
-        super().__init__(url, attempts, backoff_seconds, "sandbox-webhooks", companions)
+        super().__init__(url, attempts, backoff_seconds, "sandbox-webhooks")
         self.store = store
         self.key = key
         self.base_url: str | None = None  # the server sets it once it listens; resourceUrls point back at it
