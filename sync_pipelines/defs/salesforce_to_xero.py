@@ -15,8 +15,9 @@ import pandas as pd
 
 from sync_pipelines.defs.xero_to_segment import SPECS as XERO_TO_SEGMENT
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.entity_sync import Entities, EntitySyncSpec, build_entity_sync, deliver_outbox, flow_specs
+from sync_pipelines.lib.entity_sync import Entities, EntitySyncSpec, build_entity_sync, flow_specs
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.sources.salesforce import SalesforceObject
 from sync_pipelines.lib.staging import OutboxMessage
 from sync_pipelines.lib.targets.xero import InvoiceLines, XeroTarget, write_contacts
@@ -39,7 +40,7 @@ from sync_pipelines.schemas.salesforce import (
     flatten_line_item,
     flatten_opportunity,
 )
-from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.delivery import Deliveries
 from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
 
 FLOW = "salesforce_to_xero"
@@ -169,11 +170,12 @@ class TwoWayWrites:
 
     sobject: str
 
-    def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:
-        to_xero, to_salesforce = DeliveryReport(), DeliveryReport()
+    def deliver(self, resources, payloads: list[dict], deliveries: Deliveries) -> None:
+        to_xero, to_salesforce = deliveries.report("xero"), deliveries.report("salesforce")
+        # Each sets the contact it names (ContactID), so a resend cannot make a second one.
         write_contacts(resources.xero.get_client(), [p for p in payloads if p["type"] == "contact"], to_xero)
-        to_xero.target_ids.clear()  # the records are linked already
         records = [p for p in payloads if p["type"] == "record"]
+        to_salesforce.sending([p["messageId"] for p in records])
         try:
             results = resources.salesforce.get_client().collection_update(self.sobject, [p["record"] for p in records])
         except SalesforceQuotaBudgetReached as budget:
@@ -184,7 +186,6 @@ class TwoWayWrites:
                 to_salesforce.delivered.append(payload["messageId"])
             else:
                 to_salesforce.rejected.append((payload["messageId"], json.dumps(result.errors)))
-        return {"xero": to_xero, "salesforce": to_salesforce}
 
     def figures(self, resources) -> dict[str, int | float]:
         xero, salesforce = resources.xero.get_client().stats, resources.salesforce.get_client().stats

@@ -12,8 +12,9 @@ import dagster as dg
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.enrichment import contact_traits
-from sync_pipelines.lib.entity_sync import Entities, build_entity_sync, deliver_outbox, flow_specs
+from sync_pipelines.lib.entity_sync import Entities, build_entity_sync, flow_specs
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.sources.xero import XeroCollection
 from sync_pipelines.lib.targets.segment import SegmentTarget, identify_messages
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping

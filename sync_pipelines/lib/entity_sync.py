@@ -19,15 +19,14 @@ import pandas as pd
 import pandera.pandas as pa
 
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_entity
 from sync_pipelines.lib.staging import OutboxMessage, StagingResource, row_versions
 from sync_pipelines.lib.validation import split_valid
-from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.delivery import Deliveries
 
 # Rows turned into a dataframe at a time: bounds memory on a 100,000-record backfill.
 VALIDATION_CHUNK = 20_000
-# Messages handed to the target at a time; its client splits them into API-sized batches.
-DELIVERY_CHUNK = 5_000
 DELIVERY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1))
 
 
@@ -89,8 +88,9 @@ class Target(Protocol):
         """The writes these changes call for, each with a deterministic idempotency key."""
         ...
 
-    def deliver(self, resources: Any, payloads: list[dict]) -> dict[str, DeliveryReport]:
-        """The outcome per destination system (the audit log names where each message went)."""
+    def deliver(self, resources: Any, payloads: list[dict], deliveries: Deliveries) -> None:
+        """Send the payloads, each outcome in `deliveries.report(system)` per destination system (the audit log
+        names where each message went); those in `deliveries.resending` may have gone before."""
         ...
 
     def figures(self, resources: Any) -> dict[str, int | float]: ...
@@ -391,49 +391,3 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
         yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=result.as_metadata())
 
     return dg.Definitions(assets=[extract, validated, delivered])
-
-
-def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str, source: str, target: Target) -> dict:
-    """Send one entity's pending messages (and its due dead letters) to the target; figures for the metadata.
-
-    What fails waits in the dead-letter queue with its error; the rest of the outbox still goes. Ids the target
-    assigned (a created record's) are linked to the source ids in `xrefs` in the same transaction.
-    """
-    staging_db, run_id = context.resources.staging_db, context.run.run_id
-    with staging_db.connect() as conn:
-        replayed = staging.requeue_dead_letters(conn, flow=flow, entity=entity)
-    sent = failed = rejected = 0
-    while True:
-        with staging_db.connect() as conn:
-            batch = staging.pending_messages(conn, flow=flow, entity=entity, limit=DELIVERY_CHUNK)
-        if not batch:
-            break
-        record_of = {message_id: record_id for message_id, record_id, _ in batch}
-        reports = target.deliver(context.resources, [payload for _, _, payload in batch])
-        with staging_db.connect() as conn:
-            for system, report in reports.items():
-                where = {"flow": flow, "entity": entity, "target": system, "run_id": run_id}
-                staging.mark_delivered(conn, delivered=[(m, record_of[m]) for m in report.delivered], **where)
-                staging.link_ids(
-                    conn, entity=entity, source_system=source, target_system=system,
-                    pairs=[(record_of[m], target_id) for m, target_id in report.target_ids.items()],
-                )  # fmt: skip
-                for failures, retryable in ((report.failed, True), (report.rejected, False)):
-                    staging.dead_letter(
-                        conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable,
-                        **where,
-                    )  # fmt: skip
-                sent += len(report.delivered)
-                failed += len(report.failed)
-                rejected += len(report.rejected)
-                if report.failed or report.rejected:
-                    context.log.warning(
-                        f"{system}: {len(report.failed)} failed and {len(report.rejected)} rejected messages"
-                    )
-    return {
-        "dagster/row_count": sent,
-        "failed": failed,
-        "rejected": rejected,
-        "replayed_from_dead_letters": replayed,
-        **target.figures(context.resources),
-    }

@@ -23,7 +23,7 @@ class Reconciliation:
     changes: int  # messages the staged changes called for
     delivered: int
     dead_lettered: int
-    pending: int  # queued, or held for a person to release
+    pending: int  # queued, held for a person to release, or on its way
     delivered_twice: int  # must stay 0: exactly-once
     totals_mismatch: int  # currencies whose staged total differs from the delivered total
 
@@ -59,7 +59,7 @@ def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, r
     ).fetchone()
     changes, delivered, dead, pending = conn.execute(
         """SELECT count(*), count(*) FILTER (status = 'delivered'), count(*) FILTER (status = 'dead'),
-                  count(*) FILTER (status IN ('pending', 'held'))
+                  count(*) FILTER (status IN ('pending', 'held', 'claimed', 'in_flight'))
            FROM outbox WHERE flow = ? AND entity = ?""",
         params,
     ).fetchone()

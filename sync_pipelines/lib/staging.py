@@ -76,6 +76,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             entity VARCHAR NOT NULL, source_id VARCHAR NOT NULL, field VARCHAR NOT NULL, value VARCHAR,
             settled_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (entity, source_id, field))""",
     ),
+    # Write-ahead delivery: a message is claimed by one run's process, marked in flight before each send (counted
+    # in `sends`), and settled as soon as the target answers; a dead claimant's messages are taken back.
+    (
+        "ALTER TABLE outbox ADD COLUMN claimed_by VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN claim_owner VARCHAR",
+        "ALTER TABLE outbox ADD COLUMN claimed_at TIMESTAMPTZ",
+        "ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -449,16 +457,67 @@ def enqueue(
     return conn.execute("SELECT count(*) FROM outbox").fetchone()[0] - before
 
 
-def pending_messages(
-    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, limit: int
-) -> list[tuple[str, str | None, dict]]:
-    """The oldest pending messages: (message_id, record_id, payload)."""
+@dataclass(frozen=True)
+class ClaimedMessage:
+    message_id: str
+    record_id: str | None
+    payload: dict
+    sends: int  # times it went out before; more than 0 means its outcome may be unknown
+
+
+# A message moves pending -> claimed (owned by one run's process) -> in_flight (recorded before each send) ->
+# delivered or dead; a message not yet settled is in one of these.
+CLAIMED = ("claimed", "in_flight")
+
+
+def claim_pending(
+    conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, run_id: str, owner: str, limit: int
+) -> list[ClaimedMessage]:
+    """Take the oldest pending messages for this run's process: no other run sends them while it lives."""
     rows = conn.execute(
-        """SELECT message_id, record_id, payload FROM outbox
-           WHERE flow = ? AND entity = ? AND status = 'pending' ORDER BY seq LIMIT ?""",
-        [flow, entity, limit],
+        """UPDATE outbox SET status = 'claimed', claimed_by = ?, claim_owner = ?, claimed_at = ?
+           WHERE message_id IN (SELECT message_id FROM outbox WHERE flow = ? AND entity = ? AND status = 'pending'
+                                ORDER BY seq LIMIT ?)
+           RETURNING seq, message_id, record_id, payload, sends""",
+        [run_id, owner, utcnow(), flow, entity, limit],
     ).fetchall()
-    return [(message_id, record_id, json.loads(payload)) for message_id, record_id, payload in rows]
+    return [ClaimedMessage(m, r, json.loads(p), sends) for _, m, r, p, sends in sorted(rows)]
+
+
+def mark_in_flight(conn: duckdb.DuckDBPyConnection, *, owner: str, message_ids: Sequence[str]) -> None:
+    """Record that these messages are about to go out, before the call; and renew the owner's claims."""
+    now = utcnow()
+    if message_ids:
+        with frame_as(conn, "sending", pd.DataFrame({"message_id": list(message_ids)})):
+            conn.execute(
+                """UPDATE outbox SET status = 'in_flight', sends = sends + 1
+                   WHERE claim_owner = ? AND status IN ('claimed', 'in_flight')
+                     AND message_id IN (SELECT message_id FROM sending)""",
+                [owner],
+            )
+    conn.execute(
+        "UPDATE outbox SET claimed_at = ? WHERE claim_owner = ? AND status IN ('claimed', 'in_flight')", [now, owner]
+    )
+
+
+def claims(conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str) -> list[tuple[str, str, datetime, int]]:
+    """(run id, owner, last renewed, messages) of every claim on unsettled messages of one delivery."""
+    return conn.execute(
+        """SELECT claimed_by, claim_owner, max(claimed_at), count(*) FROM outbox
+           WHERE flow = ? AND entity = ? AND status IN ('claimed', 'in_flight') GROUP BY ALL ORDER BY ALL""",
+        [flow, entity],
+    ).fetchall()
+
+
+def release_claims(conn: duckdb.DuckDBPyConnection, *, owner: str, flow: str | None = None) -> int:
+    """Put an owner's unsettled messages back in the queue (its own leftovers, or a dead claimant's); what it
+    sent keeps its `sends`, so the next sender looks for it at the target first. Returns how many."""
+    (count,) = conn.execute(
+        """UPDATE outbox SET status = 'pending', claimed_by = NULL, claim_owner = NULL, claimed_at = NULL
+           WHERE claim_owner = ? AND status IN ('claimed', 'in_flight') AND (? IS NULL OR flow = ?)""",
+        [owner, flow, flow],
+    ).fetchone()
+    return count
 
 
 def mark_delivered(
@@ -470,11 +529,11 @@ def mark_delivered(
     delivered: Sequence[tuple[str, str | None]],
     run_id: str | None,
 ) -> None:
-    """Record delivered messages (message_id, record_id) in the outbox and the audit log, atomically."""
+    """Record delivered messages (message_id, record_id) in the outbox and the audit log; inside the caller's
+    transaction."""
     if not delivered:
         return
     now = utcnow()
-    conn.execute("BEGIN TRANSACTION")
     with frame_as(conn, "done", pd.DataFrame(delivered, columns=["message_id", "record_id"])):
         conn.execute(
             """UPDATE outbox SET status = 'delivered', delivered_at = ?
@@ -488,7 +547,6 @@ def mark_delivered(
                SELECT ?, ?, ?, record_id, 'write', ?, message_id, 'delivered', ? FROM done""",
             [now, flow, entity, target, run_id],
         )
-    conn.execute("COMMIT")
 
 
 def dead_letter(
@@ -504,10 +562,9 @@ def dead_letter(
     """Move failed messages (message_id, record_id, error) to the dead-letter queue with a next attempt time.
 
     Retryable failures back off exponentially until MAX_DELIVERY_ATTEMPTS; a message the target would
-    reject again (bad input) waits for a human instead.
+    reject again (bad input) waits for a human instead. Inside the caller's transaction.
     """
     now = utcnow()
-    conn.execute("BEGIN TRANSACTION")
     for message_id, record_id, error in failures:
         row = conn.execute("SELECT attempts FROM dead_letters WHERE message_id = ?", [message_id]).fetchone()
         attempts = (row[0] if row else 0) + 1
@@ -527,7 +584,6 @@ def dead_letter(
                VALUES (?, ?, ?, ?, 'write', ?, ?, 'dead_lettered', ?, ?)""",
             [now, flow, entity, record_id, target, message_id, json.dumps({"error": error}), run_id],
         )
-    conn.execute("COMMIT")
 
 
 def requeue_dead_letters(

@@ -13,6 +13,27 @@ def _message(n: int) -> OutboxMessage:
     return OutboxMessage(f"m{n}", f"r{n}", "track", "Invoice Created", {"messageId": f"m{n}", "n": n})
 
 
+def _claimed(conn, owner: str = "host:1:0", limit: int = 10) -> list[str]:
+    claimed = staging.claim_pending(conn, flow="f", entity="e", run_id=owner, owner=owner, limit=limit)
+    return [m.message_id for m in claimed]
+
+
+def test_a_claimed_message_is_no_other_runs_until_released_and_what_went_out_is_counted(tmp_path):
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        staging.enqueue(conn, flow="f", entity="e", messages=[_message(n) for n in range(1, 5)], run_id=None)
+        assert _claimed(conn, "a", limit=3) == ["m1", "m2", "m3"]
+        assert _claimed(conn, "b") == ["m4"]  # the rest: never one message to two owners
+        staging.mark_in_flight(conn, owner="a", message_ids=["m1", "m2"])
+        staging.mark_in_flight(conn, owner="b", message_ids=["m1"])  # not b's: nothing changes
+        assert [(run, owner, n) for run, owner, _, n in staging.claims(conn, flow="f", entity="e")] == [
+            ("a", "a", 3),
+            ("b", "b", 1),
+        ]
+        assert staging.release_claims(conn, owner="a") == 3
+        again = staging.claim_pending(conn, flow="f", entity="e", run_id="c", owner="c", limit=10)
+        assert {m.message_id: m.sends for m in again} == {"m1": 1, "m2": 1, "m3": 0}
+
+
 def test_migrations_apply_once_and_record_the_version(tmp_path):
     store = StagingResource(database=str(tmp_path / "w.duckdb"))
     for _ in range(2):
@@ -27,7 +48,7 @@ def test_outbox_never_queues_a_message_id_twice(tmp_path):
     with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
         assert staging.enqueue(conn, flow="f", entity="e", messages=[_message(1), _message(2)], run_id=None) == 2
         assert staging.enqueue(conn, flow="f", entity="e", messages=[_message(2), _message(3)], run_id=None) == 1
-        assert [m for m, _, _ in staging.pending_messages(conn, flow="f", entity="e", limit=10)] == ["m1", "m2", "m3"]
+        assert _claimed(conn) == ["m1", "m2", "m3"]
 
 
 def test_dead_letters_back_off_then_replay_and_bad_input_waits_for_a_human(tmp_path):
@@ -36,13 +57,13 @@ def test_dead_letters_back_off_then_replay_and_bad_input_waits_for_a_human(tmp_p
         common = {"flow": "f", "entity": "e", "target": "segment", "run_id": None}
         staging.dead_letter(conn, failures=[("m1", "r1", "503 from target")], retryable=True, **common)
         staging.dead_letter(conn, failures=[("m2", "r2", "no userId")], retryable=False, **common)
-        assert staging.pending_messages(conn, flow="f", entity="e", limit=10) == []
+        assert _claimed(conn) == []
         # Not due yet: the first retry waits 30 s.
         assert staging.requeue_dead_letters(conn, flow="f") == 0
         conn.execute("UPDATE dead_letters SET next_attempt_at = next_attempt_at - ?", [timedelta(minutes=1)])
         assert [(f, e, n) for f, e, n, _ in staging.due_dead_letters(conn)] == [("f", "e", 1)]
         assert staging.requeue_dead_letters(conn, flow="f") == 1
-        assert [m for m, _, _ in staging.pending_messages(conn, flow="f", entity="e", limit=10)] == ["m1"]
+        assert _claimed(conn) == ["m1"]
         staging.mark_delivered(conn, delivered=[("m1", "r1")], **common)
         assert conn.execute("SELECT message_id, status FROM dead_letters ORDER BY 1").fetchall() == [
             ("m1", "replayed"),

@@ -19,7 +19,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.entity_sync import Totals
 from sync_pipelines.lib.staging import OutboxMessage, row_versions
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping, NotifyMapping, TrackMapping
-from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.delivery import Deliveries
 
 # segment.md §2: a messageId may be at most 100 characters.
 MAX_MESSAGE_ID = 100
@@ -227,16 +227,15 @@ class SegmentTarget:
                 messages += notify_messages(mapping.notify, mapping.track, tracks, changed, key)
         return messages
 
-    def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:
-        """Notifications to the team's webhook, everything else to Segment."""
-        reports = {}
+    def deliver(self, resources, payloads: list[dict], deliveries: Deliveries) -> None:
+        """Notifications to the team's webhook, everything else to Segment, whose messageId dedupe makes a resend
+        after a crash harmless (segment.md §4)."""
         calls = [p for p in payloads if p["type"] != "notify"]
         notifications = [p for p in payloads if p["type"] == "notify"]
         if calls:
-            reports[self.system] = getattr(resources, self.system).get_client().send(calls)
+            getattr(resources, self.system).get_client().send(calls, deliveries.report(self.system))
         if notifications:
-            reports["notifier"] = resources.notifier.get_client().send(notifications)
-        return reports
+            resources.notifier.get_client().send(notifications, deliveries.report("notifier"))
 
     def figures(self, resources) -> dict[str, int | float]:
         stats = getattr(resources, self.system).get_client().stats

@@ -25,7 +25,7 @@ from sync_pipelines.lib.entity_sync import Totals
 from sync_pipelines.lib.staging import OutboxMessage
 from sync_pipelines.lib.targets.xero_mapping import ContactMatch, XeroMapping, field_text, json_value, render
 from sync_pipelines.schemas.xero import website_domain
-from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 from sync_pipelines.vendors.retrying import RetryableResponse
 from sync_pipelines.vendors.xero.client import XeroApiError, XeroDailyLimitReached
 
@@ -387,17 +387,27 @@ class XeroTarget:
             notified.append(OutboxMessage(message_id, message.record_id, "notify", message.kind, payload))
         return notified
 
-    def deliver(self, resources, payloads: list[dict]) -> dict[str, DeliveryReport]:
-        """Contacts first (in batches), then their groups, invoices and payments; notifications last, each only
-        once the write it announces has gone."""
-        client, report = getattr(resources, self.system).get_client(), DeliveryReport()
+    def deliver(self, resources, payloads: list[dict], deliveries: Deliveries) -> None:
+        """Contacts first (in batches), then their groups, notes, invoices and payments; notifications last, each
+        only once the write it announces has gone.
+
+        A message in `deliveries.resending` may have reached Xero already: past the Idempotency-Key window (§4.3)
+        Xero would make a second contact, note or invoice, so each is looked for first (a contact by its
+        ContactNumber, a note by its text, an invoice by its Reference); a payment always pays what is due.
+        """
+        client, report = getattr(resources, self.system).get_client(), deliveries.report(self.system)
+        resending = deliveries.resending
         by_type: dict[str, list[dict]] = {}
         for payload in payloads:
             by_type.setdefault(payload["type"], []).append(payload)
-        contacts = by_type.get("contact", [])
+        contacts = [
+            found
+            for payload in by_type.get("contact", [])
+            if (found := _found_again(client, payload, report) if payload["messageId"] in resending else payload)
+        ]
         write_contacts(client, contacts, report)
         written = {p["Contact"]["ContactNumber"]: report.target_ids[p["messageId"]] for p in contacts
-                   if p["messageId"] in report.target_ids}  # fmt: skip
+                   if p["messageId"] in report.target_ids and "ContactNumber" in p["Contact"]}  # fmt: skip
         contact_id = ContactIds(client, written)
         for link in by_type.get("link", []):  # nothing to write: the contact is another record's
             found = _attempt(report, [link["messageId"]], partial(contact_id, link))
@@ -405,21 +415,23 @@ class XeroTarget:
                 report.delivered.append(link["messageId"])
                 report.target_ids[link["messageId"]] = found
         ContactGroups(client, contact_id).apply(by_type.get("group", []), report)
-        for payload in by_type.get("note", []):
-            if _attempt(report, [payload["messageId"]], partial(_add_note, client, contact_id, payload)) is not None:
-                report.delivered.append(payload["messageId"])
-        for kind, write in (("invoice", _raise_invoice), ("payment", _pay_invoice)):
+        writes = (
+            ("note", partial(_add_note, contact_id=contact_id)),
+            ("invoice", _raise_invoice),
+            ("payment", _pay_invoice),
+        )
+        for kind, write in writes:
             for payload in by_type.get(kind, []):
-                if _attempt(report, [payload["messageId"]], partial(write, client, payload)) is not None:
+                again = payload["messageId"] in resending
+                if _attempt(report, [payload["messageId"]], partial(write, client, payload, again)) is not None:
                     report.delivered.append(payload["messageId"])
-        reports = {self.system: report}
         notifications = by_type.get("notify", [])
         if notifications:
             unsent = {m for m, _ in report.failed + report.rejected}
             waiting = [n for n in notifications if n["messageId"].removesuffix(":notify") in unsent]
-            reports["notifier"] = resources.notifier.get_client().send([n for n in notifications if n not in waiting])
-            reports["notifier"].failed += [(n["messageId"], "the write it announces has not gone yet") for n in waiting]
-        return reports
+            told = deliveries.report("notifier")
+            resources.notifier.get_client().send([n for n in notifications if n not in waiting], told)
+            told.failed += [(n["messageId"], "the write it announces has not gone yet") for n in waiting]
 
     def figures(self, resources) -> dict[str, int | float]:
         stats = getattr(resources, self.system).get_client().stats
@@ -518,7 +530,11 @@ T = TypeVar("T")
 
 
 def _attempt(report: DeliveryReport, message_ids: list[str], write: Callable[[], T]) -> T | None:
-    """The write's result, or None with every message's outcome recorded: failed (worth retrying) or rejected."""
+    """The write's result, or None with every message's outcome recorded: failed (worth retrying) or rejected.
+
+    The messages are recorded as in flight before the call, and what earlier calls settled is recorded with them.
+    """
+    report.sending(message_ids)
     try:
         return write()
     except (RetryableResponse, XeroDailyLimitReached, requests.RequestException, WaitingFor, Rejected) as error:
@@ -580,21 +596,53 @@ def _problems(result: dict) -> str | None:
     return None
 
 
-def _add_note(client, contact_id: ContactIds, payload: dict) -> dict:
-    """xero.md §2.7: a History note, under the message's own key, so a replay adds no second one."""
+def _found_again(client, payload: dict, report: DeliveryReport) -> dict | None:
+    """A contact write that may have reached Xero, aimed at the contact it made if it did (None: the lookup
+    failed, and the message's outcome is in the report)."""
+    contact = payload["Contact"]
+    if contact.get("ContactID") or not contact.get("ContactNumber"):
+        return payload  # an update: sending it again sets the same values
+    found = _attempt(report, [payload["messageId"]], partial(_contact_by_number, client, contact["ContactNumber"]))
+    if found is None:
+        return None
+    return {**payload, "Contact": {"ContactID": found, **contact}} if found else payload
+
+
+def _contact_by_number(client, contact_number: str) -> str:
+    """The ContactID of the contact with this ContactNumber, or "" when Xero has none (xero.md §2.5)."""
+    try:
+        (contact,) = client.read(f"Contacts/{contact_number}")
+    except XeroApiError as error:
+        if error.status == 404:
+            return ""
+        raise
+    return contact["ContactID"]
+
+
+def _add_note(client, payload: dict, again: bool, contact_id: ContactIds) -> dict:
+    """xero.md §2.7: a History note, under the message's own key, so a replay adds no second one; sent again
+    past the key's window, it is first looked for among the contact's notes."""
     path = f"Contacts/{contact_id(payload)}/History"
+    if again:
+        notes = client.read(path, key="HistoryRecords")
+        if (note := next((n for n in notes if n.get("Details") == payload["Details"]), None)) is not None:
+            return note
     return _written(
         client.write("PUT", path, [{"Details": payload["Details"]}], payload["messageId"], key="HistoryRecords")
     )
 
 
-def _raise_invoice(client, payload: dict) -> dict:
-    """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice."""
+def _raise_invoice(client, payload: dict, again: bool) -> dict:
+    """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice;
+    sent again past the key's window, the invoice is first looked for by its Reference."""
+    if again and (invoice := _invoice_by_reference(client, payload["Invoice"]["Reference"])) is not None:
+        return invoice
     return _written(client.write("PUT", "Invoices", [payload["Invoice"]], payload["messageId"]))
 
 
-def _pay_invoice(client, payload: dict) -> dict:
-    """Pay what is due on the record's invoice; nothing due (already paid, e.g. a replay) is success."""
+def _pay_invoice(client, payload: dict, again: bool) -> dict:
+    """Pay what is due on the record's invoice; nothing due (already paid, e.g. a replay) is success. It always
+    looks first, so sending it again (`again`) needs nothing more."""
     invoice = _invoice_by_reference(client, payload["reference"])
     if invoice is None:
         raise WaitingFor(f"no invoice with Reference {payload['reference']!r} in Xero yet")

@@ -22,14 +22,18 @@ class NotifierClient:
         self._session = requests.Session()
         self.sent = 0
 
-    def send(self, notifications: list[dict]) -> DeliveryReport:
-        """Each notification is {"messageId", "text", ...}; with no URL configured there is no one to tell."""
-        report = DeliveryReport()
+    def send(self, notifications: list[dict], report: DeliveryReport | None = None) -> DeliveryReport:
+        """Each notification is {"messageId", "text", ...}; with no URL configured there is no one to tell.
+
+        One at a time, each recorded as in flight before it is posted: a crash re-sends at most that one.
+        """
+        report = DeliveryReport() if report is None else report
         for notification in notifications:
             message_id = notification["messageId"]
             if not self._url:
                 report.delivered.append(message_id)
                 continue
+            report.sending([message_id])
             try:
                 retrying(self._max_attempts)(self._post, notification)
             except RetryableResponse as error:
@@ -40,6 +44,7 @@ class NotifierClient:
                 report.failed.append((message_id, str(error)))
             else:
                 report.delivered.append(message_id)
+        report.settle()
         return report
 
     def _post(self, notification: dict) -> None:

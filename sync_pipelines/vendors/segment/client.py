@@ -84,12 +84,13 @@ class SegmentClient:
     def stats(self) -> SendStats:
         return dataclasses.replace(self._stats)
 
-    def send(self, messages: list[dict]) -> DeliveryReport:
-        """Deliver what Segment would keep; report the rest. Never raises for a delivery failure.
+    def send(self, messages: list[dict], report: DeliveryReport | None = None) -> DeliveryReport:
+        """Deliver what Segment would keep; report the rest (into `report` when given). Never raises for a delivery
+        failure.
 
         Messages are sent as given: messageId is never regenerated, so a resend is deduplicated.
         """
-        report = DeliveryReport()
+        report = DeliveryReport() if report is None else report
         batch: list[tuple[str, bytes]] = []
         size = _ENVELOPE_BYTES
         for message in messages:
@@ -107,6 +108,7 @@ class SegmentClient:
             batch.append((message["messageId"], item))
         if batch:
             self._post(batch, report)
+        report.settle()
         return report
 
     def _post(self, batch: list[tuple[str, bytes]], report: DeliveryReport) -> None:
@@ -129,6 +131,7 @@ class SegmentClient:
                 raise requests.HTTPError(f"{response.status_code} {response.reason}: {response.text[:200]}")
 
         message_ids = [message_id for message_id, _ in batch]
+        report.sending(message_ids)
         try:
             retrying(self._max_attempts)(attempt)
         except (RetryableResponse, requests.RequestException) as exc:

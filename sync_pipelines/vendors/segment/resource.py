@@ -15,11 +15,18 @@ class SegmentResource(dg.ConfigurableResource):
     write_key: str
     api_url: str = settings.API_URL
     max_attempts: int = 8  # per batch, with backoff; then its messages go to the dead-letter queue
+    # Smaller batches bound what a crash can leave unsettled (one batch) at the cost of more calls.
+    max_batch_bytes: int = settings.WORKING_BATCH_BYTES
 
     _client: SegmentClient | None = PrivateAttr(default=None)
 
     def get_client(self) -> SegmentClient:
         """One client per resource instance, so a step's figures add up across its batches."""
         if self._client is None:
-            self._client = SegmentClient(api_url=self.api_url, write_key=self.write_key, max_attempts=self.max_attempts)
+            self._client = SegmentClient(
+                api_url=self.api_url,
+                write_key=self.write_key,
+                max_attempts=self.max_attempts,
+                max_batch_bytes=self.max_batch_bytes,
+            )
         return self._client

@@ -9,6 +9,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource, row_versions
 from sync_pipelines.lib.targets.xero import XeroTarget, match_contacts, normalised_name
 from sync_pipelines.lib.targets.xero_mapping import ContactMatch, XeroMapping
+from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines_tests.conftest import xero_resource
 
@@ -18,6 +19,14 @@ MAPPING = XeroMapping(
 )
 TARGET = XeroTarget(MAPPING)
 XERO_CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
+
+
+def _deliver(
+    target: XeroTarget, resources, messages, resending: frozenset[str] = frozenset()
+) -> dict[str, DeliveryReport]:
+    deliveries = Deliveries(resending=resending)
+    target.deliver(resources, [m.payload for m in messages], deliveries)
+    return deliveries.reports
 
 
 def test_names_are_normalised_for_matching_but_keep_their_legal_form():
@@ -64,7 +73,7 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
     assert {m.record_id: m.payload["Contact"].get("ContactID") for m in messages} == {**expected, "001D": None}
 
     resources = SimpleNamespace(xero=xero_resource(sync_env))
-    report = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
+    report = _deliver(TARGET, resources, messages)["xero"]
     assert sorted(report.delivered) == sorted(m.message_id for m in messages) and not report.rejected
     written = {m.record_id: report.target_ids[m.message_id] for m in messages}
     assert {k: v for k, v in written.items() if k in expected} == expected
@@ -99,8 +108,8 @@ def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_en
             conn, name="crm_accounts", source="crm", key="id", changed=rows, previous=pd.DataFrame()
         )
     resources = SimpleNamespace(xero=xero_resource(sync_env))
-    first = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
-    again = TARGET.deliver(resources, [m.payload for m in messages])["xero"]
+    first = _deliver(TARGET, resources, messages)["xero"]
+    again = _deliver(TARGET, resources, messages)["xero"]
     assert first.target_ids == again.target_ids
     assert [c["Name"] for c in admin.get("/xero/contacts")].count("Only Once Ltd") == 1
 
@@ -130,10 +139,10 @@ def test_the_optional_new_lead_rule_raises_one_draft_invoice_to_the_leads_own_co
     resources = SimpleNamespace(
         xero=xero_resource(sync_env), notifier=NotifierResource(url=sync_env["SYNC_PIPELINES_NOTIFY_URL"])
     )
-    reports = target.deliver(resources, [m.payload for m in messages])
+    reports = _deliver(target, resources, messages)
     assert not reports["xero"].failed and not reports["xero"].rejected and len(reports["notifier"].delivered) == 1
     # The invoice replayed (as after a crash before it was marked delivered): Xero answers from its cache.
-    target.deliver(resources, [m.payload for m in messages if m.kind == "invoice"])
+    _deliver(target, resources, [m for m in messages if m.kind == "invoice"])
     (invoice,) = [i for i in admin.get("/xero/invoices") if i.get("Reference") == "00QA"]
     prospect = next(c for c in admin.get("/xero/contacts") if c.get("ContactNumber") == "00QA")
     assert invoice["Status"] == "DRAFT" and invoice["Contact"]["ContactID"] == prospect["ContactID"]
