@@ -97,8 +97,10 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
 # Telemetry off; one Xero extract at a time across processes, so each client's limiter sees the tenant's
 # whole allowance (xero.md §5: 60 calls a minute, 5 in flight, per tenant); a queued run (a webhook's sync
 # among them) is launched within a second rather than the default five; the webhook sensor ticks every few
-# seconds, so its skipped ticks are kept for a day rather than a week; run monitoring marks a run whose process
-# died as failed, so the webhook sensor (which waits for the previous webhook run) is never stuck behind it.
+# seconds, so its skipped ticks are kept for a day rather than a week. A run whose process died (kill -9, out of
+# memory or disk) is marked failed by the code server that launched it within a second; run monitoring then frees
+# the pool slots it held 10 s after that, looking every 5 s, so no later run waits on a dead one's `xero_api` slot
+# for more than about 16 s, and the webhook sensor (which waits for the previous webhook run) is never stuck.
 DAGSTER_YAML = """telemetry:
   enabled: false
 concurrency:
@@ -108,6 +110,8 @@ run_queue:
   dequeue_interval_seconds: 1
 run_monitoring:
   enabled: true
+  poll_interval_seconds: 5
+  free_slots_after_run_end_seconds: 10
 retention:
   sensor:
     purge_after_days:

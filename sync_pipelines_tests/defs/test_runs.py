@@ -1,14 +1,20 @@
 """The code location under Dagster's own executors and instance: how the UI and schedules run it."""
 
+import os
+import subprocess
+import sys
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
+import psutil
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.xero_to_segment import INVOICES, SPECS
 from sync_pipelines.lib.entity_sync import build_entity_sync
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
+from sync_pipelines_tests.webhooks.daemon import FINISHED, WORKSPACE, dagster_daemon, wait_for
 
 # A second entity made by the same factory, so two chains of steps run side by side in separate processes.
 BILLS = next(spec for spec in SPECS if spec.entity == "bills")
@@ -62,3 +68,48 @@ def test_no_token_is_written_or_logged_in_plaintext(admin, run_sync, sync_env, c
         assert not any(secret.encode() in content for secret in secrets), path
     logs = "".join(str(event) for event in result.all_events) + "".join(capfd.readouterr())
     assert not any(secret in logs for secret in secrets)
+
+
+def _launch(env: dict[str, str], job: str) -> None:
+    """Submit a run of `job` to the instance's run queue, as the UI's Launch button does."""
+    launch = [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", job, "-w", str(WORKSPACE)]
+    subprocess.run(launch, env={**os.environ, **env}, cwd=env["DAGSTER_HOME"], check=True, capture_output=True)
+
+
+def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process the code server started for the run (its 'Started process for run' event)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        pid = record.dagster_event.engine_event_data.metadata.get("pid")
+        if pid is not None and "Started process for run" in (record.dagster_event.message or ""):
+            return int(pid.value)
+    return None
+
+
+def test_a_run_killed_while_it_holds_a_pool_slot_does_not_block_the_next_one(admin, sync_env, tmp_path):
+    admin.reset(invoices=20, contacts=5)
+    admin.faults(xero={"latency_ms": 1500})  # the first run's extract holds the xero_api slot for a while
+    with (
+        dagster_daemon(sync_env, tmp_path / "daemon.log"),
+        dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance,
+    ):
+        _launch(sync_env, "xero_webhook_sync")
+
+        def holder() -> str | None:
+            claimed = instance.event_log_storage.get_concurrency_info("xero_api").claimed_slots
+            return claimed[0].run_id if claimed else None
+
+        killed = wait_for(holder, seconds=300, what="a run holding the xero_api slot")
+        worker = psutil.Process(wait_for(partial(_run_worker_pid, instance, killed), 60, "the run's process"))
+        worker.kill()  # the run's one process (the webhook job runs its steps in process)
+        admin.faults(xero={"latency_ms": 0})
+        _launch(sync_env, "xero_webhook_sync")
+
+        def finished_next() -> dg.DagsterRun | None:
+            runs = instance.get_runs(dg.RunsFilter(statuses=list(FINISHED)))
+            return next((r for r in runs if r.run_id != killed), None)
+
+        # Bounded only so a broken build cannot hang CI; the time it takes is the benchmark's to measure.
+        following = wait_for(finished_next, seconds=600, what="the next run to finish")
+        assert following.status == dg.DagsterRunStatus.SUCCESS
+        assert instance.get_run_by_id(killed).status == dg.DagsterRunStatus.FAILURE
+        assert instance.event_log_storage.get_concurrency_info("xero_api").claimed_slots == []
