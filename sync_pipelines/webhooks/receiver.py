@@ -2,7 +2,8 @@
 
 Each vendor's contract (xero.md §6, intercom.md §9): 2xx within 5 s for a correctly signed delivery, 401 for a
 wrong signature, and the work itself done later (here: by the vendor's webhook sensor reading the inbox). A
-vendor differs only in its path, its signature and its event format (`Vendor`).
+vendor differs only in its path, its signature, its event format and the largest body it could send (`Vendor`).
+Anything else a delivery may get is a 5xx, which the vendor retries: 503 when the inbox is locked for too long.
 """
 
 import base64
@@ -25,7 +26,8 @@ from starlette.routing import Route
 from sync_pipelines.lib.serving import BackgroundServer
 from sync_pipelines.vendors.intercom import settings as intercom_settings
 from sync_pipelines.vendors.intercom.client import signature_valid
-from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox
+from sync_pipelines.vendors.xero import settings as xero_settings
+from sync_pipelines.webhooks.inbox import InboxBusy, InboxEvent, WebhookInbox
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class Vendor:
     signed: Callable[[str, bytes, Mapping[str, str]], bool]
     # The raw body's events for the inbox (none for a probe or a ping); ValidationError if not the vendor's format.
     events: Callable[[bytes], list[InboxEvent]]
+    # Larger than the vendor ever sends (its settings say why): refused with 413 before it is read in full.
+    max_body_bytes: int
 
 
 # -- Xero (xero.md §6) ---------------------------------------------------------------------------------------
@@ -87,7 +91,7 @@ def _xero_events(body: bytes) -> list[InboxEvent]:
     ]  # fmt: skip
 
 
-XERO = Vendor("xero", "/xero/webhooks", _xero_signed, _xero_events)
+XERO = Vendor("xero", "/xero/webhooks", _xero_signed, _xero_events, xero_settings.MAX_WEBHOOK_BODY_BYTES)
 
 
 # -- Intercom (intercom.md §9) -------------------------------------------------------------------------------
@@ -140,16 +144,36 @@ def _intercom_events(body: bytes) -> list[InboxEvent]:
     return [event]
 
 
-INTERCOM = Vendor("intercom", "/intercom/webhooks", _intercom_signed, _intercom_events)
+INTERCOM = Vendor(
+    "intercom", "/intercom/webhooks", _intercom_signed, _intercom_events, intercom_settings.MAX_WEBHOOK_BODY_BYTES
+)
 
 
 # -- the receiver ----------------------------------------------------------------------------------------------
 
 
+async def _body_within(request: Request, limit: int) -> bytes | None:
+    """The raw body, or None as soon as it is known to pass `limit` bytes: by its Content-Length, before any of it
+    is read, or (chunked) by the chunk that passes it. Nothing after that chunk is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _route(inbox: WebhookInbox, vendor: Vendor, secret: str) -> Route:
     async def receive(request: Request) -> Response:
+        body = await _body_within(request, vendor.max_body_bytes)
+        if body is None:
+            log.warning(f"{vendor.name} webhook delivery refused: body over {vendor.max_body_bytes} bytes")
+            # Closing the connection stops the server reading the rest, which would otherwise be read and dropped.
+            return Response(status_code=413, headers={"Connection": "close"})
         # Verify the raw bytes before parsing (re-serialising breaks the HMAC), in constant time.
-        body = await request.body()
         if not vendor.signed(secret, body, request.headers):
             # Expected during Xero's Intent to Receive; otherwise a forgery or a secret that differs from the app's.
             log.warning(f"{vendor.name} webhook delivery refused: signature missing or wrong")
@@ -160,9 +184,13 @@ def _route(inbox: WebhookInbox, vendor: Vendor, secret: str) -> Route:
             log.error(f"signed webhook delivery is not in {vendor.name}'s format: {invalid.error_count()} errors")
             return Response(status_code=400)
         if events:
-            # Durable before the 200: an acknowledged event is never lost. A failure here is a 500 and the vendor
+            # Durable before the 200: an acknowledged event is never lost. A failure here is a 5xx and the vendor
             # retries.
-            await run_in_threadpool(inbox.store, events)
+            try:
+                await run_in_threadpool(inbox.store, events)
+            except InboxBusy as busy:
+                log.warning(f"{vendor.name} webhook delivery deferred (503, the vendor retries): {busy}")
+                return Response(status_code=503)
         return Response(status_code=200)
 
     return Route(vendor.path, receive, methods=["POST"])

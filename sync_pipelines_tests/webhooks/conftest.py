@@ -1,12 +1,17 @@
-"""Deliveries shaped and signed the way Xero (xero.md §6) and Intercom (intercom.md §9) send them, and a receiver."""
+"""Deliveries shaped and signed the way Xero (xero.md §6) and Intercom (intercom.md §9) send them, and a receiver;
+bare-socket posts for bodies that promise more than they send, and a flood from many senders at once."""
 
 import json
+import socket
 import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -81,6 +86,65 @@ def post_intercom(url: str, body: bytes, hub_signature: str | None) -> requests.
     if hub_signature is not None:
         headers["X-Hub-Signature"] = hub_signature
     return requests.post(url, data=body, headers=headers, timeout=5)
+
+
+@contextmanager
+def raw_post(url: str, headers: dict[str, str], parts: list[bytes]) -> Iterator[socket.socket]:
+    """A bare socket that has sent a POST's head and then each part as given, maybe far less than the head promises.
+
+    The socket's timeout only keeps a server that waits for more from hanging the test; it measures nothing.
+    """
+    address = urlsplit(url)
+    head = f"POST {address.path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        # The head goes with the first part, so a server that answers early has still read all that was sent
+        # (closing on unread bytes would reset the connection, and the response could be lost).
+        for part in [head.encode() + parts[0], *parts[1:]]:
+            sock.sendall(part)
+        yield sock
+
+
+def response_head(sock: socket.socket) -> bytes:
+    """The response's status line and headers (the receiver's responses have no body)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        received = sock.recv(65536)
+        if not received:
+            break
+        head += received
+    return head
+
+
+def takes_no_more(sock: socket.socket, chunks: int = 256) -> bool:
+    """Whether the server has closed the connection: sending fails within `chunks` more 64 KiB chunks, where a
+    server still reading would take them all (and drop them)."""
+    try:
+        for _ in range(chunks):
+            sock.sendall(b"10000\r\n%s\r\n" % (b" " * 65536))
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return False
+
+
+def chunked(body: bytes, end: bool) -> list[bytes]:
+    """`body` as chunks of 64 KiB, its last byte in a chunk of its own (a server that stops at that byte has read
+    everything sent), then the terminating chunk only if `end`: otherwise the stream never says it is over."""
+    head, size = body[:-1], 65536
+    parts = [b"%x\r\n%s\r\n" % (len(head[i : i + size]), head[i : i + size]) for i in range(0, len(head), size)]
+    return [*parts, b"1\r\n%s\r\n" % body[-1:], *([b"0\r\n\r\n"] if end else [])]
+
+
+def flood(url: str, deliveries: list[tuple[bytes, dict[str, str]]], senders: int = 32) -> list[int]:
+    """Post every (body, headers) from `senders` threads at once, each on its own kept-alive session: the statuses."""
+
+    def send(share: list[tuple[bytes, dict[str, str]]]) -> list[int]:
+        with requests.Session() as session:
+            return [session.post(url, data=body, headers=headers, timeout=60).status_code for body, headers in share]
+
+    with ThreadPoolExecutor(senders) as pool:
+        shares = pool.map(send, [deliveries[i::senders] for i in range(senders)])
+    return [status for share in shares for status in share]
 
 
 def stored_events(inbox_path: Path) -> list[dict]:

@@ -1,6 +1,9 @@
-"""An inbox file written before it held more than Xero's events keeps working: its events, seqs and dedupe."""
+"""An inbox file written before it held more than Xero's events keeps working: its events, seqs and dedupe; and
+stores from many threads at once are each committed, once, before they return."""
 
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox
@@ -92,3 +95,31 @@ def test_pending_is_per_source(tmp_path: Path):
     assert (xero.first_seq, xero.last_seq, xero.events, xero.categories) == (2, 2, 1, {"INVOICE"})
     assert (intercom.first_seq, intercom.last_seq, intercom.events, intercom.categories) == (1, 3, 2, {"contact"})
     assert inbox.pending("intercom", 3) is None
+
+
+def test_stores_from_many_threads_at_once_each_return_with_their_events_committed_once(tmp_path: Path):
+    """The receiver's threads share group commits: each store returns only once its own events are committed."""
+    path = tmp_path / "webhook_inbox.sqlite"
+    inbox = WebhookInbox(path)
+    threads, stores = 64, 10
+    together = threading.Barrier(threads)
+
+    def store(thread: int) -> list[int]:
+        together.wait()
+        counts = []
+        for n in range(stores):
+            notification_id = f"notif_{thread}_{n}"
+            inbox.store([_intercom(notification_id), _intercom(notification_id)])  # a redelivery in the same call
+            with sqlite3.connect(path) as reader:  # another connection: what is committed
+                counts.append(reader.execute("SELECT count(*) FROM webhook_events WHERE event_id = ?",
+                                             [notification_id]).fetchone()[0])  # fmt: skip
+            reader.close()
+        return counts
+
+    with ThreadPoolExecutor(threads) as pool:
+        counts = [count for thread_counts in pool.map(store, range(threads)) for count in thread_counts]
+
+    assert counts == [1] * threads * stores
+    assert sorted(row["event_id"] for row in stored_events(path)) == sorted(
+        f"notif_{t}_{n}" for t in range(threads) for n in range(stores)
+    )

@@ -2,22 +2,28 @@
 stored, each notification id once; pings are acknowledged and dropped."""
 
 import json
+from collections import Counter
 
 import pytest
 import requests
 
 from sync_pipelines.sandbox.intercom.webhooks import signature
-from sync_pipelines.webhooks.receiver import WebhookReceiver, sign
+from sync_pipelines.webhooks.receiver import INTERCOM, WebhookReceiver, sign
 from sync_pipelines_tests.webhooks.conftest import (
     APP_ID,
     INTERCOM_SECRET,
     KEY,
+    chunked,
     deliver,
     delivery_body,
+    flood,
     intercom_notification,
     notify,
     post_intercom,
+    raw_post,
+    response_head,
     stored_events,
+    takes_no_more,
     xero_event,
 )
 
@@ -215,3 +221,51 @@ def test_the_sandboxs_pings_and_wrongly_signed_notifications_store_nothing(admin
         ("ping", [200]),
     ]
     assert stored_events(inbox_path) == []
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json", "X-Hub-Signature": signature(INTERCOM_SECRET, body)}
+
+
+def test_a_notification_as_large_as_the_cap_is_stored(receiver, inbox_path):
+    notification = intercom_notification("contact.user.updated")
+    body = json.dumps(notification).encode()
+    padded = body + b" " * (INTERCOM.max_body_bytes - len(body))  # JSON allows whitespace after the value
+
+    assert notify(receiver.intercom_webhook_url, padded).status_code == 200
+
+    assert [row["event_id"] for row in stored_events(inbox_path)] == [notification["id"]]
+
+
+@pytest.mark.parametrize("declared", [INTERCOM.max_body_bytes + 1, 16 * INTERCOM.max_body_bytes])
+def test_a_body_declared_over_the_cap_is_refused_before_it_is_read(receiver, inbox_path, declared):
+    body = json.dumps(intercom_notification()).encode()
+
+    # Far less is sent than promised: the 413 can only come back if the server did not wait for the rest.
+    with raw_post(receiver.intercom_webhook_url, {**_signed(body), "Content-Length": str(declared)}, [body]) as sock:
+        assert response_head(sock).startswith(b"HTTP/1.1 413 ")
+
+    assert stored_events(inbox_path) == []
+
+
+def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_cap(receiver, inbox_path):
+    body = b" " * (INTERCOM.max_body_bytes + 1)
+    headers = {**_signed(body), "Transfer-Encoding": "chunked"}
+
+    # The stream never ends: the 413 comes from the server stopping at the cap, and it reads nothing after.
+    with raw_post(receiver.intercom_webhook_url, headers, chunked(body, end=False)) as sock:
+        assert response_head(sock).startswith(b"HTTP/1.1 413 ")
+        assert takes_no_more(sock)
+
+    assert stored_events(inbox_path) == []
+
+
+def test_a_flood_of_signed_notifications_is_all_acknowledged_and_each_stored_once(receiver, inbox_path):
+    notifications = [intercom_notification("contact.user.updated") for _ in range(2000)]
+    bodies = [json.dumps(notification).encode() for notification in notifications]
+
+    statuses = flood(receiver.intercom_webhook_url, [(body, _signed(body)) for body in bodies], senders=32)
+
+    assert Counter(statuses) == {200: 2000}
+    stored = sorted(row["event_id"] for row in stored_events(inbox_path))
+    assert stored == sorted(notification["id"] for notification in notifications)

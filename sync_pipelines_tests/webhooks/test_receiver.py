@@ -1,13 +1,28 @@
 """The receiver keeps Xero's contract (xero.md §6): only correctly signed deliveries are stored, each event once."""
 
 import json
+import logging
 import sqlite3
+from collections import Counter
 
 import pytest
 import requests
 
-from sync_pipelines.webhooks.receiver import sign
-from sync_pipelines_tests.webhooks.conftest import KEY, deliver, delivery_body, post, stored_events, xero_event
+from sync_pipelines.webhooks.inbox import WebhookInbox
+from sync_pipelines.webhooks.receiver import XERO, sign
+from sync_pipelines_tests.webhooks.conftest import (
+    KEY,
+    chunked,
+    deliver,
+    delivery_body,
+    flood,
+    post,
+    raw_post,
+    response_head,
+    stored_events,
+    takes_no_more,
+    xero_event,
+)
 
 
 def test_a_signed_delivery_is_stored_then_acknowledged_with_an_empty_200(receiver, inbox_path):
@@ -121,3 +136,79 @@ def test_events_past_the_replay_window_are_dropped_as_new_ones_arrive(receiver, 
     fresh = xero_event("CONTACT", "UPDATE")
     assert deliver(receiver.webhook_url, delivery_body([fresh], first=2)).status_code == 200
     assert [row["resource_id"] for row in stored_events(inbox_path)] == [fresh["resourceId"]]
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json", "x-xero-signature": sign(KEY, body)}
+
+
+def test_a_delivery_as_large_as_the_cap_is_stored(receiver, inbox_path):
+    event = xero_event()
+    body = delivery_body([event])
+    padded = body + b" " * (XERO.max_body_bytes - len(body))  # JSON allows whitespace after the value
+
+    assert deliver(receiver.webhook_url, padded).status_code == 200
+    chunked_headers = {**_signed(padded), "Transfer-Encoding": "chunked"}
+    with raw_post(receiver.webhook_url, chunked_headers, chunked(padded, end=True)) as sock:
+        assert response_head(sock).startswith(b"HTTP/1.1 200 ")
+
+    assert [row["resource_id"] for row in stored_events(inbox_path)] == [event["resourceId"]]
+
+
+@pytest.mark.parametrize("declared", [XERO.max_body_bytes + 1, 64 * XERO.max_body_bytes])
+def test_a_body_declared_over_the_cap_is_refused_before_it_is_read(receiver, inbox_path, declared):
+    body = delivery_body([xero_event()])
+
+    # Far less is sent than promised: the 413 can only come back if the server did not wait for the rest.
+    with raw_post(receiver.webhook_url, {**_signed(body), "Content-Length": str(declared)}, [body]) as sock:
+        assert response_head(sock).startswith(b"HTTP/1.1 413 ")
+
+    assert stored_events(inbox_path) == []
+
+
+def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_cap(receiver, inbox_path):
+    body = b" " * (XERO.max_body_bytes + 1)
+
+    # The stream never ends: the 413 comes from the server stopping at the cap, and it reads nothing after.
+    with raw_post(
+        receiver.webhook_url, {**_signed(body), "Transfer-Encoding": "chunked"}, chunked(body, False)
+    ) as sock:
+        assert response_head(sock).startswith(b"HTTP/1.1 413 ")
+        assert takes_no_more(sock)
+
+    assert stored_events(inbox_path) == []
+
+
+def test_a_flood_of_signed_deliveries_is_all_acknowledged_and_each_event_stored_once(receiver, inbox_path):
+    events = [xero_event() for _ in range(2000)]
+    bodies = [delivery_body([event]) for event in events]
+
+    statuses = flood(receiver.webhook_url, [(body, _signed(body)) for body in bodies], senders=32)
+
+    assert Counter(statuses) == {200: 2000}
+    stored = sorted(row["resource_id"] for row in stored_events(inbox_path))
+    assert stored == sorted(event["resourceId"] for event in events)
+
+
+def test_a_delivery_the_inbox_stays_locked_for_gets_a_503_without_a_traceback(receiver, inbox_path, caplog):
+    """Another process holding the write lock past the timeout: the vendor is told to retry, and nothing is lost."""
+    WebhookInbox(inbox_path).pending("xero", 0)  # the file, in WAL mode
+    event = xero_event()
+    body = delivery_body([event])
+    server_log = logging.getLogger("uvicorn")  # does not propagate: where an unhandled exception's traceback goes
+    server_log.addHandler(caplog.handler)
+    try:
+        with sqlite3.connect(inbox_path, isolation_level=None) as other_process:
+            other_process.execute("BEGIN IMMEDIATE")
+            refused = deliver(receiver.webhook_url, body)
+            other_process.execute("ROLLBACK")
+        other_process.close()
+    finally:
+        server_log.removeHandler(caplog.handler)
+
+    assert refused.status_code == 503
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == []
+    assert any("deferred" in record.getMessage() for record in caplog.records)
+    assert stored_events(inbox_path) == []
+    assert deliver(receiver.webhook_url, body).status_code == 200  # the vendor's retry
+    assert [row["resource_id"] for row in stored_events(inbox_path)] == [event["resourceId"]]

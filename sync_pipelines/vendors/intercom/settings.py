@@ -35,3 +35,6 @@ SCROLL_EXISTS = "scroll_exists"
 # intercom.md §9: X-Hub-Signature is "sha1=" + hex HMAC-SHA1 of the raw body keyed with the app's client secret.
 SIGNATURE_HEADER = "X-Hub-Signature"
 SIGNATURE_PREFIX = "sha1="
+
+# intercom.md §9: data.item is a whole object, no maximum is documented; a conversation's ≤500 parts get 8 KiB each.
+MAX_WEBHOOK_BODY_BYTES = 4 * 1024 * 1024

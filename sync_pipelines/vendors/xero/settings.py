@@ -34,3 +34,6 @@ IF_MODIFIED_SINCE_FORMAT = "%Y-%m-%dT%H:%M:%S"
 # contacts (with their groups and notes), invoices and payments.
 SCOPES = ("offline_access", "accounting.invoices", "accounting.payments", "accounting.banktransactions.read",
           "accounting.contacts")  # fmt: skip
+
+# xero.md §6: events carry IDs only (~330 bytes each), no maximum is documented: 1 MiB is ~3,000, 30 sandbox batches.
+MAX_WEBHOOK_BODY_BYTES = 1024 * 1024
