@@ -80,7 +80,8 @@ def utc_string(ms: int) -> str:
 
 
 def connection_string(ms: int) -> str:
-    """/connections timestamps: no zone, 7 fractional digits (xero.md §1.6)."""
+    """/connections timestamps: no zone, 7 fractional digits (xero.md §1.6), as in xero-identity.yaml's own example,
+    though its schema says format date-time, which wants a zone."""
     moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0"
 

@@ -2,6 +2,11 @@
 
 Like Segment, it answers 200 for everything it accepts for processing and silently drops what it would
 discard later (segment.md §2); the admin API exposes both the accepted and the dropped messages.
+
+That includes a wrong write key: Segment's edge does not validate keys, it answers 200 {"success": true} and the
+messages never reach a source (maintainers in segmentio/analytics-node#59 and segmentio/analytics-ruby#136,
+reproduced with curl in segmentio/analytics-go#205, which also finds an empty key refused with 400). The sandbox
+drops such messages with reason "invalid_write_key".
 """
 
 import base64
@@ -90,8 +95,9 @@ class SegmentSandbox:
             return _error(400, "invalid_json", "Invalid JSON")
         if not isinstance(body, dict):
             return _error(400, "invalid_request", "Body must be a JSON object")
-        if self._write_key(request, body) != self.runtime.settings.write_key:
-            return _error(401, "unauthorized", "Invalid write key")
+        write_key = self._write_key(request, body)
+        if not write_key:
+            return _error(400, "invalid_request", "A write key is required")
         if batch:
             items = body.get("batch")
             if not isinstance(items, list):
@@ -101,17 +107,20 @@ class SegmentSandbox:
             items = [_merge_batch_defaults(item, body) for item in items]
         else:
             items = [{**{k: v for k, v in body.items() if k != "writeKey"}, "type": call}]
-        self._record(items)
+        self._record(items, write_key == self.runtime.settings.write_key)
         return JSONResponse({"success": True})
 
-    def _record(self, items: list[Any]) -> None:
+    def _record(self, items: list[Any], known_key: bool) -> None:
         """Accept or silently drop each message; dedupe is on messageId only (segment.md §4)."""
         store = self.runtime.store
         received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with store.transaction() as conn:
-            if len(items) > MAX_BATCH_ITEMS:
+            batch_reason = None if known_key else "invalid_write_key"
+            if batch_reason is None and len(items) > MAX_BATCH_ITEMS:
+                batch_reason = "batch_too_large"
+            if batch_reason is not None:
                 for item in items:
-                    store.drop_message(conn, item, "batch_too_large")
+                    store.drop_message(conn, item, batch_reason)
                 return
             for item in items:
                 reason = drop_reason(item)

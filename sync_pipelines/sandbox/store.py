@@ -8,6 +8,7 @@ carry the filter/order values so `where`, If-Modified-Since and paging run on in
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ COLLECTIONS: dict[str, tuple[str, str, str | None, str, tuple[str, str]]] = {
     "BankTransactions": ("bank_transactions", "BankTransactionID", "Type", "Status", ("Contact", "ContactID")),
     "Payments": ("payments", "PaymentID", "PaymentType", "Status", ("Invoice", "InvoiceID")),
 }
+_SQLITE_INT = (-(2**63), 2**63 - 1)
 _LABEL_FIELD = {
     "Invoices": "InvoiceNumber",
     "Contacts": "Name",
@@ -69,7 +71,14 @@ CREATE INDEX IF NOT EXISTS contact_group_members_contact ON contact_group_member
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, record_id TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS history_record ON history (collection, record_id, seq);
+CREATE TABLE IF NOT EXISTS created_by_app (
+    collection TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (collection, record_id));
 """
+
+
+def _casefold(value: Any) -> Any:
+    """SQL casefold(): Unicode case-insensitive matching, which SQLite's lower() does only for ASCII."""
+    return value.casefold() if isinstance(value, str) else value
 
 
 def dumps(value: Any) -> str:
@@ -103,6 +112,7 @@ class Store:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.create_function("casefold", 1, _casefold, deterministic=True)
         script = _SCHEMA + "".join(_RECORD_TABLE.format(table=spec[0]) for spec in COLLECTIONS.values())
         self._conn.executescript(script)
 
@@ -159,6 +169,7 @@ class Store:
                 "contact_groups",
                 "contact_group_members",
                 "history",
+                "created_by_app",
             ):
                 conn.execute(f"DELETE FROM {table}")
             for collection, (table, *_) in COLLECTIONS.items():
@@ -183,6 +194,33 @@ class Store:
         table, id_field, *_ = COLLECTIONS[collection]
         row = self._row(collection, row_id or body[id_field], body, None)
         conn.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def add_raw(self, collection: str, bodies: list[str], now_ms: int) -> list[str]:
+        """Store records exactly as given, JSON object text with any junk in it (NaN, wrong types, 200 kB strings,
+        escapes of control characters), for the API to serve verbatim; returns their row ids.
+
+        Each gets a row id of its own, so its own ID field may be missing, junk or another record's. It is indexed
+        by the text and date values it holds (junk indexes as NULL), found again by If-Modified-Since at its
+        UpdatedDateUTC (else now), and marked malformed "raw" so admin helpers that edit records leave it alone.
+        """
+        rows = []
+        for text in bodies:
+            record = json.loads(text)
+            if not isinstance(record, dict) or not record:
+                raise ValueError(f"a raw record is a non-empty JSON object, not {text[:80]!r}")
+            index = [v if isinstance(v, str) or (isinstance(v, int) and _SQLITE_INT[0] <= v <= _SQLITE_INT[1])
+                     else None for v in index_columns(collection, record)]  # fmt: skip
+            updated = record.get("UpdatedDateUTC")
+            try:
+                updated_ms = parse_net(updated) if isinstance(updated, str) else now_ms
+            except ValueError:
+                updated_ms = now_ms
+            if not _SQLITE_INT[0] <= updated_ms <= _SQLITE_INT[1]:
+                updated_ms = now_ms
+            rows.append((str(uuid.uuid4()), updated_ms, *index, "raw", text))
+        with self.transaction() as conn:
+            conn.executemany(f"INSERT INTO {COLLECTIONS[collection][0]} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return [row[0] for row in rows]
 
     def get(self, collection: str, record_id: str, conn: sqlite3.Connection | None = None) -> dict | None:
         table = COLLECTIONS[collection][0]
@@ -215,6 +253,10 @@ class Store:
     def count(self, collection: str, where: str = "1", params: Iterable[Any] = ()) -> int:
         table = COLLECTIONS[collection][0]
         return self._query(f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0]
+
+    def mark_created_by_app(self, conn: sqlite3.Connection, collection: str, record_id: str) -> None:
+        """Remember a record the app created through the API (what createdByMyApp=true lists)."""
+        conn.execute("INSERT OR IGNORE INTO created_by_app VALUES (?, ?)", (collection, record_id))
 
     # -- contact groups and history (xero.md §2.6, §2.7) ----------------------------------------
 

@@ -51,8 +51,33 @@ _COLLECTION_NAMES = {name.lower(): name for name in (*COLLECTIONS, GROUPS)}
 _SUMMARY_DROPS = {
     "Invoices": ("LineItems", "Payments", "CreditNotes", "Prepayments", "Overpayments"),
     "Contacts": ("Addresses", "Phones", "Balances", "ContactGroups", "ContactPersons", "IsCustomer", "IsSupplier"),
-    "BankTransactions": ("LineItems",),
+    # Only invoices and contacts have a summary form (xero.md §3.1); a bank transaction always carries the
+    # LineItems the spec requires of it.
+    "BankTransactions": (),
     "Payments": (),
+}
+# The query parameters each list GET accepts: the spec's for that operation that the sandbox applies (xero.md §3.3;
+# unitdp is not). Xero ignores a parameter it does not know; the sandbox refuses any other with Xero's
+# QueryParseException, so a client relying on a filter that is not applied fails here rather than in production.
+_PAGED = ("where", "order", "page", "pageSize")
+LIST_PARAMETERS = {
+    # includeArchived changes nothing on invoices: none is ever ARCHIVED (the spec's status enum has no such value).
+    "Invoices": frozenset(
+        _PAGED
+        + ("IDs", "InvoiceNumbers", "ContactIDs", "Statuses", "includeArchived", "createdByMyApp", "summaryOnly")
+        + ("searchTerm",)
+    ),
+    "Contacts": frozenset(_PAGED + ("IDs", "includeArchived", "summaryOnly", "searchTerm")),
+    "BankTransactions": frozenset(_PAGED),
+    "Payments": frozenset(_PAGED),
+    GROUPS: frozenset(),
+}
+WRITE_PARAMETERS = frozenset(("summarizeErrors",))  # every write honours it (xero.md §4.2)
+CONTACT_SEARCH_FIELDS = ("FirstName", "LastName", "ContactNumber", "EmailAddress")
+# searchTerm is a case-insensitive substring search over these fields (spec getInvoices, getContacts).
+SEARCH_COLUMNS = {
+    "Invoices": ("label", "json_extract(body, '$.Reference')"),
+    "Contacts": ("label", *(f"json_extract(body, '$.{field}')" for field in CONTACT_SEARCH_FIELDS)),
 }
 _ENTITY_FLAG = {
     "Invoices": "HasErrors",
@@ -386,8 +411,13 @@ class XeroSandbox:
 
     # -- Accounting API gate ------------------------------------------------------------------
 
-    async def _gate(self, request: Request, handler: Callable[[dict], Response]) -> Response:
-        """Accept, auth, tenant, rate limits, then idempotency, in that order (xero.md §2.1, §1.9, §1.7, §5, §4.3)."""
+    async def _gate(
+        self, request: Request, handler: Callable[[dict], Response], accepted: frozenset[str] | None = None
+    ) -> Response:
+        """Accept, auth, tenant, rate limits, query parameters, then idempotency (xero.md §2.1, §1.9, §1.7, §5, §4.3).
+
+        `accepted` names the query parameters the call may carry; by default writes take summarizeErrors, reads none.
+        """
         if "application/json" not in request.headers.get("accept", ""):
             # Xero would answer in XML, its default (xero.md §2.1); the sandbox speaks only JSON, so a
             # client that forgets the header fails loudly with 406 instead of parsing XML by accident.
@@ -409,8 +439,17 @@ class XeroSandbox:
                 429,
                 headers={**headers, "Retry-After": str(retry), "X-Rate-Limit-Problem": problem_name},
             )
+        if accepted is None:
+            accepted = WRITE_PARAMETERS if request.method in ("PUT", "POST") else frozenset()
+        unsupported = sorted(set(request.query_params) - accepted)
         key = request.headers.get("idempotency-key")
-        if key is not None and request.method in ("POST", "PUT"):
+        if unsupported:
+            response = api_error(
+                16,
+                "QueryParseException",
+                f"The sandbox does not apply the query parameter(s) {', '.join(unsupported)} here",
+            )
+        elif key is not None and request.method in ("POST", "PUT"):
             response = await self._idempotent(request, key, token["client_id"], lambda: handler(token))
         else:
             response = handler(token)
@@ -456,8 +495,8 @@ class XeroSandbox:
         if name is None or (name == GROUPS and request.method == "POST"):
             return PlainTextResponse(NOT_FOUND, 404)
         if request.method == "GET":
-            read = self._list_groups if name == GROUPS else self._list
-            return await self._gate(request, lambda token: read(request, name))
+            read = self._list_groups if name == GROUPS else lambda: self._list(request, name)
+            return await self._gate(request, lambda token: read(), LIST_PARAMETERS[name])
         body, write = await request.body(), self._writer(request, name, None)
         return await self._gate(request, lambda token: self._write(request, name, body, write))
 
@@ -567,6 +606,14 @@ class XeroSandbox:
                 sql, values = where_sql(name, query["where"])
                 conditions.append(sql)
                 params.extend(values)
+            search = query.get("searchTerm", "").strip()
+            if search:
+                columns = SEARCH_COLUMNS[name]
+                conditions.append(" OR ".join(f"instr(casefold({column}), ?) > 0" for column in columns))
+                params.extend([search.casefold()] * len(columns))
+            if _bool_param(query, "createdByMyApp"):
+                conditions.append("id IN (SELECT record_id FROM created_by_app WHERE collection = ?)")
+                params.append(name)
             order = order_sql(name, query.get("order"))
             page = _int_param(query, "page")
             page_size = min(1000, max(1, _int_param(query, "pageSize") or 100))
@@ -605,11 +652,9 @@ class XeroSandbox:
         }
         return self._collection_response(name, [body for body, _ in rows], pagination, summary=summary)
 
-    def _list_groups(self, request: Request, name: str) -> Response:
-        """ACTIVE groups, not paged, in creation order; no If-Modified-Since (xero.md §2.6, §3.1, §3.2)."""
-        if request.query_params.get("where") or request.query_params.get("order"):
-            # Refused rather than ignored, like every filter the sandbox cannot apply (see where.py).
-            return api_error(16, "QueryParseException", "The sandbox does not filter or order ContactGroups")
+    def _list_groups(self) -> Response:
+        """ACTIVE groups, not paged, in creation order; no If-Modified-Since, where or order (xero.md §2.6, §3.1,
+        §3.2): the gate refuses those parameters rather than ignoring them."""
         return _json_response(envelope(ContactGroups=[group_summary(group) for group in self.store.contact_groups()]))
 
     def _collection_response(self, name: str, bodies: list[str], pagination: dict | None, summary: bool) -> Response:
@@ -712,7 +757,11 @@ class XeroSandbox:
             "Contacts": ledger.write_contact,
             "BankTransactions": ledger.write_bank_transaction,
         }[name]
-        return write(conn, element, now, create_only=create_only, target_id=record_id)
+        saved = write(conn, element, now, create_only=create_only, target_id=record_id)
+        if name == "Invoices" and not (record_id or element.get("InvoiceID")):
+            # What createdByMyApp=true lists: invoices created through this API, not seeded or made by a user.
+            self.store.mark_created_by_app(conn, name, saved["InvoiceID"])
+        return saved
 
 
 def _int_param(query: Any, name: str) -> int | None:
@@ -723,6 +772,14 @@ def _int_param(query: Any, name: str) -> int | None:
         return int(value)
     except ValueError as exc:
         raise QueryError(f"{name} must be an integer") from exc
+
+
+def _bool_param(query: Any, name: str) -> bool:
+    """A true/false parameter (any case); absent is false, anything else a QueryParseException."""
+    value = query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise QueryError(f"{name} must be true or false")
+    return value == "true"
 
 
 def _elements(raw: bytes, name: str) -> list[dict]:

@@ -14,9 +14,27 @@ def _post(sandbox, path: str, body, auth=WRITE_KEY, **kwargs) -> requests.Respon
 def test_auth_by_basic_or_body_write_key(sandbox, admin):
     assert _post(sandbox, "track", {"userId": "u1", "event": "A"}).json() == {"success": True}
     assert _post(sandbox, "identify", {"userId": "u1", "writeKey": WRITE_KEY[0]}, auth=None).status_code == 200
-    assert _post(sandbox, "track", {"userId": "u1", "event": "A"}, auth=None).status_code == 401
-    assert _post(sandbox, "track", {"userId": "u1", "event": "A"}, auth=("wrong", "")).status_code == 401
+    missing = _post(sandbox, "track", {"userId": "u1", "event": "A"}, auth=None)
+    assert missing.status_code == 400 and missing.json()["code"] == "invalid_request"
     assert [m["type"] for m in admin.call("GET", "/segment/messages")] == ["track", "identify"]
+
+
+def test_a_wrong_write_key_is_answered_200_and_its_messages_dropped(sandbox, admin):
+    """Segment's edge does not check keys: 200 {"success": true}, and nothing reaches the source (segment.py)."""
+    single = _post(sandbox, "track", {"userId": "u1", "event": "A", "messageId": "m1"}, auth=("wrong", ""))
+    in_body = _post(sandbox, "identify", {"userId": "u1", "messageId": "m2", "writeKey": "wrong"}, auth=None)
+    item = {"type": "track", "userId": "u", "event": "E", "messageId": "m3"}
+    batch = _post(sandbox, "batch", {"batch": [item]}, auth=("wrong", ""))
+
+    assert [r.status_code for r in (single, in_body, batch)] == [200, 200, 200]
+    assert single.json() == {"success": True}
+    assert admin.segment_messages() == []
+    dropped = admin.call("GET", "/segment/dropped")
+    assert [(d["message"]["messageId"], d["reason"]) for d in dropped] == [
+        ("m1", "invalid_write_key"),
+        ("m2", "invalid_write_key"),
+        ("m3", "invalid_write_key"),
+    ]
 
 
 def test_invalid_json_and_payload_limits_are_400(sandbox):

@@ -254,7 +254,9 @@ class Api:
         return json_response(await self.read(lambda conn: self._live_contact(conn, contact_id)))
 
     def _live_contact(self, conn: Any, contact_id: str) -> dict[str, Any]:
-        """A contact that is not archived (archived contacts are out of reach until unarchived)."""
+        """A contact that is not archived (archived contacts are out of reach until unarchived). An unknown one is
+        404 not_found "User Not Found", which the 2.16 description's text promises for GET /contacts/{id} and its
+        examples show for every /contacts/{id}/... path, though this operation does not declare it (DEVIATIONS.md)."""
         row = self.writer.contact_row(conn, contact_id)
         if row["archived"]:
             raise not_found("User Not Found")
@@ -388,7 +390,9 @@ class Api:
     def _company_list(
         self, conn: Any, rows: list[dict[str, Any]], total: int, page: int, size: int, request: Request
     ) -> dict[str, Any]:
-        """A page-number list (intercom.md §4 pattern 2); `next` is the next page's URL, null on the last."""
+        """A page-number list (intercom.md §4 pattern 2); `next` is the next page's URL, null on the last, as the
+        real API answers (PostHog/posthog#62131; the description's own examples show null) where the 2.16
+        description's schema says a cursor object (DEVIATIONS.md)."""
         total_pages = math.ceil(total / size)
         next_url = None
         if page < total_pages:

@@ -385,7 +385,7 @@ class _Generator:
                 "type": starter["role"],
                 "id": starter["id"],
                 "name": starter["data"]["name"],
-                "email": starter["data"]["email"],
+                "email": starter["data"]["email"] or "",  # as records.py Writer._author renders it
             }
             admin_author = {"type": "admin", "id": admin["id"], "name": admin["name"], "email": admin["email"]}
             at = created
@@ -492,7 +492,9 @@ def part_json(
 def statistics(
     created: int, last_contact_reply: int | None, last_admin_reply: int | None, closed: int | None, parts: int
 ) -> dict[str, Any]:
-    """The conversation_statistics the sandbox keeps current (intercom.md §8)."""
+    """The conversation_statistics the sandbox keeps current (intercom.md §8). What has not happened yet is null
+    (first_close_at of a conversation never closed), as the real API answers; the 2.16 description types these
+    as non-null integers (DEVIATIONS.md)."""
     return {
         "type": "conversation_statistics",
         "time_to_admin_reply": (last_admin_reply - created) if last_admin_reply else None,
