@@ -9,6 +9,7 @@ from pathlib import Path
 from unittest.mock import patch
 
 import duckdb
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -19,6 +20,10 @@ from sync_pipelines_tests.conftest import SandboxAdmin
 from sync_pipelines_tests.webhooks.conftest import stored_events
 
 
+# The demo keeps to the sandbox's real Xero limit (60 calls a minute), so it mostly waits for minute windows: about
+# 220 s on an idle 2-core machine, 270 s with two busy loops beside it, where a window missed costs a whole
+# minute more. Over 3x that, as a bound for a hung run only (the suite's 300 s would be a speed claim).
+@pytest.mark.timeout(900)
 def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempotently(tmp_path):
     data_dir = tmp_path / "data"
     with patch.dict(os.environ):  # the demo exports its sandbox environment; keep it out of other tests

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 
+import pytest
 import requests
 
 from sync_pipelines_tests.vendors.intercom.conftest import TOKEN, flatten, sandbox_calls, searchable_contacts
@@ -22,12 +24,33 @@ def await_late_in_a_window(left: float = 2.0) -> None:
         time.sleep(0.05)
 
 
-def test_ten_thousand_contacts_in_the_minimum_calls_without_meeting_a_429(admin, intercom):
+def sandbox_window_counts(sandbox, monkeypatch: pytest.MonkeyPatch) -> tuple[Counter, Counter]:
+    """The sandbox's own tally from here on: (calls that reached its limiter, calls it refused with a 429), each by
+    10-second window (keyed by the window's X-RateLimit-Reset)."""
+    limiter = sandbox.runtime.intercom.limiter
+    take = limiter.take
+    arrived, refused = Counter(), Counter()
+
+    def counted() -> tuple[bool, dict[str, str]]:
+        allowed, headers = take()
+        window = int(headers["X-RateLimit-Reset"])
+        arrived[window] += 1
+        if not allowed:
+            refused[window] += 1
+        return allowed, headers
+
+    monkeypatch.setattr(limiter, "take", counted)
+    return arrived, refused
+
+
+def test_ten_thousand_contacts_in_the_minimum_calls_without_meeting_a_429(admin, intercom, sandbox, monkeypatch):
     admin.intercom_reset(contacts=10_000)
     expected = sorted(c["id"] for c in searchable_contacts(admin))
-    # 67 calls against 30 per 10-second window: the client must wait for two window resets.
+    # 67 calls against 30 per 10-second window: more than one window allows, so the budget binds on any machine.
+    # (How often the client had to wait for a reset depends on the machine's speed, so that is not the claim.)
     admin.intercom_settings(window_limit=30)
     admin.reset_stats()
+    arrived, refused = sandbox_window_counts(sandbox, monkeypatch)
     client = intercom()
 
     pages = list(client.search_contacts_since(None))
@@ -36,7 +59,10 @@ def test_ten_thousand_contacts_in_the_minimum_calls_without_meeting_a_429(admin,
     minimum = math.ceil(10_000 / 150)
     assert client.stats.calls == sandbox_calls(admin, SEARCH) <= 1.05 * minimum
     assert client.stats.rate_limited == 0 and client.stats.retries == 0
-    assert client.stats.throttled_waits >= 2
+    # As the sandbox counted: no window was sent more calls than it allows, so none was refused.
+    assert sum(arrived.values()) == client.stats.calls
+    assert max(arrived.values()) <= 30
+    assert not refused
 
 
 def test_a_window_spent_by_another_caller_costs_one_429_and_a_wait_for_its_reset(admin, intercom, sandbox):
