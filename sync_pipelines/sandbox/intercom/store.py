@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sync_pipelines.sandbox.intercom.ids import hex_id
 from sync_pipelines.sandbox.store import Store, dumps
 
 _TABLES = """
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS ic_links (
     contact_id TEXT NOT NULL, company_id TEXT NOT NULL, created_at INTEGER NOT NULL,
     PRIMARY KEY (contact_id, company_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS ic_links_company ON ic_links (company_id);
+CREATE TABLE IF NOT EXISTS ic_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ic_webhook_queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, notification_id TEXT NOT NULL, topic TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ic_webhook_deliveries (
@@ -68,6 +70,7 @@ RECORD_TABLES = (
     "ic_members",
     "ic_links",
     "ic_counters",
+    "ic_raw",
     "ic_webhook_queue",
     "ic_webhook_deliveries",
 )
@@ -180,6 +183,34 @@ class IntercomStore:
                     ([dumps(row[c]) if c == "data" else row[c] for c in columns] for row in rows),
                 )
             conn.executemany("INSERT INTO ic_counters (name, last) VALUES (?, ?)", counters.items())
+
+    # -- raw contacts: what a broken or hostile workspace would serve ---------------------------
+
+    def add_raw_contacts(self, bodies: list[str], now: int) -> list[str]:
+        """Each JSON object text as a contact the API serves in place of a placeholder contact of its own, so its
+        id may be junk or another contact's; the placeholder sorts at the body's updated_at (else `now`), as the
+        client's cursor will read it. Returns the placeholder ids."""
+        records = [json.loads(text) for text in bodies]
+        if not all(isinstance(record, dict) for record in records):
+            raise ValueError("a raw contact is a JSON object")
+        placeholders = []
+        with self.transaction() as conn:
+            for record, text in zip(records, bodies, strict=True):
+                stamp = record.get("updated_at")
+                updated = stamp if type(stamp) is int and 0 <= stamp < 2**32 else now
+                contact_id = hex_id("contact", now, self.next_number(conn, "contact", 1))
+                row = {"id": contact_id, "role": "user", "created_at": now, "updated_at": updated, "archived": 0,
+                       "data": {}}  # fmt: skip
+                self.insert(conn, "ic_contacts", row)
+                conn.execute("INSERT INTO ic_raw (id, body) VALUES (?, ?)", (contact_id, text))
+                placeholders.append(contact_id)
+        return placeholders
+
+    @staticmethod
+    def raw_bodies(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Any]:
+        """The raw records served in place of these placeholder ids, parsed."""
+        rows = conn.execute(f"SELECT id, body FROM ic_raw WHERE id IN ({', '.join('?' * len(ids))})", ids)
+        return {record_id: json.loads(body) for record_id, body in rows}
 
     # -- webhooks (intercom.md §9) ------------------------------------------------------------
 
