@@ -22,7 +22,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_entity
 from sync_pipelines.lib.staging import OutboxMessage, StagingResource, row_versions
-from sync_pipelines.lib.validation import split_valid
+from sync_pipelines.lib.validation import message_refusal, rejected_rows, split_valid
 from sync_pipelines.vendors.delivery import Deliveries
 
 # Rows turned into a dataframe at a time: bounds memory on a 100,000-record backfill.
@@ -197,13 +197,15 @@ def stage_batch(
 ) -> BatchOutcome:
     """Validate landed records, quarantine the failures, stage the changes and queue their messages.
 
+    Whatever a record holds, it ends staged or quarantined with a reason: one its flatten cannot read, one that
+    fails the contract and one calling for a message its target would refuse are quarantined; the rest go on.
     Runs inside the caller's transaction, so the state, the outbox and the cursor move together.
     """
-    frame = pd.DataFrame([spec.flatten(json.loads(p)) for p in landed["payload"]], index=landed["seq"])
-    # Overlap re-reads and several versions in one batch: the latest landed version wins.
-    has_key = frame[spec.key].notna()
-    frame = pd.concat([frame[has_key].drop_duplicates(spec.key, keep="last"), frame[~has_key]])
+    frame, unreadable = _flatten_each(spec, landed)
     valid, rejected = split_valid(frame, spec.contract)
+    # Overlap re-reads and several versions in one batch: the latest valid version wins, judged after validation
+    # so that a broken later version neither hides an earlier good one nor escapes quarantine itself.
+    valid = valid.drop_duplicates(spec.key, keep="last")
     valid = valid.assign(content_hash=row_versions(valid))
     previous = staging.current_state(conn, spec.table, spec.key, valid[spec.key].tolist())
     if not previous.empty:
@@ -217,16 +219,76 @@ def stage_batch(
         if spec.target
         else []
     )
+    valid, messages, refused = _refuse_what_the_target_would(spec, valid, messages)
     staging.upsert_state(conn, spec.table, spec.key, valid.assign(staged_at=staging.utcnow()))
+    rejected = pd.concat([unreadable, rejected, refused])
+    # The id as landed (text, or NULL): what reconciliation counts the source's records by.
+    landed_ids = dict(zip(landed["seq"], landed["record_id"], strict=True))
     staging.quarantine_rows(
         conn, source=spec.source.system, entity=spec.entity, run_id=run_id,
-        rows=rejected.assign(record_id=frame.loc[rejected.index, spec.key], landing_seq=rejected.index),
+        rows=rejected.assign(record_id=[landed_ids[seq] for seq in rejected.index], landing_seq=rejected.index),
     )  # fmt: skip
     # A batch that mostly fails its contract says the source changed shape: hold even its good rows for a person.
-    held = len(rejected) > spec.quarantine_threshold * len(frame)
+    held = len(rejected) > spec.quarantine_threshold * len(landed)
     enqueued = staging.enqueue(conn, flow=spec.flow, entity=spec.entity, messages=messages, run_id=run_id, held=held)
     failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
-    return BatchOutcome(len(frame), len(valid), len(rejected), enqueued, failing_fields)
+    return BatchOutcome(len(landed), len(valid), len(rejected), enqueued, failing_fields)
+
+
+def _flatten_each(spec: EntitySyncSpec, landed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract rows by landing sequence, and the records a flatten could not read (a list where an object
+    belongs, ...), quarantined with its error as the reason instead of failing the batch.
+
+    The rows keep Python values (dtype object), so the contract tells a missing value (None) from NaN.
+    """
+    rows: dict[int, dict] = {}
+    reasons: dict[int, list[str]] = {}
+    unreadable: dict[int, object] = {}
+    for seq, payload in zip(landed["seq"], landed["payload"], strict=True):
+        record = json.loads(payload)
+        try:
+            rows[seq] = spec.flatten(record)
+        except Exception as error:  # no record, whatever it holds, may stop the others
+            reasons[seq], unreadable[seq] = [f"record: {type(error).__name__}: {error}"], record
+    columns = None if rows else list(spec.contract.to_schema().columns)
+    frame = pd.DataFrame(list(rows.values()), index=pd.Index(list(rows), dtype="int64"), columns=columns, dtype=object)
+    return frame, rejected_rows(reasons, unreadable)
+
+
+def _refuse_what_the_target_would(
+    spec: EntitySyncSpec, valid: pd.DataFrame, messages: list[OutboxMessage]
+) -> tuple[pd.DataFrame, list[OutboxMessage], pd.DataFrame]:
+    """(rows to stage, messages to queue, rows to quarantine): a record whose message the target would refuse
+    (not strict JSON, over the target's `max_message_bytes`, a field over its `field_lengths`) is quarantined now
+    rather than dead-lettered later, and none of its messages go.
+
+    A message names its record, or another one the changed rows name (an invoice's customer, identified): then
+    the rows naming it are the ones refused. A refused message naming no changed row is left to the target's
+    delivery, where it is dead-lettered with the target's own reason.
+    """
+    limits = {"max_bytes": getattr(spec.target, "max_message_bytes", None),
+              "field_lengths": getattr(spec.target, "field_lengths", None)}  # fmt: skip
+    refusals = [(m, why) for m in messages if (why := message_refusal(m.payload, **limits)) is not None]
+    if not refusals:
+        return valid, messages, rejected_rows({}, {})
+    row_of = dict(zip(valid[spec.key], valid.index, strict=True))
+    as_text = valid.drop(columns="content_hash").astype(str)
+
+    def rows_naming(record_id: str | None) -> list[int]:
+        if record_id in row_of:
+            return [row_of[record_id]]
+        return [] if record_id is None else list(as_text.index[(as_text == record_id).any(axis=1)])
+
+    reasons: dict[int, list[str]] = {}
+    dropped: set[str] = set()
+    for message, why in refusals:
+        for index in rows_naming(message.record_id):
+            reasons.setdefault(index, []).append(f"{why} ({message.kind} {message.message_id})")
+            dropped.add(message.message_id)
+    refused_ids = {valid.at[index, spec.key] for index in reasons}
+    kept = [m for m in messages if m.message_id not in dropped and m.record_id not in refused_ids]
+    refused = valid.loc[list(reasons)].drop(columns="content_hash")
+    return valid.drop(index=list(reasons)), kept, rejected_rows(reasons, refused.to_dict("index"))
 
 
 def _drop_stale(

@@ -19,7 +19,7 @@ class Reconciliation:
     entity: str
     in_source: int  # distinct records the source returned
     staged: int  # records in current state
-    quarantined: int  # records whose latest version failed the contract
+    quarantined: int  # records with no valid version staged: every version failed the contract or its target
     changes: int  # messages the staged changes called for
     delivered: int
     dead_lettered: int
@@ -44,17 +44,22 @@ class Reconciliation:
 def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, run_id: str | None) -> Reconciliation:
     """Count every stage of one entity, compare delivered totals per currency, and record the result."""
     params = [spec.flow, spec.entity]
+    # A record is its id; a record landed without one is its payload. Counted apart, so that no id (a bad one may
+    # be any text) can pass for a payload hash or a landing sequence and two records count as one.
     (in_source,) = conn.execute(
-        """SELECT count(DISTINCT coalesce(record_id, payload_hash)) FROM raw_landing
-           WHERE source = ? AND entity = ?""",
+        """SELECT count(DISTINCT record_id) + count(DISTINCT payload_hash) FILTER (record_id IS NULL)
+           FROM raw_landing WHERE source = ? AND entity = ?""",
         [spec.source.system, spec.entity],
     ).fetchone()
     staged_exists = staging.table_exists(conn, spec.table)
     staged = conn.execute(f'SELECT count(*) FROM "{spec.table}"').fetchone()[0] if staged_exists else 0
     staged_ids = f'SELECT "{spec.key}" FROM "{spec.table}"' if staged_exists else "SELECT NULL WHERE false"
+    # Every version of a record that failed is in quarantine; the record counts there once, unless a valid
+    # version of it is staged.
     (quarantined,) = conn.execute(
-        f"""SELECT count(DISTINCT coalesce(record_id, CAST(landing_seq AS VARCHAR))) FROM quarantine
-            WHERE source = ? AND entity = ? AND (record_id IS NULL OR record_id NOT IN ({staged_ids}))""",
+        f"""SELECT count(DISTINCT record_id) FILTER (record_id NOT IN ({staged_ids}))
+                   + count(DISTINCT landing_seq) FILTER (record_id IS NULL)
+            FROM quarantine WHERE source = ? AND entity = ?""",
         [spec.source.system, spec.entity],
     ).fetchone()
     changes, delivered, dead, pending = conn.execute(

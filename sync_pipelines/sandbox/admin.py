@@ -28,8 +28,8 @@ from sync_pipelines.sandbox.store import dumps
 from sync_pipelines.sandbox.webhooks import check_url
 
 _WEBHOOK_OPTIONS = {"url", "key", "attempts", "backoff_seconds"}
-# Admin path segment -> the API collection whose records keep a history (xero.md §2.7).
-_HISTORY_KINDS = {
+# Admin path segment -> the API collection: records that keep a history (xero.md §2.7), or are stored raw.
+_COLLECTIONS = {
     "contacts": "Contacts",
     "invoices": "Invoices",
     "bank-transactions": "BankTransactions",
@@ -96,6 +96,7 @@ class AdminApi:
                 Route("/xero/contact-groups/{group_id}", self.update_contact_group, methods=["POST"]),
                 Route("/xero/contact-groups/{group_id}/members", self.group_members, methods=["POST"]),
                 Route("/xero/{kind}/{record_id}/history", self.history, methods=["GET"]),
+                Route("/xero/raw/{kind}", self.raw_records, methods=["POST"]),
                 Route("/xero/webhooks", self.webhooks, methods=["GET", "PUT"]),
                 Route("/xero/webhooks/deliveries", self.webhook_deliveries, methods=["GET"]),
                 Route("/xero/webhooks/redeliver", self.redeliver, methods=["POST"]),
@@ -368,11 +369,23 @@ class AdminApi:
 
     async def history(self, request: Request) -> Response:
         """A record's history and notes, newest first, as GET /{collection}/{id}/History returns them."""
-        collection = _HISTORY_KINDS.get(request.path_params["kind"])
+        collection = _COLLECTIONS.get(request.path_params["kind"])
         record_id = request.path_params["record_id"]
         if collection is None or self.store.get(collection, record_id) is None:
             return _bad(f"{request.path_params['kind']} {record_id} not found", 404)
         return JSONResponse(self.store.history(collection, record_id))
+
+    async def raw_records(self, request: Request) -> Response:
+        """{"records": ["<JSON object text>", ...]}: records as a broken or hostile source would hold them (wrong
+        types, NaN, out-of-range dates, 200 kB strings, duplicated or missing ids), served verbatim by the list
+        endpoints in the order of their UpdatedDateUTC (else now); answers {"ids": their row ids}."""
+        collection = _COLLECTIONS.get(request.path_params["kind"])
+        if collection is None:
+            return _bad(f"no collection {request.path_params['kind']!r}; use one of {sorted(_COLLECTIONS)}", 404)
+        records = _only(await _json(request), {"records"}).get("records")
+        if not isinstance(records, list) or not all(isinstance(text, str) for text in records):
+            return _bad('"records" is a list of JSON object texts')
+        return JSONResponse({"ids": self.store.add_raw(collection, records, now_ms())})
 
     # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
 

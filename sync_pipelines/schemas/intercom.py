@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from datetime import UTC, datetime
 
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from sync_pipelines.schemas.xero import UTC_TIMESTAMP, optional_text, website_domain
+from sync_pipelines.schemas.xero import UTC_TIMESTAMP, from_epoch, nested, optional_text, website_domain
 
 INTERCOM_ID_PATTERN = r"^[0-9a-f]{24}$"
 NUMERIC_ID_PATTERN = r"^\d+$"
@@ -23,9 +22,10 @@ RESOLVED = "sync_pipelines"
 
 
 def parse_epoch(value: object) -> object:
-    """Epoch seconds as an aware UTC datetime; anything else as it came, for the contract to reject."""
+    """Epoch seconds as an aware UTC datetime; anything else (or out of range) as it came, for the contract to
+    reject."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
+        return from_epoch(value, value)
     return value
 
 
@@ -116,7 +116,7 @@ def company_flattener(tax_attributes: tuple[str, ...]):
     """A flatten for companies whose tax number is the first of these custom attributes that is set."""
 
     def flatten_company(record: dict) -> dict:
-        custom = record.get("custom_attributes") or {}
+        custom = nested(record, "custom_attributes")
         tax = next((optional_text(custom[a]) for a in tax_attributes if optional_text(custom.get(a))), None)
         return {
             "id": record.get("id"),
@@ -136,7 +136,9 @@ class IntercomConversation(IntercomRecord):
 
     id: Series[pd.StringDtype] = pa.Field(str_matches=NUMERIC_ID_PATTERN, unique=True)
     contact_id: Series[pd.StringDtype] = pa.Field(str_matches=INTERCOM_ID_PATTERN, description="its first contact")
-    subject: Series[pd.StringDtype] = pa.Field(description="title, else the first message's subject, else '-'")
+    subject: Series[pd.StringDtype] = pa.Field(
+        description="title, else the first message's subject, else '-'", metadata={"free_text": True}
+    )
     state: Series[pd.StringDtype] = pa.Field(isin=["open", "closed", "snoozed"])
     admin_email: Series[pd.StringDtype] = pa.Field(nullable=True, description="the assigned admin's email")
     url: Series[pd.StringDtype] = pa.Field(description="the conversation in the Intercom inbox")
@@ -144,8 +146,8 @@ class IntercomConversation(IntercomRecord):
 
 def flatten_conversation(record: dict) -> dict:
     """A conversation as a contract row; values are left as they came for the contract to judge."""
-    contacts = (record.get("contacts") or {}).get("contacts") or []
-    source = record.get("source") or {}
+    contacts = nested(record, "contacts").get("contacts") or []
+    source = nested(record, "source")
     resolved = record.get(RESOLVED) or {}
     return {
         "id": record.get("id"),

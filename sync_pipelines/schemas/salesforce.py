@@ -8,20 +8,26 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from sync_pipelines.schemas.xero import UTC_TIMESTAMP, optional_text
+from sync_pipelines.schemas.xero import UTC_TIMESTAMP, optional_text, within_range
 
 # salesforce.md §7: 15 or 18 case-sensitive alphanumerics; the API returns the 18-character form.
 SALESFORCE_ID_PATTERN = r"^[a-zA-Z0-9]{18}$"
 
 
 def parse_salesforce_datetime(value: object) -> object:
-    """ "2024-01-15T10:20:30.000+0000" (REST) as an aware datetime; anything unparseable as it came."""
+    """ "2024-01-15T10:20:30.000+0000" (REST) as an aware datetime; anything unparseable (or out of range) as it
+    came."""
     if not isinstance(value, str):
         return value
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+        return within_range(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z"), value)
     except ValueError:
         return value
+
+
+def _chars(most: int, least: int = 0) -> dict:
+    """A text field's length as Salesforce bounds it (its object reference; the sandbox's schema.py)."""
+    return {"str_length": {"min_value": least, "max_value": most}}
 
 
 class SalesforceRecord(pa.DataFrameModel):
@@ -43,25 +49,27 @@ class SalesforceParty(SalesforceRecord):
         isin=["ACTIVE", "ARCHIVED"],
         description="ARCHIVED for a deleted record: Xero contacts are archived, not deleted",
     )
-    xero_contact_id: Series[pd.StringDtype] = pa.Field(nullable=True, description="Xero_Contact_ID__c")
-    phone: Series[pd.StringDtype] = pa.Field(nullable=True)
+    xero_contact_id: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(255), description="Xero_Contact_ID__c")
+    phone: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(40))
 
 
 class SalesforceAddressed(SalesforceParty):
     """A party with one postal address (an account's billing, a contact's mailing address)."""
 
-    street: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>Street")
-    city: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>City")
-    state: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>State")
-    postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>PostalCode")
-    country: Series[pd.StringDtype] = pa.Field(nullable=True, description="<Kind>Country")
+    street: Series[pd.StringDtype] = pa.Field(
+        nullable=True, **_chars(255), description="<Kind>Street", metadata={"free_text": True}
+    )
+    city: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(40), description="<Kind>City")
+    state: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(80), description="<Kind>State")
+    postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(20), description="<Kind>PostalCode")
+    country: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(80), description="<Kind>Country")
 
 
 class SalesforceAccount(SalesforceAddressed):
     """An organisation, addressed by its billing address; it becomes a Xero contact of its own."""
 
-    name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name")
-    website: Series[pd.StringDtype] = pa.Field(nullable=True)
+    name: Series[pd.StringDtype] = pa.Field(**_chars(255, least=1), description="Name")
+    website: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(255))
 
 
 ACCOUNT_FIELDS = ("Name", "Phone", "Website", "BillingStreet", "BillingCity", "BillingState", "BillingPostalCode",
@@ -114,10 +122,10 @@ def flatten_account(record: dict) -> dict:
 class SalesforceContact(SalesforceAddressed):
     """A person, addressed by their mailing address; it becomes a Xero contact of its own, found again by email."""
 
-    first_name: Series[pd.StringDtype] = pa.Field(nullable=True)
-    last_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="LastName (required)")
-    full_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name: First Last")
-    email: Series[pd.StringDtype] = pa.Field(nullable=True)
+    first_name: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(40))
+    last_name: Series[pd.StringDtype] = pa.Field(**_chars(80, least=1), description="LastName (required)")
+    full_name: Series[pd.StringDtype] = pa.Field(**_chars(121, least=1), description="Name: First Last")
+    email: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(80))
     account_id: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=SALESFORCE_ID_PATTERN)
 
 
@@ -140,11 +148,11 @@ def flatten_contact(record: dict) -> dict:
 class SalesforceLead(SalesforceParty):
     """A prospect: a Xero contact of its own until converted, when its account and contact take over."""
 
-    first_name: Series[pd.StringDtype] = pa.Field(nullable=True)
-    last_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="LastName (required)")
-    full_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name: First Last")
-    company: Series[pd.StringDtype] = pa.Field(nullable=True, description="Company (required on create)")
-    email: Series[pd.StringDtype] = pa.Field(nullable=True)
+    first_name: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(40))
+    last_name: Series[pd.StringDtype] = pa.Field(**_chars(80, least=1), description="LastName (required)")
+    full_name: Series[pd.StringDtype] = pa.Field(**_chars(121, least=1), description="Name: First Last")
+    company: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(255), description="Company (required on create)")
+    email: Series[pd.StringDtype] = pa.Field(nullable=True, **_chars(80))
     lead_status: Series[pd.StringDtype] = pa.Field(nullable=True, description="Status")
     is_converted: Series[pd.BooleanDtype] = pa.Field(description="IsConverted")
     converted_contact_id: Series[pd.StringDtype] = pa.Field(
@@ -185,7 +193,7 @@ class SalesforceOpportunity(SalesforceRecord):
     amount: Series[float] = pa.Field(nullable=True, ge=0, description="Amount")
     close_date: Series[pd.StringDtype] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$", description="CloseDate")
     account_id: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=SALESFORCE_ID_PATTERN)
-    description: Series[pd.StringDtype] = pa.Field(nullable=True)
+    description: Series[pd.StringDtype] = pa.Field(nullable=True, metadata={"free_text": True})
 
     @pa.dataframe_check(description="a won deal has an account to invoice")
     def won_deal_has_an_account(cls, df: pd.DataFrame) -> Series[bool]:
@@ -215,7 +223,7 @@ class SalesforceOpportunityLineItem(SalesforceRecord):
     opportunity_id: Series[pd.StringDtype] = pa.Field(str_matches=SALESFORCE_ID_PATTERN)
     name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="Name: deal and product")
     product_code: Series[pd.StringDtype] = pa.Field(nullable=True)
-    description: Series[pd.StringDtype] = pa.Field(nullable=True)
+    description: Series[pd.StringDtype] = pa.Field(nullable=True, metadata={"free_text": True})
     quantity: Series[float] = pa.Field(gt=0)
     unit_price: Series[float] = pa.Field(ge=0)
     discount: Series[float] = pa.Field(nullable=True, ge=0, le=100, description="Discount, percent")

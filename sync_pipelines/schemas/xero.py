@@ -16,12 +16,13 @@ _DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{2,4})?\)/$")
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 UTC_TIMESTAMP = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 CURRENCY_PATTERN = r"^[A-Z]{3}$"  # ISO 4217 (spec schema CurrencyCode)
+_EARLIEST, _LATEST = pd.Timestamp.min.tz_localize(UTC), pd.Timestamp.max.tz_localize(UTC)
 # Text columns are pandas strings, not objects: a batch where an optional column is all missing still stages as
 # VARCHAR (DuckDB types an all-None object column NULL, and a later value could not be inserted into it).
 
 
 def parse_xero_date(value: object) -> object:
-    """A Xero date as an aware UTC datetime; anything unparseable is returned as it came.
+    """A Xero date as an aware UTC datetime; anything unparseable (or out of range) is returned as it came.
 
     Returning the original lets the pandera contract reject it with the offending value in the reason.
     """
@@ -30,12 +31,51 @@ def parse_xero_date(value: object) -> object:
     match = _DOTNET_DATE.match(value)
     if match:
         # Entity timestamps are UTC ms; a non-zero offset only says how to render them locally.
-        return datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC)
+        return from_epoch(int(match.group(1)), value, per_second=1000)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return value
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return within_range(parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC), value)
+
+
+def from_epoch(count: int, value: object, per_second: int = 1) -> object:
+    """`count` seconds (or 1/per_second fractions) after the epoch as an aware UTC datetime; `value` as it came
+    when no staged column could hold that moment."""
+    try:
+        return within_range(datetime.fromtimestamp(count / per_second, UTC), value)
+    except (OverflowError, OSError, ValueError):  # e.g. /Date(99999999999999999)/: beyond any calendar
+        return value
+
+
+def within_range(moment: datetime, value: object) -> object:
+    """`moment` when a staged (nanosecond) timestamp can hold it, 1677-09-21 to 2262-04-11; else `value` as it
+    came, for the contract to reject instead of a conversion failing mid-batch."""
+    return moment if _EARLIEST <= moment <= _LATEST else value
+
+
+def nested(record: dict, field: str) -> dict:
+    """The object a field holds ({} when absent); any other value means the record is not one this contract
+    reads, which the staged step quarantines with this error as its reason."""
+    value = record.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{field} is {type(value).__name__}, not an object")
+    return value
+
+
+def listed(record: dict, field: str) -> list[dict]:
+    """The objects a list field holds ([] when absent); anything else is refused, as by `nested`."""
+    value = record.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{field} is {type(value).__name__}, not a list")
+    for position, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValueError(f"{field}[{position}] is {type(item).__name__}, not an object")
+    return value
 
 
 def optional_text(value: object) -> object:
@@ -55,9 +95,9 @@ def website_domain(website: object) -> str | None:
     return host if "." in host else None
 
 
-def account_codes(lines: object) -> str | None:
+def account_codes(lines: list[dict]) -> str | None:
     """The distinct AccountCodes of a record's LineItems, sorted and comma-joined (xero.md §2.4 LineItem)."""
-    codes = {str(line["AccountCode"]) for line in lines or [] if isinstance(line, dict) and line.get("AccountCode")}
+    codes = {str(line["AccountCode"]) for line in lines if line.get("AccountCode")}
     return ",".join(sorted(codes)) or None
 
 
@@ -84,11 +124,12 @@ class XeroDocument(pa.DataFrameModel):
 
 def document_totals(record: dict) -> dict:
     """The XeroDocument columns of a raw invoice or bank transaction, as they came."""
+    lines = listed(record, "LineItems")
     return {
         "sub_total": record.get("SubTotal"),
         "total_tax": record.get("TotalTax"),
         "total": record.get("Total"),
-        "line_item_count": len(record.get("LineItems") or []),
-        "account_codes": account_codes(record.get("LineItems")),
+        "line_item_count": len(lines),
+        "account_codes": account_codes(lines),
         "updated_at": parse_xero_date(record.get("UpdatedDateUTC")),
     }

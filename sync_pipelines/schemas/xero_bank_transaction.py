@@ -12,6 +12,7 @@ from sync_pipelines.schemas.xero import (
     UUID_PATTERN,
     XeroDocument,
     document_totals,
+    nested,
     optional_text,
     parse_xero_date,
 )
@@ -55,8 +56,7 @@ class XeroBankTransaction(XeroDocument):
 
 def flatten_bank_transaction(record: dict) -> dict:
     """A raw BankTransactions element as a contract row; values are left as they came for the contract to judge."""
-    contact = record.get("Contact") or {}
-    account = record.get("BankAccount") or {}
+    contact, account = nested(record, "Contact"), nested(record, "BankAccount")
     return {
         "bank_transaction_id": record.get("BankTransactionID"),
         "type": record.get("Type"),

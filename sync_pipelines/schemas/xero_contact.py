@@ -6,7 +6,14 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from sync_pipelines.schemas.xero import CURRENCY_PATTERN, UTC_TIMESTAMP, UUID_PATTERN, optional_text, parse_xero_date
+from sync_pipelines.schemas.xero import (
+    CURRENCY_PATTERN,
+    UTC_TIMESTAMP,
+    UUID_PATTERN,
+    listed,
+    optional_text,
+    parse_xero_date,
+)
 
 # xero.md §2.5
 CONTACT_STATUSES = ["ACTIVE", "ARCHIVED", "GDPRREQUEST"]
@@ -73,8 +80,8 @@ def flatten_contact(record: dict) -> dict:
         "first_name": first_name,
         "last_name": last_name,
         "email": optional_text(record.get("EmailAddress")),
-        "phone": _phone(record.get("Phones")),
-        **_address(record.get("Addresses")),
+        "phone": _phone(listed(record, "Phones")),
+        **_address(listed(record, "Addresses")),
         "tax_number": optional_text(record.get("TaxNumber")),
         "company_number": optional_text(record.get("CompanyNumber")),
         "website": optional_text(record.get("Website")),
@@ -86,11 +93,11 @@ def flatten_contact(record: dict) -> dict:
     }
 
 
-def _by_type(entries: object, type_field: str) -> dict[object, dict]:
-    return {e.get(type_field): e for e in entries if isinstance(e, dict)} if isinstance(entries, list) else {}
+def _by_type(entries: list[dict], type_field: str) -> dict[str, dict]:
+    return {e[type_field]: e for e in entries if isinstance(e.get(type_field), str)}
 
 
-def _phone(phones: object) -> str | None:
+def _phone(phones: list[dict]) -> object:
     """The DEFAULT phone, else the MOBILE one, as '+<country> <area> <number>' from its non-empty parts."""
     by_type = _by_type(phones, "PhoneType")
     for phone_type in ("DEFAULT", "MOBILE"):  # spec schema Phone: PhoneType
@@ -98,13 +105,15 @@ def _phone(phones: object) -> str | None:
         number = optional_text(phone.get("PhoneNumber"))
         if number is None:
             continue
+        if not isinstance(number, str):
+            return number  # for the contract to refuse, rather than written as text
         country = optional_text(phone.get("PhoneCountryCode"))
         parts = [f"+{str(country).lstrip('+')}" if country else None, optional_text(phone.get("PhoneAreaCode")), number]
         return " ".join(str(part) for part in parts if part)
     return None
 
 
-def _address(addresses: object) -> dict[str, object]:
+def _address(addresses: list[dict]) -> dict[str, object]:
     """The STREET address, else the POBOX one; Xero lists both types even when one is blank (spec examples)."""
     by_type = _by_type(addresses, "AddressType")
     for address_type in ("STREET", "POBOX"):  # spec schema Address: AddressType

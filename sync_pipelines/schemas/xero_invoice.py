@@ -12,6 +12,7 @@ from sync_pipelines.schemas.xero import (
     UUID_PATTERN,
     XeroDocument,
     document_totals,
+    nested,
     optional_text,
     parse_xero_date,
 )
@@ -45,7 +46,7 @@ class XeroInvoice(XeroDocument):
 
 def flatten_invoice(record: dict) -> dict:
     """A raw Invoices element as a contract row; values are left as they came for the contract to judge."""
-    contact = record.get("Contact") or {}
+    contact = nested(record, "Contact")
     return {
         "invoice_id": record.get("InvoiceID"),
         "invoice_number": record.get("InvoiceNumber"),

@@ -6,7 +6,14 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from sync_pipelines.schemas.xero import CURRENCY_PATTERN, UTC_TIMESTAMP, UUID_PATTERN, optional_text, parse_xero_date
+from sync_pipelines.schemas.xero import (
+    CURRENCY_PATTERN,
+    UTC_TIMESTAMP,
+    UUID_PATTERN,
+    nested,
+    optional_text,
+    parse_xero_date,
+)
 
 # xero.md §2.9: the payment types of invoices and bills, and the invoice type each one pays. Payments of credit
 # notes, prepayments and overpayments (ARCREDITPAYMENT, ...) pay no invoice and are outside this contract.
@@ -52,8 +59,8 @@ class XeroPayment(pa.DataFrameModel):
 
 def flatten_payment(record: dict) -> dict:
     """A raw Payments element as a contract row; values are left as they came for the contract to judge."""
-    invoice = record.get("Invoice") or {}
-    account = record.get("Account") or {}
+    invoice, account = nested(record, "Invoice"), nested(record, "Account")
+    contact = nested(invoice, "Contact")
     return {
         "payment_id": record.get("PaymentID"),
         "payment_type": record.get("PaymentType"),
@@ -65,8 +72,8 @@ def flatten_payment(record: dict) -> dict:
         "invoice_id": invoice.get("InvoiceID"),
         "invoice_number": optional_text(invoice.get("InvoiceNumber")),
         "invoice_type": invoice.get("Type"),
-        "contact_id": (invoice.get("Contact") or {}).get("ContactID"),
-        "contact_name": optional_text((invoice.get("Contact") or {}).get("Name")),
+        "contact_id": contact.get("ContactID"),
+        "contact_name": optional_text(contact.get("Name")),
         "bank_account_id": optional_text(account.get("AccountID")),
         "bank_account_code": optional_text(account.get("Code")),
         "reference": optional_text(record.get("Reference")),

@@ -1,18 +1,28 @@
-"""Staging a batch on a real DuckDB file: an older version of a record never overwrites a newer one."""
+"""Staging a batch on a real DuckDB file: an older version of a record never overwrites a newer one, and whatever
+a record holds it ends staged or quarantined with a reason."""
 
 import json
+from dataclasses import dataclass
 
 import pandas as pd
 
+from sync_pipelines.lib import staging
 from sync_pipelines.lib.entity_sync import EntitySyncSpec, stage_batch
+from sync_pipelines.lib.reconcile import reconcile_entity
 from sync_pipelines.lib.sources.intercom import IntercomSegments
-from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.lib.staging import OutboxMessage, StagingResource
 from sync_pipelines.schemas.intercom import RESOLVED, IntercomSegment, flatten_segment
+from sync_pipelines.schemas.xero_invoice import XeroInvoice, flatten_invoice
+from sync_pipelines_tests.schemas.records import invoice
 
 SEGMENTS = EntitySyncSpec(
     flow="test", entity="segments", source=IntercomSegments(), contract=IntercomSegment, key="id",
     flatten=flatten_segment, target=None, description="segments",
 )  # fmt: skip
+
+
+A, B, C = (f"{n}46d8a6d-1ae1-4b4d-9340-5601bdf41b87" for n in range(3))
+CUSTOMER, OTHER_CUSTOMER = "a3675fc4-f8dd-4f03-ba5b-f1870566bcd7", "b3675fc4-f8dd-4f03-ba5b-f1870566bcd7"
 
 
 def _landed(seq: int, members: list[str], updated_at: int) -> pd.DataFrame:
@@ -33,3 +43,132 @@ def test_a_version_older_than_the_staged_one_is_kept_out_and_audited(tmp_path):
         ).fetchall()
     assert not others and outcome == "kept staged"
     assert json.loads(detail)["arrived_updated_at"] == "1970-01-01 00:16:40+00:00"
+
+
+@dataclass(frozen=True)
+class _Invoices:
+    """Landed Xero invoices, as the extract would have them (the staged step reads no vendor)."""
+
+    system: str = "xero"
+    id_field: str = "InvoiceID"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A track per changed invoice and an identify of its customer, with the limits a target may declare."""
+
+    max_message_bytes: int | None = None
+    field_lengths: dict | None = None
+    system: str = "fake"
+    totals: None = None
+    resource_keys: frozenset = frozenset()
+
+    def stage_changes(self, conn, *, name, source, key, changed, previous) -> list[OutboxMessage]:
+        rows = changed.to_dict("records")
+        return [
+            *(OutboxMessage(f"track:{r[key]}", r[key], "track", "Invoice", {"Invoice": r["invoice_number"]})
+              for r in rows),
+            *(OutboxMessage(f"identify:{c}", c, "identify", None, {"Name": n}) for c, n in
+              {r["contact_id"]: r["contact_name"] for r in rows}.items()),
+        ]  # fmt: skip
+
+
+def _spec(target=None) -> EntitySyncSpec:
+    return EntitySyncSpec(
+        flow="test", entity="invoices", source=_Invoices(), contract=XeroInvoice, key="invoice_id",
+        flatten=flatten_invoice, target=target, description="invoices",
+    )  # fmt: skip
+
+
+def _land(conn, spec: EntitySyncSpec, records: list[dict]) -> pd.DataFrame:
+    staging.land_raw(
+        conn, source="xero", entity=spec.entity, records=records, id_field="InvoiceID",
+        updated_at=[None] * len(records), run_id="run-1",
+    )  # fmt: skip
+    return staging.unprocessed_landing(conn, source="xero", entity=spec.entity, after_seq=0, limit=100)
+
+
+def _quarantined(conn) -> list[tuple]:
+    return conn.execute("SELECT record_id, reasons FROM quarantine ORDER BY landing_seq").fetchall()
+
+
+def _staged(conn, spec: EntitySyncSpec) -> list[tuple]:
+    return conn.execute(f'SELECT invoice_id, status FROM "{spec.table}" ORDER BY invoice_id').fetchall()
+
+
+def test_a_record_its_flatten_cannot_read_is_quarantined_and_the_others_are_staged(tmp_path):
+    spec = _spec()
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        landed = _land(conn, spec, [invoice(A, CUSTOMER), invoice(B, CUSTOMER, Contact=[{"ContactID": CUSTOMER}])])
+        outcome = stage_batch(conn, spec, landed, "run-1")
+        assert (outcome.processed, outcome.changed, outcome.quarantined) == (2, 1, 1)
+        assert _staged(conn, spec) == [(A, "AUTHORISED")]
+        assert _quarantined(conn) == [(B, "record: ValueError: Contact is list, not an object")]
+        assert outcome.failing_fields == {"record": 1}
+
+
+def test_a_batch_no_record_of_which_can_be_read_is_quarantined_whole(tmp_path):
+    spec = _spec(_Target())
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        landed = _land(conn, spec, [invoice(A, CUSTOMER, LineItems="lots"), invoice(B, CUSTOMER, Contact="x")])
+        outcome = stage_batch(conn, spec, landed, "run-1")
+        assert (outcome.changed, outcome.quarantined, outcome.enqueued) == (0, 2, 0)
+        assert [record_id for record_id, _ in _quarantined(conn)] == [A, B]
+
+
+def test_the_latest_valid_version_is_staged_and_every_broken_one_quarantined(tmp_path):
+    spec = _spec()
+    versions = [
+        invoice(A, CUSTOMER),
+        invoice(A, CUSTOMER, Status="PAID"),
+        invoice(A, CUSTOMER, Status="PAID", Total=float("nan")),  # a broken later version hides no good one
+        invoice(B, CUSTOMER, Total="x"),
+        invoice(B, CUSTOMER, Status="VOIDED"),  # nor does a broken earlier one
+    ]
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        stage_batch(conn, spec, _land(conn, spec, versions), "run-1")
+        assert _staged(conn, spec) == [(A, "PAID"), (B, "VOIDED")]
+        assert _quarantined(conn) == [(A, "total: nan is not a finite number"), (B, "total: 'x' is not a valid number")]
+
+
+def test_records_with_bad_missing_or_shared_ids_end_staged_or_quarantined_and_reconcile(tmp_path):
+    spec = _spec(_Target())
+    records = [
+        invoice(A, CUSTOMER),
+        invoice(A, CUSTOMER, Status="PAID"),  # the same record again
+        invoice(A, CUSTOMER, InvoiceNumber=7),  # and a broken version of it
+        invoice("not-a-uuid", CUSTOMER),
+        invoice(A, CUSTOMER, InvoiceID=12345),
+        invoice(A, CUSTOMER, InvoiceID=[A]),
+        {k: v for k, v in invoice(B, CUSTOMER).items() if k != "InvoiceID"},
+        {k: v for k, v in invoice(B, CUSTOMER, Status="PAID").items() if k != "InvoiceID"},
+    ]
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        outcome = stage_batch(conn, spec, _land(conn, spec, records), "run-1")
+        result = reconcile_entity(conn, spec=spec, run_id="run-1")
+        ids = [record_id for record_id, _ in _quarantined(conn)]
+    assert (outcome.processed, outcome.changed, outcome.quarantined) == (8, 1, 6)
+    assert ids == [A, "not-a-uuid", "12345", f"['{A}']", None, None]
+    # A (staged), not-a-uuid, 12345, the list and the two id-less records: in the source, and all accounted for.
+    assert (result.in_source, result.staged, result.quarantined) == (6, 1, 5)
+    assert result.in_source == result.staged + result.quarantined
+
+
+def test_a_record_whose_message_the_target_would_refuse_is_quarantined_and_none_of_its_messages_queued(tmp_path):
+    spec = _spec(_Target(max_message_bytes=1_000, field_lengths={"Name": 20}))
+    records = [
+        invoice(A, CUSTOMER),
+        invoice(B, CUSTOMER, InvoiceNumber="x" * 2_000),  # fits the contract, not one message
+        invoice(C, OTHER_CUSTOMER, Contact={"ContactID": OTHER_CUSTOMER, "Name": "A name over twenty chars"}),
+    ]
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        outcome = stage_batch(conn, spec, _land(conn, spec, records), "run-1")
+        queued = conn.execute("SELECT message_id FROM outbox ORDER BY message_id").fetchall()
+        staged, quarantined = _staged(conn, spec), _quarantined(conn)
+    assert (outcome.changed, outcome.quarantined) == (1, 2)
+    assert staged == [(A, "AUTHORISED")] and queued == [(f"identify:{CUSTOMER}",), (f"track:{A}",)]
+    assert quarantined == [
+        (B, f"message: 2014 bytes, over the target's 1000 (track track:{B})"),
+        # The customer's identify names another record: the invoice naming that customer is the one refused.
+        (C, f"message: Name has 24 characters, over the target's 20 (identify identify:{OTHER_CUSTOMER})"),
+    ]

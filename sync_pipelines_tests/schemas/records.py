@@ -22,7 +22,7 @@ def xero_date(day: str, time: str = "00:00:00") -> str:
 
 def judge(model: type[pa.DataFrameModel], flatten, records: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     """(valid rows, reasons of each rejected record) as the validated asset would find them."""
-    valid, rejected = split_valid(pd.DataFrame([flatten(record) for record in records]), model)
+    valid, rejected = split_valid(pd.DataFrame([flatten(record) for record in records], dtype=object), model)
     return valid, rejected["reasons"].tolist()
 
 

@@ -11,6 +11,7 @@ messageId only).
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import duckdb
 import pandas as pd
@@ -20,6 +21,7 @@ from sync_pipelines.lib.entity_sync import Totals
 from sync_pipelines.lib.staging import OutboxMessage, row_versions
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping, NotifyMapping, TrackMapping
 from sync_pipelines.vendors.delivery import Deliveries
+from sync_pipelines.vendors.segment import settings
 
 # segment.md §2: a messageId may be at most 100 characters.
 MAX_MESSAGE_ID = 100
@@ -175,6 +177,8 @@ class SegmentTarget:
 
     mapping: EntityMapping
     system: str = "segment"
+    # segment.md §2: Segment keeps no message over 32 KB; one that would be is quarantined when staged.
+    max_message_bytes: ClassVar[int] = settings.MAX_EVENT_BYTES
 
     @property
     def resource_keys(self) -> set[str]:

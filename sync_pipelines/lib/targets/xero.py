@@ -10,11 +10,11 @@ stages them (`stg_xero_contacts`), active ones first.
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import duckdb
 import pandas as pd
@@ -23,7 +23,14 @@ import requests
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.entity_sync import Totals
 from sync_pipelines.lib.staging import OutboxMessage
-from sync_pipelines.lib.targets.xero_mapping import ContactMatch, XeroMapping, field_text, json_value, render
+from sync_pipelines.lib.targets.xero_mapping import (
+    FIELD_LENGTHS,
+    ContactMatch,
+    XeroMapping,
+    field_text,
+    json_value,
+    render,
+)
 from sync_pipelines.schemas.xero import website_domain
 from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 from sync_pipelines.vendors.retrying import RetryableResponse
@@ -133,6 +140,8 @@ class XeroTarget:
     persons: ContactPersons | None = None
     system: str = "xero"
     totals: Totals | None = None
+    # What Xero refuses as too long: a record that would write more is quarantined when staged.
+    field_lengths: ClassVar[Mapping[str, int]] = FIELD_LENGTHS
 
     @property
     def resource_keys(self) -> set[str]:
@@ -410,7 +419,7 @@ class XeroTarget:
                    if p["messageId"] in report.target_ids and "ContactNumber" in p["Contact"]}  # fmt: skip
         contact_id = ContactIds(client, written)
         for link in by_type.get("link", []):  # nothing to write: the contact is another record's
-            found = _attempt(report, [link["messageId"]], partial(contact_id, link))
+            found = _attempt(report, [link["messageId"]], partial(contact_id, link), reads=True)
             if found is not None:
                 report.delivered.append(link["messageId"])
                 report.target_ids[link["messageId"]] = found
@@ -480,7 +489,9 @@ class ContactGroups:
         for (group, member), batch in batches.items():
             if member:
                 # Contacts are resolved one by one, so one that is not in Xero yet holds up only its own change.
-                found = [p for p in batch if _attempt(report, [p["messageId"]], partial(self._contact_id, p))]
+                found = [
+                    p for p in batch if _attempt(report, [p["messageId"]], partial(self._contact_id, p), reads=True)
+                ]
                 for start in range(0, len(found), WRITE_BATCH):
                     chunk = found[start : start + WRITE_BATCH]
                     ids = [p["messageId"] for p in chunk]
@@ -529,12 +540,14 @@ class WaitingFor(Exception):
 T = TypeVar("T")
 
 
-def _attempt(report: DeliveryReport, message_ids: list[str], write: Callable[[], T]) -> T | None:
+def _attempt(report: DeliveryReport, message_ids: list[str], write: Callable[[], T], reads: bool = False) -> T | None:
     """The write's result, or None with every message's outcome recorded: failed (worth retrying) or rejected.
 
-    The messages are recorded as in flight before the call, and what earlier calls settled is recorded with them.
+    A write's messages are recorded as in flight before the call, with what earlier calls settled; a call that only
+    `reads` changes nothing at Xero, so it has nothing to record first.
     """
-    report.sending(message_ids)
+    if not reads:
+        report.sending(message_ids)
     try:
         return write()
     except (RetryableResponse, XeroDailyLimitReached, requests.RequestException, WaitingFor, Rejected) as error:
@@ -602,7 +615,8 @@ def _found_again(client, payload: dict, report: DeliveryReport) -> dict | None:
     contact = payload["Contact"]
     if contact.get("ContactID") or not contact.get("ContactNumber"):
         return payload  # an update: sending it again sets the same values
-    found = _attempt(report, [payload["messageId"]], partial(_contact_by_number, client, contact["ContactNumber"]))
+    lookup = partial(_contact_by_number, client, contact["ContactNumber"])
+    found = _attempt(report, [payload["messageId"]], lookup, reads=True)
     if found is None:
         return None
     return {**payload, "Contact": {"ContactID": found, **contact}} if found else payload

@@ -21,6 +21,13 @@ CONTACT_FIELDS = frozenset(
 PHONE_FIELD = "Phone"  # -> Phones[DEFAULT].PhoneNumber
 ADDRESS_FIELDS = {"Street": "AddressLine1", "City": "City", "Region": "Region", "PostalCode": "PostalCode",
                   "Country": "Country"}  # fmt: skip  # -> Addresses[STREET]
+# xero.md §2.4, §2.5, §2.7: the longest text Xero takes in the fields the sync writes; a write holding more is
+# refused by Xero, so the record is quarantined when staged (a target's `field_lengths`).
+FIELD_LENGTHS = {
+    "Name": 255, "FirstName": 255, "LastName": 255, "EmailAddress": 255, "ContactNumber": 50, "AccountNumber": 50,
+    "TaxNumber": 50, "CompanyNumber": 50, "AddressLine1": 500, "City": 255, "Region": 255, "PostalCode": 50,
+    "Country": 50, "PhoneNumber": 50, "InvoiceNumber": 255, "Details": 2500,
+}  # fmt: skip
 
 
 def json_value(value: object) -> object:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipelines.sandbox.admin import _bad, _json, _value_error
+from sync_pipelines.sandbox.admin import _bad, _json, _only, _value_error
 from sync_pipelines.sandbox.intercom.api import json_response
 from sync_pipelines.sandbox.intercom.app import SeedOnFirstUse
 from sync_pipelines.sandbox.intercom.errors import IntercomError
@@ -43,6 +43,7 @@ class IntercomAdmin:
                 Route("/settings", self.settings, methods=["GET", "PUT"]),
                 Route("/admins", self.admins, methods=["GET"]),
                 Route("/contacts", self.contacts, methods=["GET", "POST"]),
+                Route("/contacts/raw", self.raw_contacts, methods=["POST"]),
                 Route("/contacts/{record_id}", self.update_contact, methods=["POST"]),
                 Route("/contacts/{record_id}/delete", self.delete_contact, methods=["POST"]),
                 Route("/contacts/{record_id}/archive", self.archive, methods=["POST"]),
@@ -136,6 +137,15 @@ class IntercomAdmin:
             return [{**c, "_archived": True} if r["archived"] else c for c, r in zip(rendered, rows, strict=True)]
 
         return json_response(await self._read(work))
+
+    async def raw_contacts(self, request: Request) -> Response:
+        """{"records": ["<JSON object text>", ...]}: contacts as a broken or hostile workspace would serve them
+        (wrong types, NaN, 200 kB strings, junk or duplicated ids), returned by search and listings as given, each
+        in the place of a placeholder contact; answers {"ids": the placeholder ids}."""
+        records = _only(await _json(request), {"records"}).get("records")
+        if not isinstance(records, list) or not all(isinstance(text, str) for text in records):
+            return _bad('"records" is a list of JSON object texts')
+        return JSONResponse({"ids": await run_in_threadpool(self.store.add_raw_contacts, records, now_s())})
 
     async def companies(self, request: Request) -> Response:
         """GET: every company as the API renders it. POST: create-or-update by company_id, as POST /companies."""

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync_pipelines.sandbox.admin import _bad, _json, _value_error
+from sync_pipelines.sandbox.admin import _bad, _json, _only, _value_error
 from sync_pipelines.sandbox.salesforce.app import SeedOnFirstUse
 from sync_pipelines.sandbox.salesforce.errors import SalesforceError
 from sync_pipelines.sandbox.salesforce.org import SETTING_NAMES, SalesforceOrg, now_ms, now_stamp
@@ -46,6 +46,7 @@ class SalesforceAdmin:
                 Route("/records/{object}/{record_id}", self.update, methods=["POST"]),
                 Route("/records/{object}/{record_id}/delete", self.delete, methods=["POST"]),
                 Route("/records/{object}/{record_id}/touch", self.touch_record, methods=["POST"]),
+                Route("/raw/{object}", self.raw_records, methods=["POST"]),
                 Route("/leads/{record_id}/convert", self.convert, methods=["POST"]),
                 Route("/touch", self.touch, methods=["POST"]),
                 Route("/limits", self.limits, methods=["GET", "PUT"]),
@@ -97,6 +98,15 @@ class SalesforceAdmin:
         with self.store.transaction() as conn:
             row = self.writer.touch(conn, sobject_, request.path_params["record_id"], now_stamp())
         return JSONResponse(record_json(sobject_, row, _VERSION))
+
+    async def raw_records(self, request: Request) -> Response:
+        """{"records": ["<JSON object text>", ...]}: records as a broken or hostile org would serve them (wrong
+        types, NaN, 200 kB strings, junk or duplicated ids), returned by queries of the object as given, each in
+        the place of a placeholder row; answers {"ids": the placeholder ids}."""
+        records = _only(await _json(request), {"records"}).get("records")
+        if not isinstance(records, list) or not all(isinstance(text, str) for text in records):
+            return _bad('"records" is a list of JSON object texts')
+        return JSONResponse({"ids": self.store.add_raw(_object(request), records, now_stamp())})
 
     async def convert(self, request: Request) -> Response:
         """Convert a lead: {"opportunity": true} -> {"lead", "account", "contact", "opportunity"?}."""

@@ -225,7 +225,8 @@ class DataApi:
                 return JSONResponse({"totalSize": plan.count_rows(conn), "done": True, "records": []})
             record_ids = plan.matching_ids(conn)
             if len(record_ids) <= batch:
-                records = plan.records(plan.rows(conn), version)
+                rows = plan.rows(conn)
+                records = self.store.with_raw(conn, rows, plan.records(rows, version))
                 return self._page(len(record_ids), records, None)
         now = now_ms()
         with self.store.transaction() as conn:
@@ -235,9 +236,10 @@ class DataApi:
             cursor_id = self.store.next_ids(conn, "01g")[0]
             self.store.keep_result(conn, cursor_id, text, include_deleted, record_ids, now, batch)
             rows = plan.stored_rows(conn, cursor_id, 0, batch)
+            records = self.store.with_raw(conn, rows, plan.records(rows, version))
         resource = "queryAll" if include_deleted else "query"
         next_url = f"/services/data/v{version}/{resource}/{cursor_id}-{batch}"
-        return self._page(len(record_ids), plan.records(rows, version), next_url)
+        return self._page(len(record_ids), records, next_url)
 
     async def more(self, request: Request) -> Response:
         """The next batch of a cursor: nextRecordsUrl is `.../query/<cursor id>-<offset>`."""
@@ -258,10 +260,11 @@ class DataApi:
             plan = bind(soql.parse(kept["soql"]), bool(kept["include_deleted"]))
             batch = asked or kept["batch"]
             rows = plan.stored_rows(conn, cursor_id, offset, offset + batch)
+            records = self.store.with_raw(conn, rows, plan.records(rows, version))
         resource = "queryAll" if kept["include_deleted"] else "query"
         end = offset + batch
         next_url = f"/services/data/v{version}/{resource}/{cursor_id}-{end}" if end < kept["total"] else None
-        return self._page(kept["total"], plan.records(rows, version), next_url)
+        return self._page(kept["total"], records, next_url)
 
     @staticmethod
     def _page(total: int, records: list[dict], next_url: str | None) -> Response:

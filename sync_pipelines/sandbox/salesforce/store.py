@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sync_pipelines.sandbox.salesforce import ids
-from sync_pipelines.sandbox.salesforce.schema import OBJECTS, SObject
+from sync_pipelines.sandbox.salesforce.schema import OBJECTS, SObject, parse_datetime, stored_datetime
 from sync_pipelines.sandbox.store import Store, dumps
 
 _TABLES = """
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS sf_result_rows (
     result_id TEXT NOT NULL, seq INTEGER NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (result_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sf_jobs (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, job TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sf_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
@@ -114,6 +115,7 @@ class SalesforceStore:
             conn.execute("DELETE FROM sf_result_rows")
             conn.execute("DELETE FROM sf_results")
             conn.execute("DELETE FROM sf_jobs")
+            conn.execute("DELETE FROM sf_raw")
             for name, sobject in OBJECTS.items():
                 conn.execute(f"DELETE FROM {sobject.table}")
                 rows = records.get(name, [])
@@ -128,6 +130,36 @@ class SalesforceStore:
                 )
                 last = max(ids.sequence(row["Id"]) for row in rows)
                 conn.execute("INSERT INTO sf_counters (prefix, next) VALUES (?, ?)", (sobject.prefix, last + 1))
+
+    # -- raw records: what a broken or hostile org would serve --------------------------------
+
+    def add_raw(self, sobject: SObject, bodies: list[str], now: str) -> list[str]:
+        """Each JSON object text as a record query results serve in place of a placeholder row of its own, so
+        its Id may be junk or another record's; the row sorts at the body's SystemModstamp (else `now`), as the
+        client's cursor will read it. Returns the placeholder ids."""
+        records = [json.loads(text) for text in bodies]
+        if not all(isinstance(record, dict) for record in records):
+            raise ValueError("a raw record is a JSON object")
+        with self.transaction() as conn:
+            placeholders = self.next_ids(conn, sobject.prefix, len(records))
+            for placeholder, record, text in zip(placeholders, records, bodies, strict=True):
+                stamp = record.get("SystemModstamp")
+                try:
+                    stamp = stored_datetime(parse_datetime(stamp)) if isinstance(stamp, str) else now
+                except ValueError:
+                    stamp = now
+                row = {"Id": placeholder, "IsDeleted": 0, "CreatedDate": now, "LastModifiedDate": now,
+                       "SystemModstamp": stamp}  # fmt: skip
+                self.insert(conn, sobject, row)
+                conn.execute("INSERT INTO sf_raw (id, body) VALUES (?, ?)", (placeholder, text))
+        return placeholders
+
+    def with_raw(self, conn: sqlite3.Connection, rows: list[tuple], records: list[dict[str, Any]]) -> list[Any]:
+        """Query results (`records` rendered from `rows`, whose first value is the Id) with each placeholder's raw
+        record in its place."""
+        ids = [row[0] for row in rows]
+        raw = dict(conn.execute(f"SELECT id, body FROM sf_raw WHERE id IN ({', '.join('?' * len(ids))})", ids))
+        return [json.loads(raw[i]) if i in raw else record for i, record in zip(ids, records, strict=True)]
 
     # -- OAuth tokens -------------------------------------------------------------------------
 
