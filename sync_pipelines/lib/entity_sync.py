@@ -246,6 +246,9 @@ def _flatten_each(spec: EntitySyncSpec, landed: pd.DataFrame) -> tuple[pd.DataFr
     unreadable: dict[int, object] = {}
     for seq, payload in zip(landed["seq"], landed["payload"], strict=True):
         record = json.loads(payload)
+        if staging.UNLANDABLE in record:
+            reasons[seq], unreadable[seq] = [f"record: {record[staging.UNLANDABLE]}"], record
+            continue
         try:
             rows[seq] = spec.flatten(record)
         except Exception as error:  # no record, whatever it holds, may stop the others
@@ -310,6 +313,18 @@ def _drop_stale(
     return valid[[not s for s in stale]]
 
 
+def _updated_at(source: Source, record: object) -> datetime | None:
+    """The record's own change time, or None when it holds none that can be read (it lands all the same, and
+    its contract judges it)."""
+    try:
+        stamp = source.updated_at(record)
+        if stamp is not None:
+            pd.Timestamp(stamp)  # within what the landing table's timestamps hold (1677-2262)
+        return stamp
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
     """The extract, validated and delivered assets of one entity, with their checks."""
     source, target = spec.source, spec.target
@@ -340,7 +355,7 @@ def build_entity_sync(spec: EntitySyncSpec) -> dg.Definitions:
                     conn.execute("BEGIN TRANSACTION")
                     landed += staging.land_raw(
                         conn, source=source.system, entity=spec.entity, records=page, id_field=source.id_field,
-                        updated_at=[source.updated_at(record) for record in page], run_id=context.run.run_id,
+                        updated_at=[_updated_at(source, record) for record in page], run_id=context.run.run_id,
                     )  # fmt: skip
                     moved = source.checkpoint(cursor, page)
                     if moved is not None:

@@ -188,11 +188,12 @@ def land_raw(
     """Append vendor records as they came, skipping exact copies already landed (overlap re-reads)."""
     if not records:
         return 0
+    records, payloads = zip(*(landing(r, id_field) for r in records), strict=True)
     page = pd.DataFrame(
         {
             "record_id": [None if r.get(id_field) is None else str(r.get(id_field)) for r in records],
             "updated_at": pd.to_datetime(pd.Series(updated_at, dtype="object"), utc=True),
-            "payload": [json.dumps(r, sort_keys=True) for r in records],
+            "payload": payloads,
         }
     )
     page["payload_hash"] = [hashlib.sha256(p.encode()).hexdigest() for p in page["payload"]]
@@ -208,6 +209,32 @@ def land_raw(
             [source, entity, run_id, utcnow(), source, entity],
         ).fetchall()
     return len(landed)
+
+
+# Marks a stand-in landed for what DuckDB's JSON cannot hold or what is no record at all; the staged step
+# quarantines it with this reason.
+UNLANDABLE = "_unlandable"
+
+
+def landing(record: object, id_field: str) -> tuple[dict, str]:
+    """The record and its JSON text, or a stand-in saying why it cannot land as it came: not a JSON object, or
+    text holding a lone UTF-16 surrogate (valid in a JSON escape, refused by DuckDB's JSON type). The extract never
+    fails on a record; the staged step quarantines the stand-in with its reason."""
+    if not isinstance(record, dict):
+        record = {UNLANDABLE: f"not a JSON object: {json.dumps(record, default=str)[:80]}"}
+    text = json.dumps(record, sort_keys=True)
+    # Escaped surrogates show as "\ud"; paired ones (emoji) are fine, so only such text is checked further.
+    if "\\ud" in text:
+        try:
+            json.dumps(record, ensure_ascii=False).encode()
+        except UnicodeEncodeError as error:
+            surrogate = f"U+{ord(error.object[error.start]):04X}"
+            record_id = record.get(id_field)
+            record = {UNLANDABLE: f"a lone surrogate {surrogate} in its text, which no target can take"}
+            if isinstance(record_id, str | int) and "\\ud" not in json.dumps(record_id):
+                record[id_field] = record_id  # so the quarantine row names the record
+            text = json.dumps(record, sort_keys=True)
+    return record, text
 
 
 def unprocessed_landing(

@@ -50,6 +50,7 @@ def _xero_kinds(good_ids: list[str]) -> list[Kind]:
         ("200 kB string", _set(InvoiceNumber=BIG), "bytes, over the target's 32768"),
         ("control characters", _set(Reference="PO\x00\x1b[2J"), "holds the control character or lone surrogate U+0000"),
         ("CRLF", _set(InvoiceNumber="INV-1\r\nBcc: x"), "holds a tab or line break (U+000D)"),
+        ("lone surrogate", _set(Reference="PO \ud800"), "a lone surrogate U+D800 in its text"),
         ("bad id", lambda r, n: {**r, "InvoiceID": f"not-a-uuid-{n}"}, "invoice_id: str_matches"),
         ("id of wrong type", lambda r, n: {**r, "InvoiceID": 100_000 + n}, "is not text"),
         ("missing id", _without("InvoiceID"), "invoice_id: missing"),

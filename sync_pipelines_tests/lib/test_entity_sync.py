@@ -107,6 +107,20 @@ def test_a_record_its_flatten_cannot_read_is_quarantined_and_the_others_are_stag
         assert outcome.failing_fields == {"record": 1}
 
 
+def test_what_cannot_land_as_it_came_lands_as_a_stand_in_and_is_quarantined_with_why(tmp_path):
+    spec = _spec()
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        lone = invoice(B, CUSTOMER, Reference="Ana \ud800")
+        landed = _land(conn, spec, [invoice(A, CUSTOMER, Reference="Ana \U0001f600"), lone, ["not", "a", "record"]])
+        outcome = stage_batch(conn, spec, landed, "run-1")
+        assert (outcome.processed, outcome.changed, outcome.quarantined) == (3, 1, 2)
+        assert _staged(conn, spec) == [(A, "AUTHORISED")]  # an emoji is text like any other
+        assert _quarantined(conn) == [
+            (B, "record: a lone surrogate U+D800 in its text, which no target can take"),
+            (None, 'record: not a JSON object: ["not", "a", "record"]'),
+        ]
+
+
 def test_a_batch_no_record_of_which_can_be_read_is_quarantined_whole(tmp_path):
     spec = _spec(_Target())
     with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
