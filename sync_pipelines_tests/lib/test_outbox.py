@@ -22,7 +22,8 @@ from sync_pipelines_tests.crashes import kill_and_rerun
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 
 KILLS = 10
-SEGMENT_BATCH_BYTES = 20_000
+# Small batches, so a flow of a few hundred messages takes dozens of calls: room for every kill, whatever the speed.
+SEGMENT_BATCH_BYTES = 10_000
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def _calls(admin: SandboxAdmin, vendor: str, *endings: str) -> int:
 def test_salesforce_runs_killed_mid_write_raise_no_invoice_payment_or_contact_twice_and_lose_none(admin, sync_env):
     admin.reset(invoices=0, contacts=0)
     admin.limits(minute_limit=600)
-    admin.salesforce_reset(accounts=30, contacts_per_account=0, leads=0, opportunities=70)
+    admin.salesforce_reset(accounts=40, contacts_per_account=0, leads=0, opportunities=120)
     won = [o for o in admin.salesforce_records("Opportunity") if o["IsWon"] and not o["IsDeleted"] and o["AccountId"]]
     paid = {deal["Id"] for deal in won[::2]}
     for deal_id in paid:
