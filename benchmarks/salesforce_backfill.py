@@ -23,12 +23,10 @@ import requests
 from sandbox_process import connect, sandbox_process
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.salesforce_to_xero import SPECS
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.salesforce.entities import ACCOUNTS
 from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.salesforce.settings import BULK_THRESHOLD_ROWS, MAX_BATCH_SIZE
-
-ACCOUNTS = next(spec for spec in SPECS if spec.entity == "accounts")
 
 
 def _kind(method: str, path: str) -> str | None:

@@ -20,13 +20,14 @@ import requests
 from sandbox_process import connect, sandbox_process
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import INVOICES
+from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
 
 # The sandbox enforces Xero's real 60 calls a minute by default; a benchmark of our code, not of the
 # limit, scales both sides up together.
 SCALED_MINUTE_LIMIT = 100_000
+DELIVERY = next(d for d in xero_to_segment.deliveries() if d.entity.name == "invoices")
 
 
 def _peak_rss_mib() -> float:
@@ -78,22 +79,22 @@ def main() -> None:
         instance = dg.DagsterInstance.ephemeral()
         baseline_rss = _peak_rss_mib()
 
-        stage = [INVOICES.raw_key, INVOICES.staged_key]
+        stage = [DELIVERY.entity.raw_key, DELIVERY.entity.staged_key]
         _invoice_pages(url)
         full_seconds, full = _run(stage, instance)
         full_pages = _invoice_pages(url)
         full_rss = _peak_rss_mib()
-        deliver_seconds, delivered = _run([INVOICES.delivered_key], instance)
+        deliver_seconds, delivered = _run([DELIVERY.key], instance)
 
         changed = math.ceil(args.invoices * args.changed)
         requests.post(f"{url}/_admin/xero/touch", json={"count": changed}, timeout=600).raise_for_status()
         _invoice_pages(url)
         incremental_seconds, incremental = _run(stage, instance)
         incremental_pages = _invoice_pages(url)
-        incremental_deliver_seconds, _ = _run([INVOICES.delivered_key], instance)
+        incremental_deliver_seconds, _ = _run([DELIVERY.key], instance)
 
-    raw = INVOICES.raw_key.to_user_string()
-    staged = INVOICES.staged_key.to_user_string()
+    raw = DELIVERY.entity.raw_key.to_user_string()
+    staged = DELIVERY.entity.staged_key.to_user_string()
     sales = full[raw]["rows_fetched"]
     minimum = math.ceil(sales / MAX_PAGE_SIZE)
     rows = [
@@ -103,7 +104,7 @@ def main() -> None:
         ("full: rows/s through extract + validate + stage", f"{sales / full_seconds:,.0f} ({full_seconds:.1f} s: "
                                                             f"extract {full[raw]['seconds']:.1f} s, "
                                                             f"validate + stage {full[staged]['seconds']:.1f} s)"),
-        ("full: delivery to Segment", f"{delivered[INVOICES.delivered_key.to_user_string()]['dagster/row_count']:,} "
+        ("full: delivery to Segment", f"{delivered[DELIVERY.key.to_user_string()]['dagster/row_count']:,} "
                                       f"messages in {deliver_seconds:.1f} s"),
         ("peak RSS / RSS before the sync",
          f"{full_rss:.0f} MiB / {baseline_rss:.0f} MiB = {full_rss / baseline_rss:.2f}"),

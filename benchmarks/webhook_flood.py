@@ -29,7 +29,9 @@ from urllib.parse import urlsplit
 import requests
 
 from sync_pipelines.sandbox.intercom.webhooks import signature
-from sync_pipelines.webhooks.receiver import INTERCOM, XERO, sign
+from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
+from sync_pipelines.vendors.xero.webhooks import sign
 from sync_pipelines_tests.webhooks.conftest import (
     INTERCOM_SECRET,
     KEY,

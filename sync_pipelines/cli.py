@@ -16,10 +16,9 @@ from cryptography.fernet import Fernet
 from tabulate import tabulate
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, xero_to_segment
+from sync_pipelines.defs.flows import registered_deliveries, registered_flows
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
-from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import auth
@@ -32,12 +31,13 @@ SANDBOX_REDIRECT_URI = "http://127.0.0.1/xero/callback"
 SANDBOX_SALESFORCE_REDIRECT_URI = "http://127.0.0.1/salesforce/callback"
 # The demo prints step progress, not Dagster's debug event stream.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-# The entities that deliver somewhere (lookups only stage what others read).
-SPECS = [spec for spec in (*salesforce_to_xero.SPECS, *intercom_to_xero.SPECS, *xero_to_segment.SPECS) if spec.target]
 
 
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
     """The environment that points every resource at the embedded sandbox (README: "Real APIs")."""
+    # The sandbox is the optional `sandbox` extra: only the commands that run it import it.
+    from sync_pipelines.sandbox.server import SandboxSettings
+
     settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite")
     return {
         "XERO_API_URL": f"{base_url}/xero/api",
@@ -84,6 +84,8 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
     Consenting on every start means the sandbox token never has to outlive its key, so a key is made up
     when none is set.
     """
+    from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
+
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite", **seed)
     with SandboxServer(settings, port=port) as server:
@@ -153,25 +155,19 @@ def main() -> None:
 @click.option("--invoices", default=200, show_default=True, help="Invoices seeded into a new sandbox.")
 @click.option("--malformed", default=3, show_default=True, help="Deliberately broken invoices seeded.")
 def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
-    """Start the sandbox, materialise every asset, print the reconciliation table.
+    """Start the sandbox, run every flow's sync job, then the rest of the assets; print the reconciliation table.
 
-    The flows into Xero run first (Salesforce, then Intercom), so the Xero contacts they write reach Segment in
-    the same demo.
+    Flows run in the registry's order: those that write a vendor before those that read it (the flows into Xero
+    before Xero -> Segment), so the Xero contacts they write reach Segment in the same demo.
     """
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
         definitions, instance = defs(), _dagster_instance()
-        into_xero = (salesforce_to_xero.FLOW, intercom_to_xero.FLOW)
+        jobs = [definitions.resolve_job_def(flow.job_name) for flow in registered_flows()]
         everything = definitions.resolve_implicit_global_asset_job_def()
-        # Everything but the flows into Xero themselves: Xero's contacts are read again, with what they wrote.
-        written = dg.AssetSelection.groups(*into_xero).resolve(definitions.resolve_asset_graph())
-        rest = [key for key in everything.asset_layer.executable_asset_keys if key not in written]
+        synced = {key for job in jobs for key in job.asset_layer.executable_asset_keys}
+        rest = [key for key in everything.asset_layer.executable_asset_keys if key not in synced]
         results = [
-            *(
-                definitions.resolve_job_def(f"{flow}_sync").execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=QUIET_LOGS
-                )
-                for flow in into_xero
-            ),
+            *(job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS) for job in jobs),
             everything.execute_in_process(
                 instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=rest
             ),
@@ -233,6 +229,8 @@ def sandbox(
     https: bool,
 ) -> None:
     """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
+    from sync_pipelines.sandbox.server import SandboxServer, SandboxSettings
+
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(
         state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed,
@@ -286,17 +284,17 @@ def webhooks(host: str, port: int, inbox: Path, key: str | None, intercom_secret
 @click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
 def replay(include_exhausted: bool) -> None:
     """Put due dead letters back in the outbox and deliver them (uses the environment's endpoints)."""
-    definitions = defs()
+    definitions, deliveries = defs(), registered_deliveries()
     staging = StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"])
     with staging.connect() as conn:
         requeued = sum(
-            requeue_dead_letters(conn, flow=spec.flow, entity=spec.entity, include_exhausted=include_exhausted)
-            for spec in SPECS
+            requeue_dead_letters(conn, flow=d.flow, entity=d.partition, include_exhausted=include_exhausted)
+            for d in deliveries
         )
     click.echo(f"requeued {requeued} dead letters")
     job = definitions.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        instance=_dagster_instance(), asset_selection=[spec.delivered_key for spec in SPECS], run_config=QUIET_LOGS
+        instance=_dagster_instance(), asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS
     )
     sys.exit(0 if result.success else 1)
 
@@ -305,7 +303,7 @@ def replay(include_exhausted: bool) -> None:
 def release() -> None:
     """Let the changes a blocked batch held back go out with the next delivery (after you have looked)."""
     with StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        released = sum(release_held(conn, flow=spec.flow, entity=spec.entity) for spec in SPECS)
+        released = sum(release_held(conn, flow=d.flow, entity=d.partition) for d in registered_deliveries())
     click.echo(f"released {released} held messages")
 
 

@@ -218,7 +218,8 @@ def run_sync(sync_env):
         """The given assets, or by default the Xero -> Segment flow's (other flows write to Xero)."""
         definitions = defs()
         if selection is None:
-            selection = list(dg.AssetSelection.groups("xero_to_segment").resolve(definitions.resolve_asset_graph()))
+            flow = dg.AssetSelection.groups("xero_to_segment").upstream()
+            selection = list(flow.resolve(definitions.resolve_asset_graph()))
         job = definitions.resolve_implicit_global_asset_job_def()
         return job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=selection)
 

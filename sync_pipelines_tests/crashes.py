@@ -45,7 +45,7 @@ def run_flow(group: str, segment_batch_bytes: int, xero_calls_per_minute: int) -
         definitions.assets,
         resources={**definitions.resources, "segment": segment, "xero": xero},
         instance=dg.DagsterInstance.ephemeral(),
-        selection=dg.AssetSelection.groups(group),
+        selection=dg.AssetSelection.groups(group).upstream(),
         raise_on_error=False,
     )
     return 0 if result.success else 1

@@ -13,9 +13,10 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from sync_pipelines.cli import SPECS, main
-from sync_pipelines.defs.xero_to_segment import ENRICHMENT
+from sync_pipelines.cli import main
+from sync_pipelines.defs.flows import registered_deliveries
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.enrichment import ENRICHMENT
 from sync_pipelines_tests.conftest import SandboxAdmin
 from sync_pipelines_tests.webhooks.conftest import stored_events
 
@@ -34,7 +35,8 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
 
     header = next(line for line in first.output.splitlines() if "in_source" in line)
     assert [c.strip() for c in header.strip("|").split("|")] == [
-        "flow", "entity", "in_source", "staged", "quarantined", "delivered", "dead_lettered", "pending", "ok",
+        "flow", "entity", "in_source", "staged", "quarantined", "refused", "delivered", "dead_lettered", "pending",
+        "ok",
     ]  # fmt: skip
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
         rows = conn.execute(
@@ -46,8 +48,9 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
             "SELECT count(*) FROM audit_log WHERE outcome = 'delivered' AND entity != ?", [ENRICHMENT]
         ).fetchone()
         deal_reasons = conn.execute("SELECT DISTINCT reasons FROM quarantine WHERE entity = 'opportunities'").fetchall()
-    first, second = rows[: len(SPECS)], rows[len(SPECS) :]
-    assert sorted(entity for entity, *_ in first) == sorted(spec.entity for spec in SPECS)
+    deliveries = registered_deliveries()
+    first, second = rows[: len(deliveries)], rows[len(deliveries) :]
+    assert sorted(entity for entity, *_ in first) == sorted(d.partition for d in deliveries)
     assert second == first  # the second demo found nothing new and delivered nothing more
     # The malformed invoices, and the seed's won deals without an account, which cannot be invoiced.
     assert {entity: n for entity, n, *_ in first if n} == {"invoices": 3, "opportunities": 2}

@@ -1,49 +1,20 @@
 """Event-driven runs: replay the dead-letter queue when a backoff expires, and sync what vendors' webhooks announce."""
 
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
-from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero
-from sync_pipelines.defs.xero_to_segment import ENRICHMENT, FLOW, SPECS, contact_enrichment
-from sync_pipelines.lib.entity_sync import EntitySyncSpec
+from sync_pipelines.defs.flows import registered_deliveries, registered_flows
+from sync_pipelines.lib.deliveries import Delivery
+from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
+from sync_pipelines.vendors.intercom import entities as intercom
+from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
-# Every asset that delivers from the outbox: each flow's entity syncs and the contact enrichment.
-_DELIVERED_KEYS = {
-    (spec.flow, spec.entity): spec.delivered_key
-    for spec in (*SPECS, *salesforce_to_xero.SPECS, *intercom_to_xero.SPECS)
-    if spec.target
-} | {(FLOW, ENRICHMENT): contact_enrichment.key}
-
-
-@dg.sensor(
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    asset_selection=list(_DELIVERED_KEYS.values()),
-    description="Requests a delivery run for every entity with dead letters whose next attempt is due.",
-)
-def dead_letter_replay(context: dg.SensorEvaluationContext, staging_db: StagingResource) -> dg.SensorResult:
-    """The cursor keeps the last failure wave requested per entity, so one wave makes one run."""
-    requested: dict[str, str] = json.loads(context.cursor or "{}")
-    with staging_db.connect() as conn:
-        due = due_dead_letters(conn)
-    runs = []
-    for flow, entity, count, wave in due:
-        name = f"{flow}/{entity}"
-        if (flow, entity) not in _DELIVERED_KEYS or requested.get(name) == wave:
-            continue
-        requested[name] = wave
-        runs.append(
-            dg.RunRequest(
-                run_key=f"replay:{name}:{wave}",
-                asset_selection=[_DELIVERED_KEYS[(flow, entity)]],
-                tags={"sync_pipelines/dead_letters": str(count)},
-            )
-        )
-    return dg.SensorResult(run_requests=runs, cursor=json.dumps(requested, sort_keys=True))
-
+# The vendors that send webhooks, and their entities (each names its webhook category, or none).
+WEBHOOKS = {"xero": xero.ENTITIES, "intercom": intercom.ENTITIES}
 
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -54,22 +25,60 @@ _IN_FLIGHT = [
 ]
 
 
-def _sync_keys(specs: list[EntitySyncSpec]) -> list[dg.AssetKey]:
-    keys = (key for spec in specs for key in (spec.raw_key, spec.staged_key, spec.delivered_key))
-    return [key for key in keys if key is not None]
+def dead_letter_replay(delivered: dict[tuple[str, str], dg.AssetKey]) -> dg.SensorDefinition:
+    """Requests a delivery run for every delivery with dead letters whose next attempt is due."""
+
+    @dg.sensor(
+        name="dead_letter_replay",
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=list(delivered.values()),
+        description="Requests a delivery run for every entity with dead letters whose next attempt is due.",
+    )
+    def sensor(context: dg.SensorEvaluationContext, staging_db: StagingResource) -> dg.SensorResult:
+        """The cursor keeps the last failure wave requested per delivery, so one wave makes one run."""
+        requested: dict[str, str] = json.loads(context.cursor or "{}")
+        with staging_db.connect() as conn:
+            due = due_dead_letters(conn)
+        runs = []
+        for flow, entity, count, wave in due:
+            name = f"{flow}/{entity}"
+            if (flow, entity) not in delivered or requested.get(name) == wave:
+                continue
+            requested[name] = wave
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"replay:{name}:{wave}",
+                    asset_selection=[delivered[(flow, entity)]],
+                    tags={"sync_pipelines/dead_letters": str(count)},
+                )
+            )
+        return dg.SensorResult(run_requests=runs, cursor=json.dumps(requested, sort_keys=True))
+
+    return sensor
 
 
-def webhook_sync(vendor: str, specs: list[EntitySyncSpec]):
+def _sync_keys(entities: Sequence[Entity], deliveries: Sequence[Delivery]) -> list[dg.AssetKey]:
+    """The entities' extract and staged assets, and the deliveries of them."""
+    return [
+        *(key for entity in entities for key in (entity.raw_key, entity.staged_key)),
+        *(d.key for d in deliveries if d.entity in entities),
+    ]
+
+
+def webhook_sync(
+    vendor: str, entities: Sequence[Entity], deliveries: Sequence[Delivery]
+) -> tuple[dg.JobDefinition, dg.SensorDefinition]:
     """`<vendor>_webhook_sync` and its sensor: sync straight away what the vendor's webhooks in the inbox say changed.
 
     Webhooks say which records changed, not how (xero.md §6, intercom.md §9): a run re-reads them incrementally
-    from the API, for the specs whose Source's `webhook_category` arrived.
+    from the API, for the entities whose `webhook_category` arrived, and delivers them in every flow.
     """
     title = vendor.capitalize()
-    webhook_specs = [spec for spec in specs if spec.source.webhook_category is not None]
+    webhook_entities = [entity for entity in entities if entity.source.webhook_category is not None]
     job = dg.define_asset_job(
         f"{vendor}_webhook_sync",
-        selection=_sync_keys(webhook_specs),
+        selection=_sync_keys(webhook_entities, deliveries),
         # A webhook run moves a handful of records: one process for all its steps, not one per step.
         executor_def=dg.in_process_executor,
         description=f"Sync the {title} entities that webhooks said changed, at once rather than at the next poll.",
@@ -99,14 +108,14 @@ def webhook_sync(vendor: str, specs: list[EntitySyncSpec]):
         if pending is None:
             return dg.SkipReason("no webhook events since the last run")
         cursor = json.dumps({"seq": pending.last_seq})
-        matching = [spec for spec in webhook_specs if spec.source.webhook_category in pending.categories]
+        matching = [e for e in webhook_entities if e.source.webhook_category in pending.categories]
         if not matching:
             return dg.SensorResult(
                 skip_reason=f"no entity syncs the categories {sorted(pending.categories)}", cursor=cursor
             )
         run = dg.RunRequest(
             run_key=f"{vendor}-webhook:{pending.first_seq}-{pending.last_seq}",
-            asset_selection=_sync_keys(matching),
+            asset_selection=_sync_keys(matching, deliveries),
             tags={"sync_pipelines/webhook_events": str(pending.events)},
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor)
@@ -114,5 +123,13 @@ def webhook_sync(vendor: str, specs: list[EntitySyncSpec]):
     return job, sensor
 
 
-xero_webhook_sync, xero_webhook_sensor = webhook_sync("xero", SPECS)
-intercom_webhook_sync, intercom_webhook_sensor = webhook_sync("intercom", intercom_to_xero.SPECS)
+@dg.definitions
+def defs() -> dg.Definitions:
+    deliveries = registered_deliveries()
+    # Every asset that delivers from an outbox: each flow's deliveries and the extras that have an outbox of their own.
+    delivered = {(d.flow, d.partition): d.key for d in deliveries}
+    delivered |= {(flow.name, name): key for flow in registered_flows() for name, key in flow.extra_outboxes}
+    jobs, sensors = zip(
+        *(webhook_sync(vendor, entities, deliveries) for vendor, entities in WEBHOOKS.items()), strict=True
+    )
+    return dg.Definitions(jobs=list(jobs), sensors=[dead_letter_replay(delivered), *sensors])

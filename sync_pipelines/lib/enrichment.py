@@ -1,7 +1,7 @@
 """Per-contact traits computed from staged Xero invoices, bills and payments, for Segment identify calls.
 
-Computed in DuckDB over `stg_xero_invoices` (ACCREC), `stg_xero_bills` (ACCPAY) and `stg_xero_payments`; a
-table that does not exist yet counts as empty. Dates are the UTC calendar date of Xero's date fields (xero.md
+Computed in DuckDB over Xero's staged invoices (ACCREC), bills (ACCPAY) and payments; one not staged yet
+counts as empty. Dates are the UTC calendar date of Xero's date fields (xero.md
 §2.2: local dates are midnight UTC), rendered "YYYY-MM-DD". Every trait, for a contact id:
 
 Money, per currency: one trait per ISO code, suffixed with it in lower case (`lifetime_revenue_usd`,
@@ -31,15 +31,22 @@ A trait with no value (no such documents) is left out rather than sent as null, 
 is not in the result.
 """
 
-from __future__ import annotations
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 
-from datetime import date
-
+import dagster as dg
 import duckdb
 
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.staging import table_exists
+from sync_pipelines.lib.targets.segment import SegmentTarget, identify_messages
+from sync_pipelines.lib.targets.segment_mapping import EntityMapping
+from sync_pipelines.vendors.xero.entities import BILLS, INVOICES, PAYMENTS
 
-# Staged table -> the columns the traits read, with their types for when the table does not exist yet.
+# Staged entity's table -> the columns the traits read, with their types for when the table does not exist yet.
 _DOCUMENT_COLUMNS = {
     "contact_id": "VARCHAR",
     "type": "VARCHAR",
@@ -52,9 +59,9 @@ _DOCUMENT_COLUMNS = {
     "amount_due": "DECIMAL(18, 2)",
 }
 _SOURCES = {
-    "invoices": ("stg_xero_invoices", _DOCUMENT_COLUMNS),
-    "bills": ("stg_xero_bills", _DOCUMENT_COLUMNS),
-    "payments": ("stg_xero_payments", {"contact_id": "VARCHAR", "status": "VARCHAR", "date": "DATE"}),
+    "invoices": (INVOICES.table, _DOCUMENT_COLUMNS),
+    "bills": (BILLS.table, _DOCUMENT_COLUMNS),
+    "payments": (PAYMENTS.table, {"contact_id": "VARCHAR", "status": "VARCHAR", "date": "DATE"}),
 }
 
 _MONEY = """
@@ -124,3 +131,54 @@ def contact_traits(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, di
         if present:
             traits.setdefault(contact_id, {}).update(present)
     return {contact_id: dict(sorted(found.items())) for contact_id, found in sorted(traits.items())}
+
+
+ENRICHMENT = "contact_enrichment"  # its outbox partition in the flow
+ENRICHMENT_KEY = dg.AssetKey(["segment", f"xero_{ENRICHMENT}"])
+
+
+class EnrichmentConfig(dg.Config):
+    as_of: str = ""  # "YYYY-MM-DD" the balances are judged on (overdue or not); today in UTC when empty
+
+
+def enrichment_asset(flow: str, reads: Sequence[Entity]) -> dg.AssetsDefinition:
+    """Traits of Xero contacts, sent to Segment as identify calls when they change, in `flow`'s outbox."""
+
+    @dg.asset(
+        key=ENRICHMENT_KEY,
+        deps=[entity.staged_key for entity in reads],
+        group_name=flow,
+        kinds={"duckdb", "segment"},
+        required_resource_keys={"segment", "staging_db"},
+        description=(
+            "Per-contact traits computed from staged invoices, bills and payments (lifetime revenue, outstanding "
+            "and overdue balances per currency, days to pay, ...), sent as identify traits only when they changed."
+        ),
+    )
+    def contact_enrichment(context: dg.AssetExecutionContext, config: EnrichmentConfig) -> dg.MaterializeResult:
+        started = time.monotonic()
+        as_of = date.fromisoformat(config.as_of) if config.as_of else datetime.now(UTC).date()
+        namespace = f"xero_{ENRICHMENT}"
+        with context.resources.staging_db.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            traits = contact_traits(conn, as_of)
+            changed = staging.changed_identities(conn, namespace, traits)
+            versions = staging.remember_identities(conn, namespace, changed)
+            messages = identify_messages(changed, versions, namespace=namespace)
+            staging.enqueue(conn, flow=flow, entity=ENRICHMENT, messages=messages, run_id=context.run.run_id)
+            conn.execute("COMMIT")
+        # No per-row mapping: the identify calls are built above, the target only delivers them.
+        figures = deliver_outbox(
+            context, flow=flow, entity=ENRICHMENT, source="xero", target=SegmentTarget(EntityMapping())
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **figures,
+                "as_of": as_of.isoformat(),
+                "contacts_with_traits": len(traits),
+                "contacts_changed": len(changed),
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+
+    return contact_enrichment

@@ -25,7 +25,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 
 if TYPE_CHECKING:
-    from sync_pipelines.lib.entity_sync import Target
+    from sync_pipelines.lib.deliveries import Target
 
 # Messages claimed at a time; the target's client splits them into API-sized batches.
 DELIVERY_CHUNK = 5_000
@@ -94,7 +94,9 @@ class Journal:
                 staging.dead_letter(
                     conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable, **where
                 )
-            staging.mark_in_flight(conn, owner=self._claimant.owner, message_ids=sending)
+            staging.mark_in_flight(
+                conn, owner=self._claimant.owner, flow=self._flow, entity=self._entity, message_ids=sending
+            )
             conn.execute("COMMIT")
         total = self.totals.setdefault(system, DeliveryReport())
         total.delivered += settled.delivered

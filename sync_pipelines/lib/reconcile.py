@@ -1,4 +1,4 @@
-"""Does the target hold what staging says it should? Counted per entity and kept in `reconciliation`."""
+"""Does the target hold what staging says it should? Counted per delivery and kept in `reconciliation`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import duckdb
 from sync_pipelines.lib import staging
 
 if TYPE_CHECKING:
-    from sync_pipelines.lib.entity_sync import EntitySyncSpec
+    from sync_pipelines.lib.deliveries import Delivery
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class Reconciliation:
     entity: str
     in_source: int  # distinct records the source returned
     staged: int  # records in current state
-    quarantined: int  # records with no valid version staged: every version failed the contract or its target
+    quarantined: int  # records with no valid version staged: every version failed the contract
+    refused: int  # staged records whose latest change this delivery's target would refuse (in quarantine)
     changes: int  # messages the staged changes called for
     delivered: int
     dead_lettered: int
@@ -41,26 +42,31 @@ class Reconciliation:
         return {k: v for k, v in asdict(self).items()}
 
 
-def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, run_id: str | None) -> Reconciliation:
-    """Count every stage of one entity, compare delivered totals per currency, and record the result."""
-    params = [spec.flow, spec.entity]
+def reconcile_delivery(conn: duckdb.DuckDBPyConnection, *, delivery: Delivery, run_id: str | None) -> Reconciliation:
+    """Count every stage of one delivery's entity, compare delivered totals per currency, and record the result."""
+    entity = delivery.entity
+    params = [delivery.flow, delivery.partition]
     # A record is its id; a record landed without one is its payload. Counted apart, so that no id (a bad one may
     # be any text) can pass for a payload hash or a landing sequence and two records count as one.
     (in_source,) = conn.execute(
         """SELECT count(DISTINCT record_id) + count(DISTINCT payload_hash) FILTER (record_id IS NULL)
            FROM raw_landing WHERE source = ? AND entity = ?""",
-        [spec.source.system, spec.entity],
+        [entity.vendor, entity.name],
     ).fetchone()
-    staged_exists = staging.table_exists(conn, spec.table)
-    staged = conn.execute(f'SELECT count(*) FROM "{spec.table}"').fetchone()[0] if staged_exists else 0
-    staged_ids = f'SELECT "{spec.key}" FROM "{spec.table}"' if staged_exists else "SELECT NULL WHERE false"
+    staged_exists = staging.table_exists(conn, entity.table)
+    staged = conn.execute(f'SELECT count(*) FROM "{entity.table}"').fetchone()[0] if staged_exists else 0
+    staged_ids = f'SELECT "{entity.key}" FROM "{entity.table}"' if staged_exists else "SELECT NULL WHERE false"
     # Every version of a record that failed is in quarantine; the record counts there once, unless a valid
     # version of it is staged.
     (quarantined,) = conn.execute(
         f"""SELECT count(DISTINCT record_id) FILTER (record_id NOT IN ({staged_ids}))
                    + count(DISTINCT landing_seq) FILTER (record_id IS NULL)
-            FROM quarantine WHERE source = ? AND entity = ?""",
-        [spec.source.system, spec.entity],
+            FROM quarantine WHERE source = ? AND entity = ? AND delivery IS NULL""",
+        [entity.vendor, entity.name],
+    ).fetchone()
+    (refused,) = conn.execute(
+        f"SELECT count(*) FROM ({_refused_ids(delivery, staged_ids)})",
+        [delivery.label, *params],
     ).fetchone()
     changes, delivered, dead, pending = conn.execute(
         """SELECT count(*), count(*) FILTER (status = 'delivered'), count(*) FILTER (status = 'dead'),
@@ -73,22 +79,34 @@ def reconcile_entity(conn: duckdb.DuckDBPyConnection, *, spec: EntitySyncSpec, r
            WHERE flow = ? AND entity = ? AND outcome = 'delivered' GROUP BY ALL HAVING count(*) > 1)""",
         params,
     ).fetchone()
-    totals_mismatch = _totals_mismatch(conn, spec) if staged_exists else 0
+    totals_mismatch = _totals_mismatch(conn, delivery, staged_ids) if staged_exists else 0
     result = Reconciliation(
-        spec.flow, spec.entity, in_source, staged, quarantined, changes, delivered, dead, pending,
-        delivered_twice, totals_mismatch,
+        delivery.flow, delivery.partition, in_source, staged, quarantined, refused, changes, delivered, dead,
+        pending, delivered_twice, totals_mismatch,
     )  # fmt: skip
     conn.execute(
-        "INSERT INTO reconciliation VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, staging.utcnow(), spec.flow, spec.entity, in_source, staged, quarantined, changes, delivered,
-         dead, pending, result.ok],
+        """INSERT INTO reconciliation BY NAME SELECT ? AS run_id, ? AS checked_at, ? AS flow, ? AS entity,
+             ? AS in_source, ? AS staged, ? AS quarantined, ? AS refused, ? AS changes, ? AS delivered,
+             ? AS dead_lettered, ? AS pending, ? AS ok""",
+        [run_id, staging.utcnow(), delivery.flow, delivery.partition, in_source, staged, quarantined, refused,
+         changes, delivered, dead, pending, result.ok],
     )  # fmt: skip
     return result
 
 
-def _totals_mismatch(conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec) -> int:
-    """Currencies where the staged amount differs from the amount in each record's latest delivered write."""
-    totals = spec.target.totals
+def _refused_ids(delivery: Delivery, staged_ids: str) -> str:
+    """SQL for the staged records this delivery refused (parameters: its name, flow, partition). A refusal stands
+    until the delivery queues something for the record again (a later, acceptable version)."""
+    return f"""SELECT DISTINCT q.record_id FROM quarantine q
+               WHERE q.delivery = ? AND q.record_id IN ({staged_ids})
+                 AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.flow = ? AND o.entity = ?
+                                 AND o.record_id = q.record_id AND o.created_at > q.quarantined_at)"""
+
+
+def _totals_mismatch(conn: duckdb.DuckDBPyConnection, delivery: Delivery, staged_ids: str) -> int:
+    """Currencies where the staged amount differs from the amount in each record's latest delivered write; records
+    the delivery refused are in neither."""
+    totals, entity = delivery.target.totals, delivery.entity
     if totals is None:
         return 0
     (mismatched,) = conn.execute(
@@ -99,10 +117,18 @@ def _totals_mismatch(conn: duckdb.DuckDBPyConnection, spec: EntitySyncSpec) -> i
                 SELECT s."{totals.currency_column}",
                        round(sum(s."{totals.amount_column}"), 2) AS staged,
                        round(sum(CAST(json_extract_string(l.payload, ?) AS DOUBLE)), 2) AS delivered
-                FROM "{spec.table}" s LEFT JOIN latest l ON l.record_id = s."{spec.key}"
+                FROM "{entity.table}" s LEFT JOIN latest l ON l.record_id = s."{entity.key}"
+                WHERE s."{entity.key}" NOT IN ({_refused_ids(delivery, staged_ids)})
                 GROUP BY 1)
             WHERE staged IS DISTINCT FROM delivered""",
-        [spec.flow, spec.entity, totals.json_path],
+        [
+            delivery.flow,
+            delivery.partition,
+            totals.json_path,
+            delivery.label,
+            delivery.flow,
+            delivery.partition,
+        ],
     ).fetchone()
     return mismatched
 
@@ -111,7 +137,7 @@ def latest_reconciliation(conn: duckdb.DuckDBPyConnection) -> list[dict]:
     """The newest result per flow and entity, for the CLI's table."""
     return (
         conn.execute(
-            """SELECT flow, entity, in_source, staged, quarantined, delivered, dead_lettered, pending, ok
+            """SELECT flow, entity, in_source, staged, quarantined, refused, delivered, dead_lettered, pending, ok
                FROM reconciliation QUALIFY row_number() OVER (PARTITION BY flow, entity ORDER BY checked_at DESC) = 1
                ORDER BY flow, entity"""
         )

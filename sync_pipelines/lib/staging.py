@@ -84,6 +84,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE outbox ADD COLUMN claimed_at TIMESTAMPTZ",
         "ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0",
     ),
+    # The change feed: one staged entity feeds any number of deliveries, each with its own outbox partition (the
+    # same message id may go to two deliveries) and its own refusals in quarantine.
+    (
+        "ALTER TABLE outbox RENAME TO outbox_v4",
+        """CREATE TABLE outbox (
+            message_id VARCHAR NOT NULL, seq BIGINT NOT NULL DEFAULT nextval('outbox_seq'),
+            flow VARCHAR NOT NULL, entity VARCHAR NOT NULL, record_id VARCHAR, kind VARCHAR NOT NULL,
+            event VARCHAR, payload JSON NOT NULL, status VARCHAR NOT NULL DEFAULT 'pending',
+            created_at TIMESTAMPTZ NOT NULL, delivered_at TIMESTAMPTZ, run_id VARCHAR, claimed_by VARCHAR,
+            claim_owner VARCHAR, claimed_at TIMESTAMPTZ, sends INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (flow, entity, message_id))""",
+        "INSERT INTO outbox BY NAME SELECT * FROM outbox_v4",
+        "DROP TABLE outbox_v4",
+        "ALTER TABLE dead_letters RENAME TO dead_letters_v4",
+        """CREATE TABLE dead_letters (
+            message_id VARCHAR NOT NULL, flow VARCHAR NOT NULL, entity VARCHAR NOT NULL,
+            error VARCHAR NOT NULL, attempts INTEGER NOT NULL, status VARCHAR NOT NULL,
+            first_failed_at TIMESTAMPTZ NOT NULL, last_failed_at TIMESTAMPTZ NOT NULL,
+            next_attempt_at TIMESTAMPTZ, PRIMARY KEY (flow, entity, message_id))""",
+        "INSERT INTO dead_letters BY NAME SELECT * FROM dead_letters_v4",
+        "DROP TABLE dead_letters_v4",
+        "CREATE SEQUENCE feed_batch_seq",
+        "ALTER TABLE quarantine ADD COLUMN delivery VARCHAR",
+        "ALTER TABLE reconciliation ADD COLUMN refused BIGINT",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -260,30 +285,44 @@ def current_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, ids: Se
 
 
 def upsert_state(conn: duckdb.DuckDBPyConnection, table: str, key: str, rows: pd.DataFrame) -> None:
-    """Replace the staged rows for these keys; the table takes the validated frame's columns.
+    """Replace the staged rows for these keys; the table takes the validated frame's columns."""
+    if rows.empty:
+        return
+    with frame_as(conn, "incoming_rows", rows):
+        _take_columns(conn, table, "incoming_rows")
+        conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
+
+
+def append_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: pd.DataFrame) -> None:
+    """Add the rows to `table`, made or widened to hold the frame's columns."""
+    if rows.empty:
+        return
+    with frame_as(conn, "incoming_rows", rows):
+        _take_columns(conn, table, "incoming_rows")
+        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
+
+
+def _take_columns(conn: duckdb.DuckDBPyConnection, table: str, relation: str) -> None:
+    """Make `table` with the relation's columns, or add the ones it lacks.
 
     A column the contract gained since the table was made is added (earlier rows hold NULL there); a column
     with no value yet is text rather than DuckDB's untyped NULL, which no later value could be cast into.
     """
-    if rows.empty:
-        return
-    with frame_as(conn, "incoming_rows", rows):
-        incoming = [
-            (name, "VARCHAR" if kind.strip('"') == "NULL" else kind)
-            for name, kind, *_ in conn.execute("DESCRIBE SELECT * FROM incoming_rows").fetchall()
-        ]
-        columns = ", ".join(f'"{name}" {kind}' for name, kind in incoming)
-        conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
-        existing = {
-            name for (name,) in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-            ).fetchall()
-        }  # fmt: skip
-        for name, kind in incoming:
-            if name not in existing:
-                conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
-        conn.execute(f'DELETE FROM "{table}" WHERE "{key}" IN (SELECT "{key}" FROM incoming_rows)')
-        conn.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM incoming_rows')
+    incoming = [
+        (name, "VARCHAR" if kind.strip('"') == "NULL" else kind)
+        for name, kind, *_ in conn.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    ]
+    columns = ", ".join(f'"{name}" {kind}' for name, kind in incoming)
+    conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" ({columns})')
+    existing = {
+        name for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }  # fmt: skip
+    for name, kind in incoming:
+        if name not in existing:
+            conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {kind}')
 
 
 def duplicate_keys(conn: duckdb.DuckDBPyConnection, table: str, key: str) -> int:
@@ -424,17 +463,77 @@ def audit(
 
 
 def quarantine_rows(
-    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, rows: pd.DataFrame, run_id: str | None
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    source: str,
+    entity: str,
+    rows: pd.DataFrame,
+    run_id: str | None,
+    delivery: str | None = None,
 ) -> None:
-    """Park rows that failed validation with their reasons; columns record_id, reasons, row, landing_seq."""
+    """Park rows with their reasons (columns record_id, reasons, row, landing_seq): rows that failed their contract
+    when staged, or, naming the `delivery`, staged rows whose messages that delivery's target would refuse."""
     if rows.empty:
         return
     with frame_as(conn, "bad_rows", rows):
         conn.execute(
-            """INSERT INTO quarantine (source, entity, record_id, reasons, row, landing_seq, quarantined_at, run_id)
-               SELECT ?, ?, record_id, reasons, row, landing_seq, ?, ? FROM bad_rows""",
-            [source, entity, utcnow(), run_id],
+            """INSERT INTO quarantine
+                 (source, entity, record_id, reasons, row, landing_seq, quarantined_at, run_id, delivery)
+               SELECT ?, ?, record_id, reasons, row, landing_seq, ?, ?, ? FROM bad_rows""",
+            [source, entity, utcnow(), run_id, delivery],
         )
+
+
+# ---------------------------------------------------------------------------------------------- change feed
+
+# What a feed row holds beside the staged columns: the staging batch that appended it, whether it is the version a
+# change replaced (rather than the new one), whether the batch was held for a person, and where the new version
+# landed (for a delivery that quarantines it).
+FEED_COLUMNS = ("feed_batch", "feed_replaced", "feed_held", "feed_landing_seq")
+
+
+def append_to_feed(
+    conn: duckdb.DuckDBPyConnection, table: str, changed: pd.DataFrame, replaced: pd.DataFrame, *, held: bool
+) -> None:
+    """Append one staging batch's new versions (indexed by landing sequence) and the staged versions they replace."""
+    if changed.empty:
+        return
+    (batch,) = conn.execute("SELECT nextval('feed_batch_seq')").fetchone()
+    new = changed.assign(feed_batch=batch, feed_replaced=False, feed_held=held, feed_landing_seq=changed.index)
+    append_rows(conn, table, new.reset_index(drop=True))
+    append_rows(conn, table, replaced.assign(feed_batch=batch, feed_replaced=True, feed_held=held))
+
+
+@dataclass(frozen=True)
+class FeedBatch:
+    """One staging batch as a delivery reads it: the new versions, those they replaced, and whether it is held."""
+
+    batch: int
+    changed: pd.DataFrame  # indexed by landing sequence
+    replaced: pd.DataFrame
+    held: bool
+
+
+def feed_batches(conn: duckdb.DuckDBPyConnection, table: str, *, after: int) -> Iterator[FeedBatch]:
+    """The feed's batches after `after`, oldest first, each read when the caller asks for it."""
+    if not table_exists(conn, table):
+        return
+    batches = [b for (b,) in conn.execute(
+        f'SELECT DISTINCT feed_batch FROM "{table}" WHERE feed_batch > ? ORDER BY 1', [after]
+    ).fetchall()]  # fmt: skip
+    for batch in batches:
+        rows = conn.execute(f'SELECT * FROM "{table}" WHERE feed_batch = ? ORDER BY feed_landing_seq', [batch]).df()
+        held = bool(rows["feed_held"].any())
+        new, replaced = rows[~rows["feed_replaced"]], rows[rows["feed_replaced"]]
+        new = new.set_index(new["feed_landing_seq"].astype("int64").rename(None))
+        yield FeedBatch(batch, new.drop(columns=list(FEED_COLUMNS)), replaced.drop(columns=list(FEED_COLUMNS)), held)
+
+
+def feed_end(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """The last batch in the feed (0 for none): where a delivery that starts from now begins."""
+    if not table_exists(conn, table):
+        return 0
+    return conn.execute(f'SELECT coalesce(max(feed_batch), 0) FROM "{table}"').fetchone()[0]
 
 
 # ---------------------------------------------------------------------------------------------- outbox
@@ -503,24 +602,28 @@ def claim_pending(
     """Take the oldest pending messages for this run's process: no other run sends them while it lives."""
     rows = conn.execute(
         """UPDATE outbox SET status = 'claimed', claimed_by = ?, claim_owner = ?, claimed_at = ?
-           WHERE message_id IN (SELECT message_id FROM outbox WHERE flow = ? AND entity = ? AND status = 'pending'
+           WHERE flow = ? AND entity = ?
+             AND message_id IN (SELECT message_id FROM outbox WHERE flow = ? AND entity = ? AND status = 'pending'
                                 ORDER BY seq LIMIT ?)
            RETURNING seq, message_id, record_id, payload, sends""",
-        [run_id, owner, utcnow(), flow, entity, limit],
+        [run_id, owner, utcnow(), flow, entity, flow, entity, limit],
     ).fetchall()
     return [ClaimedMessage(m, r, json.loads(p), sends) for _, m, r, p, sends in sorted(rows)]
 
 
-def mark_in_flight(conn: duckdb.DuckDBPyConnection, *, owner: str, message_ids: Sequence[str]) -> None:
-    """Record that these messages are about to go out, before the call; and renew the owner's claims."""
+def mark_in_flight(
+    conn: duckdb.DuckDBPyConnection, *, owner: str, flow: str, entity: str, message_ids: Sequence[str]
+) -> None:
+    """Record that these messages of one delivery are about to go out, before the call; and renew the owner's
+    claims."""
     now = utcnow()
     if message_ids:
         with frame_as(conn, "sending", pd.DataFrame({"message_id": list(message_ids)})):
             conn.execute(
                 """UPDATE outbox SET status = 'in_flight', sends = sends + 1
-                   WHERE claim_owner = ? AND status IN ('claimed', 'in_flight')
+                   WHERE claim_owner = ? AND status IN ('claimed', 'in_flight') AND flow = ? AND entity = ?
                      AND message_id IN (SELECT message_id FROM sending)""",
-                [owner],
+                [owner, flow, entity],
             )
     conn.execute(
         "UPDATE outbox SET claimed_at = ? WHERE claim_owner = ? AND status IN ('claimed', 'in_flight')", [now, owner]
@@ -564,10 +667,14 @@ def mark_delivered(
     with frame_as(conn, "done", pd.DataFrame(delivered, columns=["message_id", "record_id"])):
         conn.execute(
             """UPDATE outbox SET status = 'delivered', delivered_at = ?
-               WHERE message_id IN (SELECT message_id FROM done)""",
-            [now],
+               WHERE flow = ? AND entity = ? AND message_id IN (SELECT message_id FROM done)""",
+            [now, flow, entity],
         )
-        conn.execute("UPDATE dead_letters SET status = 'replayed' WHERE message_id IN (SELECT message_id FROM done)")
+        conn.execute(
+            """UPDATE dead_letters SET status = 'replayed'
+               WHERE flow = ? AND entity = ? AND message_id IN (SELECT message_id FROM done)""",
+            [flow, entity],
+        )
         conn.execute(
             """INSERT INTO audit_log
                  (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, run_id)
@@ -593,18 +700,24 @@ def dead_letter(
     """
     now = utcnow()
     for message_id, record_id, error in failures:
-        row = conn.execute("SELECT attempts FROM dead_letters WHERE message_id = ?", [message_id]).fetchone()
+        row = conn.execute(
+            "SELECT attempts FROM dead_letters WHERE flow = ? AND entity = ? AND message_id = ?",
+            [flow, entity, message_id],
+        ).fetchone()
         attempts = (row[0] if row else 0) + 1
         exhausted = not retryable or attempts >= MAX_DELIVERY_ATTEMPTS
         next_attempt = None if exhausted else now + timedelta(seconds=min(30 * 2 ** (attempts - 1), 3600))
         conn.execute(
             """INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (message_id) DO UPDATE SET error = excluded.error, attempts = excluded.attempts,
-                 status = excluded.status, last_failed_at = excluded.last_failed_at,
+               ON CONFLICT (flow, entity, message_id) DO UPDATE SET error = excluded.error,
+                 attempts = excluded.attempts, status = excluded.status, last_failed_at = excluded.last_failed_at,
                  next_attempt_at = excluded.next_attempt_at""",
             [message_id, flow, entity, error, attempts, "exhausted" if exhausted else "due", now, now, next_attempt],
         )
-        conn.execute("UPDATE outbox SET status = 'dead' WHERE message_id = ?", [message_id])
+        conn.execute(
+            "UPDATE outbox SET status = 'dead' WHERE flow = ? AND entity = ? AND message_id = ?",
+            [flow, entity, message_id],
+        )
         conn.execute(
             """INSERT INTO audit_log
                  (logged_at, flow, entity, record_id, action, target, idempotency_key, outcome, detail, run_id)
@@ -618,14 +731,18 @@ def requeue_dead_letters(
 ) -> int:
     """Put dead letters whose next attempt is due back in the outbox; returns how many."""
     statuses = ["due", "exhausted"] if include_exhausted else ["due"]
-    due = f"""SELECT message_id FROM dead_letters
+    due = f"""SELECT flow, entity, message_id FROM dead_letters
               WHERE flow = ? AND (? IS NULL OR entity = ?) AND status IN ({", ".join("?" * len(statuses))})
                 AND (? OR next_attempt_at <= ?)"""
     params = [flow, entity, entity, *statuses, include_exhausted, utcnow()]
     conn.execute("BEGIN TRANSACTION")
     (count,) = conn.execute(f"SELECT count(*) FROM ({due})", params).fetchone()
-    conn.execute(f"UPDATE outbox SET status = 'pending' WHERE message_id IN ({due})", params)
-    conn.execute(f"UPDATE dead_letters SET status = 'requeued' WHERE message_id IN ({due})", params)
+    for table, status in (("outbox", "pending"), ("dead_letters", "requeued")):
+        conn.execute(
+            f"""UPDATE {table} t SET status = '{status}' FROM ({due}) d
+                WHERE t.flow = d.flow AND t.entity = d.entity AND t.message_id = d.message_id""",
+            params,
+        )
     conn.execute("COMMIT")
     return count
 

@@ -14,8 +14,8 @@ import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.targets.xero import XERO_CONTACTS
 from sync_pipelines.lib.targets.xero_mapping import ADDRESS_FIELDS, TWO_WAY_XERO_COLUMNS, TwoWayMapping, field_text
+from sync_pipelines.vendors.xero.entities import CONTACTS as XERO_CONTACTS
 
 
 @dataclass
@@ -45,7 +45,7 @@ def settle(
     `source_columns` maps each Xero field to the staged source column holding it; records in `skip` (a write
     still on its way) wait, so a value in flight is never mistaken for a change.
     """
-    if not (staging.table_exists(conn, source_table) and staging.table_exists(conn, XERO_CONTACTS)):
+    if not (staging.table_exists(conn, source_table) and staging.table_exists(conn, XERO_CONTACTS.table)):
         return []
     fields = list(mapping.fields)
     selected = ", ".join(
@@ -58,7 +58,7 @@ def settle(
         f"""SELECT s.id AS source_id, c.contact_id, s.updated_at AS source_at, c.updated_at AS xero_at, {selected}
             FROM "{source_table}" s
             JOIN xrefs x ON x.source_system = ? AND x.target_system = 'xero' AND x.source_id = s.id
-            JOIN "{XERO_CONTACTS}" c ON c.contact_id = x.target_id AND coalesce(c.contact_number, s.id) = s.id
+            JOIN "{XERO_CONTACTS.table}" c ON c.contact_id = x.target_id AND coalesce(c.contact_number, s.id) = s.id
             WHERE NOT s.is_deleted AND c.status = 'ACTIVE'
             QUALIFY row_number() OVER (PARTITION BY s.id ORDER BY x.updated_at DESC) = 1""",
         [source_system],

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sync_pipelines.sandbox import seed
-from sync_pipelines.sandbox.accounting import Ledger
 from sync_pipelines.sandbox.intercom.workspace import IntercomWorkspace
 from sync_pipelines.sandbox.salesforce.org import SalesforceOrg
 from sync_pipelines.sandbox.store import Store
-from sync_pipelines.sandbox.webhooks import WebhookEmitter
+from sync_pipelines.sandbox.xero import seed
+from sync_pipelines.sandbox.xero.accounting import Ledger
+from sync_pipelines.sandbox.xero.webhooks import WebhookEmitter
 
 LIMIT_NAMES = ("minute_limit", "day_limit", "concurrent_limit", "app_minute_limit")
 FAULT_DEFAULTS: dict[str, float] = {

@@ -13,25 +13,29 @@ from sync_pipelines.sandbox.admin import AdminApi
 from sync_pipelines.sandbox.faults import FaultInjector
 from sync_pipelines.sandbox.intercom.admin import IntercomAdmin
 from sync_pipelines.sandbox.intercom.app import intercom_app
-from sync_pipelines.sandbox.notify import NotificationCapture
+from sync_pipelines.sandbox.notifier.app import NotificationCapture
 from sync_pipelines.sandbox.runtime import Runtime, SandboxSettings
 from sync_pipelines.sandbox.salesforce.admin import SalesforceAdmin
 from sync_pipelines.sandbox.salesforce.app import salesforce_app
-from sync_pipelines.sandbox.segment import SegmentSandbox
+from sync_pipelines.sandbox.segment.admin import SegmentAdmin
+from sync_pipelines.sandbox.segment.app import SegmentSandbox
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.tls import local_tls
-from sync_pipelines.sandbox.xero import XeroSandbox
+from sync_pipelines.sandbox.xero.admin import XeroAdmin
+from sync_pipelines.sandbox.xero.app import XeroSandbox
 
 __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 
 def build_app(runtime: Runtime) -> Starlette:
     """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /salesforce (login host and instance),
-    /intercom, /_admin (with /_admin/salesforce and /_admin/intercom), plus notification capture."""
+    /intercom, /_admin (with /_admin/<vendor> for each), plus notification capture."""
     return Starlette(
         routes=[
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
+            Mount("/_admin/xero", app=XeroAdmin(runtime).app()),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
+            Mount("/_admin/segment", app=SegmentAdmin(runtime.store).app()),
             Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
             Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
             Mount("/intercom", app=intercom_app(runtime)),

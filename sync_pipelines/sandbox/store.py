@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sync_pipelines.sandbox.dates import parse_net
+from sync_pipelines.sandbox.xero.dates import parse_net
 
 # Collection name in the API -> (table, id field, type field, status field, reference path).
 COLLECTIONS: dict[str, tuple[str, str, str | None, str, tuple[str, str]]] = {

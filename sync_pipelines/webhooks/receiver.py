@@ -2,21 +2,15 @@
 
 Each vendor's contract (xero.md §6, intercom.md §9): 2xx within 5 s for a correctly signed delivery, 401 for a
 wrong signature, and the work itself done later (here: by the vendor's webhook sensor reading the inbox). A
-vendor differs only in its path, its signature, its event format and the largest body it could send (`Vendor`).
+vendor differs only in its path, its signature, its event format and the largest body it could send: its
+`Vendor`, which its package describes (vendors/<vendor>/webhooks.py).
 Anything else a delivery may get is a 5xx, which the vendor retries: 503 when the inbox is locked for too long.
 """
 
-import base64
-import hashlib
-import hmac
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,132 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sync_pipelines.lib.serving import BackgroundServer
-from sync_pipelines.vendors.intercom import settings as intercom_settings
-from sync_pipelines.vendors.intercom.client import signature_valid
-from sync_pipelines.vendors.xero import settings as xero_settings
-from sync_pipelines.webhooks.inbox import InboxBusy, InboxEvent, WebhookInbox
+from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
+from sync_pipelines.webhooks.inbox import InboxBusy, WebhookInbox
+from sync_pipelines.webhooks.vendor import Vendor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Vendor:
-    """What differs between vendors' webhooks."""
-
-    name: str  # the inbox's source
-    path: str
-    # (secret, raw body, headers) -> whether the vendor signed this body; constant time.
-    signed: Callable[[str, bytes, Mapping[str, str]], bool]
-    # The raw body's events for the inbox (none for a probe or a ping); ValidationError if not the vendor's format.
-    events: Callable[[bytes], list[InboxEvent]]
-    # Larger than the vendor ever sends (its settings say why): refused with 413 before it is read in full.
-    max_body_bytes: int
-
-
-# -- Xero (xero.md §6) ---------------------------------------------------------------------------------------
-
-
-class XeroEvent(BaseModel):
-    """One event; all seven fields are required (xero.md §6). Extra fields (e.g. CREDITNOTE's data) are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    resourceUrl: str
-    resourceId: str
-    eventDateUtc: str
-    eventType: str
-    eventCategory: str
-    tenantId: str
-    tenantType: str
-
-
-class XeroDelivery(BaseModel):
-    """A delivery; an Intent-to-Receive probe is one with no events (xero.md §6)."""
-
-    events: list[XeroEvent]
-    firstEventSequence: int
-    lastEventSequence: int
-    entropy: str
-
-
-def sign(key: str, body: bytes) -> str:
-    """xero.md §6: Base64(HMAC-SHA256(the key's UTF-8 bytes, not base64-decoded; the raw body bytes))."""
-    return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def _xero_signed(key: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    return hmac.compare_digest(sign(key, body).encode(), headers.get("x-xero-signature", "").encode())
-
-
-def _xero_events(body: bytes) -> list[InboxEvent]:
-    return [
-        InboxEvent(
-            source="xero", event_id=None, tenant_id=e.tenantId, category=e.eventCategory, event_type=e.eventType,
-            resource_id=e.resourceId, event_date=e.eventDateUtc, payload=e.model_dump(),
-        )
-        for e in XeroDelivery.model_validate_json(body).events
-    ]  # fmt: skip
-
-
-XERO = Vendor("xero", "/xero/webhooks", _xero_signed, _xero_events, xero_settings.MAX_WEBHOOK_BODY_BYTES)
-
-
-# -- Intercom (intercom.md §9) -------------------------------------------------------------------------------
-
-PING = "ping"  # intercom.md §9: always subscribed, and says nothing changed
-
-
-class IntercomNotificationData(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: Literal["notification_event_data"]
-    item: dict
-
-
-class IntercomNotification(BaseModel):
-    """A notification; `data.item` is the topic's object (only identifying fields for `*.deleted` topics)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: Literal["notification_event"]
-    app_id: str
-    id: str
-    topic: str = Field(min_length=1)
-    created_at: int
-    data: IntercomNotificationData
-
-
-def _intercom_signed(client_secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    given = headers.get(intercom_settings.SIGNATURE_HEADER)
-    # hmac.compare_digest raises on non-ASCII str, and header bytes above 0x7f arrive as such: a forgery, not a 500.
-    return given is not None and given.isascii() and signature_valid(body, given, client_secret)
-
-
-def _intercom_events(body: bytes) -> list[InboxEvent]:
-    notification = IntercomNotification.model_validate_json(body)
-    if notification.topic == PING:
-        return []
-    # The topic's object names the category: contact.user.tag.created -> contact.
-    category = notification.topic.split(".", 1)[0]
-    event = InboxEvent(
-        source="intercom",
-        event_id=notification.id,  # intercom.md §9: delivery is at least once; dedupe on `id`
-        tenant_id=notification.app_id,  # intercom.md §9: which workspace the notification is from
-        category=category,
-        event_type=notification.topic,
-        resource_id=str(notification.data.item.get("id", "")),
-        event_date=datetime.fromtimestamp(notification.created_at, UTC).isoformat(),
-        payload=notification.model_dump(),
-    )
-    return [event]
-
-
-INTERCOM = Vendor(
-    "intercom", "/intercom/webhooks", _intercom_signed, _intercom_events, intercom_settings.MAX_WEBHOOK_BODY_BYTES
-)
-
-
-# -- the receiver ----------------------------------------------------------------------------------------------
 
 
 async def _body_within(request: Request, limit: int) -> bytes | None:

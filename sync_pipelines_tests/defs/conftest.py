@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from sync_pipelines.defs.xero_to_segment import is_expense_bill
+from sync_pipelines.vendors.xero.entities import is_expense_bill
 from sync_pipelines_tests.conftest import SandboxAdmin
 
 # Every track event the flow sends names its record in one of these properties.

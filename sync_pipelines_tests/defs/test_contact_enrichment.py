@@ -3,22 +3,22 @@
 import dagster as dg
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import contact_enrichment
+from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 
 AS_OF = "2026-03-01"
 # Every entity's assets but the enrichment itself, which the tests run with a fixed as_of.
 # The Xero -> Segment flow the enrichment reads from, without the enrichment itself.
 SYNC_ASSETS = [
     key
-    for key in dg.AssetSelection.groups("xero_to_segment").resolve(defs().resolve_asset_graph())
-    if key != contact_enrichment.key
+    for key in dg.AssetSelection.groups("xero_to_segment").upstream().resolve(defs().resolve_asset_graph())
+    if key != ENRICHMENT_KEY
 ]
 
 
 def _enrich(sync_env, as_of: str = AS_OF) -> dg.ExecuteInProcessResult:
     job = defs().resolve_implicit_global_asset_job_def()
     config = {"ops": {"segment__xero_contact_enrichment": {"config": {"as_of": as_of}}}}
-    return job.execute_in_process(asset_selection=[contact_enrichment.key], run_config=config)
+    return job.execute_in_process(asset_selection=[ENRICHMENT_KEY], run_config=config)
 
 
 def _enrichment_identifies(admin) -> list[dict]:

@@ -8,12 +8,11 @@ import dagster as dg
 import requests
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.intercom_to_xero import FLOW, SPECS
+from sync_pipelines.defs.intercom_to_xero import NAME as FLOW
 from sync_pipelines.sandbox.server import SandboxSettings
+from sync_pipelines.vendors.intercom.entities import COMPANIES, CONTACTS
 
 TOKEN = SandboxSettings(state_path=Path("unused")).intercom_access_token
-CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
-COMPANIES = next(spec for spec in SPECS if spec.entity == "companies")
 
 
 def _flow_assets() -> list[dg.AssetKey]:

@@ -10,19 +10,24 @@ import dagster as dg
 import psutil
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import INVOICES, SPECS
-from sync_pipelines.lib.entity_sync import build_entity_sync
+from sync_pipelines.defs import xero_to_segment
+from sync_pipelines.lib.deliveries import delivered_asset
+from sync_pipelines.lib.entities import vendor_assets
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
+from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 from sync_pipelines_tests.webhooks.daemon import FINISHED, WORKSPACE, dagster_daemon, wait_for
 
-# A second entity made by the same factory, so two chains of steps run side by side in separate processes.
-BILLS = next(spec for spec in SPECS if spec.entity == "bills")
+# Two entities made by the same factories, so two chains of steps run side by side in separate processes.
+INVOICES, BILLS = (next(d for d in xero_to_segment.deliveries() if d.entity.name == e) for e in ("invoices", "bills"))
 
 
 def two_entity_job() -> dg.JobDefinition:
     """Reconstructable in each step's process: invoices and bills, all their steps free to run at once."""
-    entities = dg.Definitions.merge(build_entity_sync(INVOICES), build_entity_sync(BILLS))
+    entities = dg.Definitions.merge(
+        vendor_assets([INVOICES.entity, BILLS.entity], XeroResource),
+        dg.Definitions(assets=[delivered_asset(INVOICES), delivered_asset(BILLS)]),
+    )
     definitions = dg.Definitions.merge(
         dg.Definitions(
             assets=entities.assets,

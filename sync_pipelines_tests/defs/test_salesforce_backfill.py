@@ -16,13 +16,12 @@ from datetime import datetime
 import dagster as dg
 import pytest
 
-from sync_pipelines.defs.salesforce_to_xero import SPECS
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.salesforce.client import Position
+from sync_pipelines.vendors.salesforce.entities import ACCOUNTS
 from sync_pipelines.vendors.salesforce.settings import BULK_PAGE_RECORDS, BULK_THRESHOLD_ROWS, MAX_BATCH_SIZE
 from sync_pipelines_tests.conftest import SandboxAdmin
 
-ACCOUNTS = next(spec for spec in SPECS if spec.entity == "accounts")
 READ = [ACCOUNTS.raw_key, ACCOUNTS.staged_key]
 # Above the client's Bulk threshold: after the first REST page (salesforce.md §3.1) the read goes on in a Bulk job.
 BULK_SIZED = BULK_THRESHOLD_ROWS + MAX_BATCH_SIZE
@@ -55,13 +54,13 @@ def _landed(env: dict[str, str]) -> int:
     """Account payloads in the landing table: a re-read that landed again would show here."""
     with StagingResource(database=env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
         query = "SELECT count(*) FROM raw_landing WHERE source = 'salesforce' AND entity = ?"
-        return conn.execute(query, [ACCOUNTS.entity]).fetchone()[0]
+        return conn.execute(query, [ACCOUNTS.name]).fetchone()[0]
 
 
 def _stored_cursor(env: dict[str, str]) -> dict:
     with StagingResource(database=env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
         (value,) = conn.execute(
-            "SELECT value FROM sync_cursors WHERE name = ?", [f"{ACCOUNTS.name}.extract"]
+            "SELECT value FROM sync_cursors WHERE name = ?", [f"{ACCOUNTS.label}.extract"]
         ).fetchone()
     return json.loads(value)
 

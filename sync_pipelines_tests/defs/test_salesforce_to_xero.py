@@ -89,7 +89,7 @@ def test_the_quota_budget_stops_a_run_at_a_checkpoint_and_the_next_run_resumes_f
     extract = next(
         e.step_materialization_data.materialization.metadata
         for e in stopped.get_asset_materialization_events()
-        if e.asset_key.to_user_string() == "salesforce/raw/accounts"
+        if e.asset_key.to_user_string() == "salesforce/landed_salesforce_accounts"
     )
     assert extract["quota_exhausted"].value is True
     admin.salesforce_limits(daily_api_limit=15000)  # the next day

@@ -8,19 +8,14 @@ import duckdb
 import pytest
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import intercom_to_xero
-from sync_pipelines.defs.sensors import (
-    dead_letter_replay,
-    intercom_webhook_sensor,
-    intercom_webhook_sync,
-    xero_webhook_sensor,
-    xero_webhook_sync,
-)
-from sync_pipelines.defs.xero_to_segment import SPECS, contact_enrichment
+from sync_pipelines.defs import intercom_to_xero, xero_to_segment
+from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
 from sync_pipelines.vendors.segment.resource import SegmentResource
+from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
 from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
-from sync_pipelines.webhooks.receiver import INTERCOM, XERO, WebhookReceiver
+from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 from sync_pipelines_tests.webhooks.conftest import delivery_body, intercom_notification, stored_events, xero_event
 from sync_pipelines_tests.webhooks.daemon import (
@@ -32,6 +27,19 @@ from sync_pipelines_tests.webhooks.daemon import (
 )
 
 
+def _sensor(name: str) -> dg.SensorDefinition:
+    return defs().resolve_sensor_def(name)
+
+
+def dead_letter_replay(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    return _sensor("dead_letter_replay")(context)
+
+
+XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC = "xero_webhook_sync", "intercom_webhook_sync"
+XERO_WEBHOOK_SENSOR, INTERCOM_WEBHOOK_SENSOR = "xero_webhook_sensor", "intercom_webhook_sensor"
+XERO_DELIVERIES = xero_to_segment.deliveries()
+
+
 def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_env):
     admin.post("/faults", {"segment": {"error_rate": 1.0}}, method="PUT")
     definitions = defs()
@@ -40,7 +48,7 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
                                 max_attempts=2)  # fmt: skip
     result = dg.materialize(
         definitions.assets, resources={**definitions.resources, "segment": impatient},
-        instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.groups("xero_to_segment"),
+        instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.groups("xero_to_segment").upstream(),
     )  # fmt: skip
     assert result.success
     reconciliation = next(c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation")
@@ -65,8 +73,8 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
     # One delivery-only run per entity with dead letters, the contact enrichment's identify calls included.
     assert len(ticked.run_requests) == entities
     selections = [request.asset_selection for request in ticked.run_requests]
-    assert [dg.AssetKey(["segment", "xero_invoices"])] in selections
-    assert [contact_enrichment.key] in selections
+    assert [dg.AssetKey(["segment", "xero_invoices_to_segment"])] in selections
+    assert [ENRICHMENT_KEY] in selections
     assert all(len(keys) == 1 and keys[0].path[0] == "segment" for keys in selections)
     again = dead_letter_replay(dg.build_sensor_context(cursor=ticked.cursor, resources={"staging_db": staging_db}))
     assert again.run_requests == []  # one run per failure wave
@@ -91,12 +99,12 @@ def _webhook_tick(
     instance: dg.DagsterInstance,
     inbox: WebhookInbox,
     cursor: str | None,
-    sensor: dg.SensorDefinition = xero_webhook_sensor,
+    sensor: str = XERO_WEBHOOK_SENSOR,
 ) -> dg.SensorResult | dg.SkipReason:
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"webhook_inbox": WebhookInboxResource(path=str(inbox.path))}
     )
-    return sensor(context)
+    return _sensor(sensor)(context)
 
 
 def _store_xero(inbox: WebhookInbox, *events: dict) -> None:
@@ -105,9 +113,9 @@ def _store_xero(inbox: WebhookInbox, *events: dict) -> None:
 
 
 def _keys_for(*categories: str) -> set[dg.AssetKey]:
-    """The rule the sensor follows: every spec whose Xero webhook category arrived, all three of its assets."""
-    specs = [spec for spec in SPECS if spec.source.webhook_category in categories]
-    return {key for spec in specs for key in (spec.raw_key, spec.staged_key, spec.delivered_key)}
+    """The rule the sensor follows: every entity whose Xero webhook category arrived, landed, staged and delivered."""
+    deliveries = [d for d in XERO_DELIVERIES if d.entity.source.webhook_category in categories]
+    return {key for d in deliveries for key in (d.entity.raw_key, d.entity.staged_key, d.key)}
 
 
 def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while_one_is_in_flight(tmp_path):
@@ -120,11 +128,11 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
     (request,) = ticked.run_requests
     assert request.run_key == "xero-webhook:1-3"
     assert set(request.asset_selection) == _keys_for("INVOICE", "CONTACT")
-    assert {dg.AssetKey(["xero", "raw", "invoices"]), dg.AssetKey(["segment", "xero_invoices"])} <= set(
+    assert {dg.AssetKey(["xero", "landed_xero_invoices"]), dg.AssetKey(["segment", "xero_invoices_to_segment"])} <= set(
         request.asset_selection
     )
     assert not set(request.asset_selection) & {  # polled entities (no webhooks for them) are left to the schedule
-        key for spec in SPECS if spec.source.webhook_category is None for key in (spec.raw_key, spec.delivered_key)
+        key for d in XERO_DELIVERIES if d.entity.source.webhook_category is None for key in (d.entity.raw_key, d.key)
     }
     assert json.loads(ticked.cursor) == {"seq": 3}
     assert isinstance(_webhook_tick(instance, inbox, ticked.cursor), dg.SkipReason)  # the cursor moved past them
@@ -132,7 +140,7 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
     # The daemon launched that run; while it is running, new events wait (cursor unchanged) instead of a second run.
     in_flight = instance.add_run(
         dg.DagsterRun(
-            job_name=xero_webhook_sync.name, status=dg.DagsterRunStatus.STARTED,
+            job_name=XERO_WEBHOOK_SYNC, status=dg.DagsterRunStatus.STARTED,
             asset_selection=set(request.asset_selection), tags={**request.tags, "dagster/run_key": request.run_key},
         )
     )  # fmt: skip
@@ -177,27 +185,27 @@ def _store_intercom(inbox: WebhookInbox, *notifications: dict) -> None:
 
 
 def _intercom_keys_for(*categories: str) -> set[dg.AssetKey]:
-    specs = [spec for spec in intercom_to_xero.SPECS if spec.source.webhook_category in categories]
-    return {key for spec in specs for key in (spec.raw_key, spec.staged_key, spec.delivered_key) if key is not None}
+    deliveries = [d for d in intercom_to_xero.deliveries() if d.entity.source.webhook_category in categories]
+    return {key for d in deliveries for key in (d.entity.raw_key, d.entity.staged_key, d.key)}
 
 
 def test_intercom_webhook_sensor_requests_one_run_for_a_burst_and_none_for_a_ping(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
     _store_intercom(inbox, intercom_notification("ping", item={"type": "ping", "message": "hello"}))
-    assert isinstance(_webhook_tick(instance, inbox, None, intercom_webhook_sensor), dg.SkipReason)
+    assert isinstance(_webhook_tick(instance, inbox, None, INTERCOM_WEBHOOK_SENSOR), dg.SkipReason)
 
     burst = [intercom_notification("contact.user.updated") for _ in range(20)]
     burst += [intercom_notification("contact.user.tag.created"), intercom_notification("company.updated")]
     _store_intercom(inbox, *burst, burst[0])  # the last one a redelivery (intercom.md §9: at least once)
-    ticked = _webhook_tick(instance, inbox, None, intercom_webhook_sensor)
+    ticked = _webhook_tick(instance, inbox, None, INTERCOM_WEBHOOK_SENSOR)
 
     (request,) = ticked.run_requests
     assert request.run_key == "intercom-webhook:1-22"
     assert request.tags["sync_pipelines/webhook_events"] == "22"
     assert set(request.asset_selection) == _intercom_keys_for("contact", "company")
-    assert dg.AssetKey(["xero", "intercom_contacts"]) in request.asset_selection
-    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor, intercom_webhook_sensor), dg.SkipReason)
+    assert dg.AssetKey(["xero", "intercom_contacts_to_xero"]) in request.asset_selection
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor, INTERCOM_WEBHOOK_SENSOR), dg.SkipReason)
     assert isinstance(_webhook_tick(instance, inbox, None), dg.SkipReason)  # Xero's sensor: none of its events
 
 
@@ -206,7 +214,7 @@ def test_intercom_webhook_sensor_moves_past_topics_no_entity_syncs(tmp_path):
     inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
     _store_intercom(inbox, intercom_notification("admin.away_mode_updated", item={"type": "admin", "id": "1"}))
 
-    ticked = _webhook_tick(instance, inbox, None, intercom_webhook_sensor)
+    ticked = _webhook_tick(instance, inbox, None, INTERCOM_WEBHOOK_SENSOR)
 
     assert ticked.run_requests == []
     assert json.loads(ticked.cursor) == {"seq": 1}
@@ -214,8 +222,8 @@ def test_intercom_webhook_sensor_moves_past_topics_no_entity_syncs(tmp_path):
 
 def test_webhook_syncs_run_their_steps_in_one_process():
     definitions = defs()
-    for job in (xero_webhook_sync, intercom_webhook_sync):
-        assert definitions.resolve_job_def(job.name).executor_def.name == dg.in_process_executor.name
+    for job in (XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC):
+        assert definitions.resolve_job_def(job).executor_def.name == dg.in_process_executor.name
 
 
 def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_once(admin, sync_env, run_sync):
@@ -238,7 +246,7 @@ def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_on
     (request,) = ticked.run_requests
     run = (
         defs()
-        .resolve_job_def(xero_webhook_sync.name)
+        .resolve_job_def(XERO_WEBHOOK_SYNC)
         .execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
     )
     assert run.success
@@ -284,7 +292,7 @@ def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_with_no
         admin.post(f"/xero/invoices/{second['InvoiceID']}/pay")
         wait_for_message(sandbox.url, invoice_paid(second["InvoiceID"]), seconds=HANG_GUARD_SECONDS)
 
-    assert _daemon_runs(sync_env) == {(xero_webhook_sync.name, xero_webhook_sensor.name, None)}
+    assert _daemon_runs(sync_env) == {(XERO_WEBHOOK_SYNC, XERO_WEBHOOK_SENSOR, None)}
 
 
 def _xero_contact_showing(admin, intercom_id: str, email: str) -> dict | None:
@@ -299,7 +307,7 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
 ):
     """Sandbox notification -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero, all real; every
     schedule is stopped, so only the webhook path can bring the change."""
-    flow = dg.AssetSelection.groups(intercom_to_xero.FLOW).upstream().resolve(defs().resolve_asset_graph())
+    flow = dg.AssetSelection.groups(intercom_to_xero.NAME).upstream().resolve(defs().resolve_asset_graph())
     assert run_sync(list(flow)).success  # every Intercom contact already in Xero: only the change is new
     in_xero = {c.get("ContactNumber") for c in admin.get("/xero/contacts")}
     first, second = [c["id"] for c in admin.intercom_records("contacts") if c["id"] in in_xero][:2]
@@ -325,4 +333,4 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
             f"{second}'s new email",
         )
 
-    assert _daemon_runs(sync_env) == {(intercom_webhook_sync.name, intercom_webhook_sensor.name, None)}
+    assert _daemon_runs(sync_env) == {(INTERCOM_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SENSOR, None)}

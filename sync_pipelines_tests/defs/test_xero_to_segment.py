@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs.xero_to_segment import INVOICES
+from sync_pipelines.defs import xero_to_segment
 from sync_pipelines_tests.conftest import xero_resource
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, expected_track_counts, invoice_calls, track_counts
 
@@ -22,13 +22,14 @@ def _staged(sync_env, sql: str) -> list[tuple]:
         conn.close()
 
 
-INVOICE_ASSETS = [INVOICES.raw_key, INVOICES.staged_key, INVOICES.delivered_key]
+INVOICES = next(d for d in xero_to_segment.deliveries() if d.entity.name == "invoices")
+INVOICE_ASSETS = [INVOICES.entity.raw_key, INVOICES.entity.staged_key, INVOICES.key]
 
 
 def _invoice_check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
     return next(
         c for c in result.get_asset_check_evaluations()
-        if c.check_name == name and c.asset_key == dg.AssetKey(["xero", "staged", "invoices"])
+        if c.check_name == name and c.asset_key == INVOICES.entity.staged_key
     )  # fmt: skip
 
 
@@ -185,13 +186,13 @@ def test_every_materialisation_reports_the_figures_the_ui_plots(run_sync):
         event.asset_key.to_user_string(): event.metadata for event in result.get_asset_materialization_events()
         for event in [event.step_materialization_data.materialization]
     }  # fmt: skip
-    extract = figures["xero/raw/invoices"]
+    extract = figures["xero/landed_xero_invoices"]
     for name in ("dagster/row_count", "api_calls", "bytes_received", "seconds", "min_limit_remaining",
                  "day_limit_remaining"):  # fmt: skip
         assert isinstance(extract[name].value, int | float), name
     assert extract["api_calls"].value >= 1 and extract["day_limit_remaining"].value < 5000
-    assert figures["xero/staged/invoices"]["rows_processed"].value == extract["dagster/row_count"].value
-    assert figures["segment/xero_invoices"]["dagster/row_count"].value > 0
+    assert figures["xero/staged_xero_invoices"]["rows_processed"].value == extract["dagster/row_count"].value
+    assert figures["segment/xero_invoices_to_segment"]["dagster/row_count"].value > 0
 
 
 def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_checkpoint(admin, run_sync, sync_env):
@@ -203,7 +204,7 @@ def test_the_day_limit_stops_a_run_cleanly_and_the_next_run_resumes_from_its_che
     extract = next(
         e.step_materialization_data.materialization.metadata
         for e in stopped.get_asset_materialization_events()
-        if e.asset_key.to_user_string() == "xero/raw/invoices"
+        if e.asset_key.to_user_string() == "xero/landed_xero_invoices"
     )
     assert extract["quota_exhausted"].value is True
     assert extract["rows_fetched"].value == 2000
@@ -238,7 +239,7 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     assert cursor == [(pd.Timestamp(stamps[split], unit="ms", tz="UTC").isoformat(),)]
 
     admin.limits(day_limit=5000)
-    flow = dg.AssetSelection.groups("xero_to_segment")  # the other flows write invoices to Xero too
+    flow = dg.AssetSelection.groups("xero_to_segment").upstream()  # the other flows write invoices to Xero too
     assert dg.materialize(definitions.assets, resources=resources, instance=instance, selection=flow).success
     assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
 

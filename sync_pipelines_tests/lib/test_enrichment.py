@@ -12,9 +12,9 @@ import pytest
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.enrichment import contact_traits
 from sync_pipelines.lib.staging import StagingResource, row_versions
-from sync_pipelines.schemas.xero_invoice import XeroInvoice, flatten_invoice
-from sync_pipelines.schemas.xero_payment import XeroPayment, flatten_payment
-from sync_pipelines_tests.schemas.records import invoice, judge, payment
+from sync_pipelines.vendors.xero.contracts.invoice import XeroInvoice, flatten_invoice
+from sync_pipelines.vendors.xero.contracts.payment import XeroPayment, flatten_payment
+from sync_pipelines_tests.lib.records import invoice, judge, payment
 
 ACME = "0a1b2c3d-0000-4000-8000-00000000000a"  # customer in USD and EUR
 BOLT = "0a1b2c3d-0000-4000-8000-00000000000b"  # supplier in USD and NZD

@@ -23,8 +23,8 @@ def test_a_claimed_message_is_no_other_runs_until_released_and_what_went_out_is_
         staging.enqueue(conn, flow="f", entity="e", messages=[_message(n) for n in range(1, 5)], run_id=None)
         assert _claimed(conn, "a", limit=3) == ["m1", "m2", "m3"]
         assert _claimed(conn, "b") == ["m4"]  # the rest: never one message to two owners
-        staging.mark_in_flight(conn, owner="a", message_ids=["m1", "m2"])
-        staging.mark_in_flight(conn, owner="b", message_ids=["m1"])  # not b's: nothing changes
+        staging.mark_in_flight(conn, owner="a", flow="f", entity="e", message_ids=["m1", "m2"])
+        staging.mark_in_flight(conn, owner="b", flow="f", entity="e", message_ids=["m1"])  # not b's: nothing changes
         assert [(run, owner, n) for run, owner, _, n in staging.claims(conn, flow="f", entity="e")] == [
             ("a", "a", 3),
             ("b", "b", 1),

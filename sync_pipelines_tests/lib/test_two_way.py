@@ -6,9 +6,9 @@ import pandas as pd
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource
-from sync_pipelines.lib.targets.xero import XERO_CONTACTS
 from sync_pipelines.lib.targets.xero_mapping import TwoWayMapping, XeroMapping
 from sync_pipelines.lib.two_way import settle
+from sync_pipelines.vendors.xero.entities import CONTACTS as XERO_CONTACTS
 
 SOURCE_AT, XERO_AT = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)  # the source is newer
 FIELDS = {"EmailAddress": "Email", "Phone": "Phone", "City": "MailingCity"}
@@ -21,7 +21,7 @@ def _stage(conn, source: dict, xero: dict) -> None:
         pd.DataFrame([{"id": "003A", "is_deleted": False, "updated_at": SOURCE_AT, **source}]),
     )  # fmt: skip
     staging.upsert_state(
-        conn, XERO_CONTACTS, "contact_id",
+        conn, XERO_CONTACTS.table, "contact_id",
         pd.DataFrame([{"contact_id": "c-1", "contact_number": "003A", "status": "ACTIVE", "updated_at": XERO_AT,
                        "address_line1": "1 Main St", **xero}]),
     )  # fmt: skip

@@ -18,10 +18,10 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.exceptions import OpenAPIError
 
-from sync_pipelines.sandbox.accounting import HISTORY_COLLECTIONS
 from sync_pipelines.sandbox.intercom.api import Api
 from sync_pipelines.sandbox.store import COLLECTIONS
-from sync_pipelines.sandbox.xero import GROUPS
+from sync_pipelines.sandbox.xero.accounting import HISTORY_COLLECTIONS
+from sync_pipelines.sandbox.xero.app import GROUPS
 from sync_pipelines_tests.sandbox.conftest import XeroApi
 from sync_pipelines_tests.sandbox.intercom.conftest import IntercomApi
 
@@ -146,7 +146,8 @@ class Contract:
 
 
 def xero_endpoints() -> set[tuple[str, str]]:
-    """What the sandbox serves (xero.py routes): every collection, its records and history, groups and members."""
+    """What the sandbox serves (sandbox/xero/app.py routes): every collection, its records and history, groups and
+    members."""
     served = {("GET", "/connections"), ("DELETE", "/connections/{}")}
     for name in COLLECTIONS:
         served |= {("GET", f"/{name}"), ("PUT", f"/{name}"), ("POST", f"/{name}")}

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
-from sync_pipelines.sandbox.dates import parse_net
-from sync_pipelines.sandbox.seed import generate, tenant_id
 from sync_pipelines.sandbox.store import dumps
+from sync_pipelines.sandbox.xero.dates import parse_net
+from sync_pipelines.sandbox.xero.seed import generate, tenant_id
 from sync_pipelines_tests.sandbox.conftest import XeroApi, authorize
 
 

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from sync_pipelines.sandbox.intercom.webhooks import signature
-from sync_pipelines.webhooks.receiver import WebhookReceiver, sign
+from sync_pipelines.vendors.xero.webhooks import sign
+from sync_pipelines.webhooks.receiver import WebhookReceiver
 
 KEY = "test-webhook-key"
 TENANT_ID = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"

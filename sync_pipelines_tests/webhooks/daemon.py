@@ -15,26 +15,18 @@ import dagster as dg
 import requests
 
 from sync_pipelines.cli import DAGSTER_YAML
-from sync_pipelines.defs.schedules import (
-    intercom_to_xero_schedule,
-    salesforce_to_xero_schedule,
-    xero_contact_enrichment_schedule,
-    xero_to_segment_schedule,
-)
+from sync_pipelines.definitions import defs
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
+
 # Every schedule is stopped, so whatever arrives came by the webhook path alone: the 15-minute polls would otherwise
 # sync the same change at a quarter hour (and take the vendors' pools and DuckDB from webhook runs), and the daily
 # enrichment would add a run at 06:00 UTC.
-SCHEDULES = [
-    s.name
-    for s in (
-        xero_to_segment_schedule,
-        salesforce_to_xero_schedule,
-        intercom_to_xero_schedule,
-        xero_contact_enrichment_schedule,
-    )
-]
+def schedules() -> list[str]:
+    return [schedule.name for schedule in defs().schedules]
+
+
 # How long a test waits for something the daemon does before failing. Only a bound that keeps a broken run from
 # hanging CI: ample on a loaded machine, never a claim about speed (benchmarks/webhook_latency.py measures that).
 HANG_GUARD_SECONDS = 300
@@ -81,9 +73,9 @@ def _stop_schedules(home: Path, env: dict[str, str], bin_dir: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for name in SCHEDULES
+        for name in schedules()
     ]
-    for name, stop in zip(SCHEDULES, stops, strict=True):
+    for name, stop in zip(schedules(), stops, strict=True):
         _, errors = stop.communicate()
         if stop.returncode:
             raise RuntimeError(f"could not stop {name}: {errors.decode()}")

@@ -8,7 +8,9 @@ import pytest
 import requests
 
 from sync_pipelines.sandbox.intercom.webhooks import signature
-from sync_pipelines.webhooks.receiver import INTERCOM, WebhookReceiver, sign
+from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.xero.webhooks import sign
+from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.webhooks.conftest import (
     APP_ID,
     INTERCOM_SECRET,

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 import requests
 
+from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
+from sync_pipelines.vendors.xero.webhooks import sign
 from sync_pipelines.webhooks.inbox import WebhookInbox
-from sync_pipelines.webhooks.receiver import XERO, sign
 from sync_pipelines_tests.webhooks.conftest import (
     KEY,
     chunked,

@@ -1,1 +1,2 @@
-"""Where records go: one module per vendor, each implementing `entity_sync.Target`."""
+"""Where records go: one module per target, each a `deliveries.Target`: the messages a delivery derives, and how
+they are sent."""

@@ -17,7 +17,8 @@ import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.entity_sync import Totals
+from sync_pipelines.lib.deliveries import Totals
+from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import OutboxMessage, row_versions
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping, NotifyMapping, TrackMapping
 from sync_pipelines.vendors.delivery import Deliveries
@@ -177,12 +178,12 @@ class SegmentTarget:
 
     mapping: EntityMapping
     system: str = "segment"
-    # segment.md §2: Segment keeps no message over 32 KB; one that would be is quarantined when staged.
+    # segment.md §2: Segment keeps no message over 32 KB; a record that would make one is quarantined.
     max_message_bytes: ClassVar[int] = settings.MAX_EVENT_BYTES
 
     @property
     def resource_keys(self) -> set[str]:
-        return {self.system, "notifier"} if self.mapping.notify else {self.system}
+        return {"segment", "notifier"} if self.mapping.notify else {"segment"}
 
     @property
     def totals(self) -> Totals | None:
@@ -193,18 +194,17 @@ class SegmentTarget:
             f"$.properties.{track.reconcile_amount}", track.properties[track.reconcile_amount], track.currency
         )
 
-    def stage_changes(
+    def messages_for(
         self,
         conn: duckdb.DuckDBPyConnection,
         *,
-        name: str,
-        source: str,
-        key: str,
+        namespace: str,
+        entity: Entity,
         changed: pd.DataFrame,
         previous: pd.DataFrame,
     ) -> list[OutboxMessage]:
         """Identify and group calls for traits that differ from the last queued, then the track calls."""
-        mapping, messages = self.mapping, []
+        mapping, messages, name, source, key = self.mapping, [], namespace, entity.vendor, entity.key
         order_by = mapping.track.timestamp if mapping.track else None
         if mapping.identify:
             found = latest_traits(changed, mapping.identify.user_id, mapping.identify.traits, order_by)
@@ -237,12 +237,12 @@ class SegmentTarget:
         calls = [p for p in payloads if p["type"] != "notify"]
         notifications = [p for p in payloads if p["type"] == "notify"]
         if calls:
-            getattr(resources, self.system).get_client().send(calls, deliveries.report(self.system))
+            resources.segment.get_client().send(calls, deliveries.report(self.system))
         if notifications:
             resources.notifier.get_client().send(notifications, deliveries.report("notifier"))
 
     def figures(self, resources) -> dict[str, int | float]:
-        stats = getattr(resources, self.system).get_client().stats
+        stats = resources.segment.get_client().stats
         figures = {"api_calls": stats.calls, "api_retries": stats.retries, "bytes_sent": stats.bytes_sent}
         if self.mapping.notify:
             figures["notifications_sent"] = resources.notifier.get_client().sent

@@ -5,7 +5,6 @@ from sync_pipelines.vendors.intercom.client import (
     IntercomClient,
     IntercomStats,
     RateLimitWindow,
-    signature_valid,
 )
 from sync_pipelines.vendors.intercom.resource import IntercomResource
 
@@ -15,5 +14,4 @@ __all__ = [
     "IntercomResource",
     "IntercomStats",
     "RateLimitWindow",
-    "signature_valid",
 ]

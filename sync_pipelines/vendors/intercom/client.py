@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import logging
 import threading
 import time
@@ -392,15 +390,6 @@ class IntercomClient:
         with self._stats_lock:
             for name, amount in amounts.items():
                 setattr(self._stats, name, getattr(self._stats, name) + amount)
-
-
-def signature_valid(raw_body: bytes, header: str | None, client_secret: str) -> bool:
-    """Whether a webhook's X-Hub-Signature matches its raw body (intercom.md §9); check before parsing JSON."""
-    if not header or not header.startswith(settings.SIGNATURE_PREFIX):
-        return False
-    expected = hmac.new(client_secret.encode(), raw_body, hashlib.sha1).hexdigest()
-    # Bytes, not str: compare_digest refuses non-ASCII text, and a forged header may carry any.
-    return hmac.compare_digest(header.removeprefix(settings.SIGNATURE_PREFIX).encode(), expected.encode())
 
 
 def _next_cursor(answer: dict) -> str | None:

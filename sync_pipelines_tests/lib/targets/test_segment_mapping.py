@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sync_pipelines.defs.xero_to_segment import ENTITIES, MAPPING_PATH
-from sync_pipelines.lib.mapping import MappingError, load_mapping
+from sync_pipelines.lib.mapping import MappingError, load_mapping, mapping_path
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping
+from sync_pipelines.vendors.xero.entities import ENTITIES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-CONTRACTS = {entity: contract for entity, (_, _, (contract, _, _)) in ENTITIES.items()}
+MAPPING_PATH = mapping_path("xero_to_segment")
+CONTRACTS = {entity.name: entity.contract for entity in ENTITIES}
 
 
 def _edited(tmp_path: Path, edit) -> Path:

@@ -4,13 +4,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from sync_pipelines.defs.xero_to_segment import SPECS
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.matching import match_contacts, normalised_name
 from sync_pipelines.lib.staging import StagingResource, row_versions
-from sync_pipelines.lib.targets.xero import XeroTarget, match_contacts, normalised_name
+from sync_pipelines.lib.targets.xero import XeroTarget
 from sync_pipelines.lib.targets.xero_mapping import ContactMatch, XeroMapping
 from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 from sync_pipelines.vendors.notifier.resource import NotifierResource
+from sync_pipelines.vendors.xero.entities import CONTACTS as XERO_CONTACTS
 from sync_pipelines_tests.conftest import xero_resource
 
 MAPPING = XeroMapping(
@@ -18,7 +20,11 @@ MAPPING = XeroMapping(
     match=ContactMatch(email="email", name="name", tax_number="tax_number"),
 )
 TARGET = XeroTarget(MAPPING)
-XERO_CONTACTS = next(spec for spec in SPECS if spec.entity == "contacts")
+
+
+def _crm(entity: str) -> Entity:
+    """Another system's entity whose rows the tests make by hand (nothing extracts or validates them)."""
+    return Entity("crm", entity, entity, source=None, contract=None, key="id", flatten=None)
 
 
 def _deliver(
@@ -66,8 +72,8 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
     staging_db = StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"])
 
     with staging_db.connect() as conn:
-        messages = TARGET.stage_changes(
-            conn, name="crm_accounts", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        messages = TARGET.messages_for(
+            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=rows, previous=pd.DataFrame()
         )
     expected = {"001A": by_email["ContactID"], "001B": by_name["ContactID"], "001C": by_tax["ContactID"]}
     assert {m.record_id: m.payload["Contact"].get("ContactID") for m in messages} == {**expected, "001D": None}
@@ -92,8 +98,8 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
 
         # A change the Xero contact does not carry (here: none at all, as after our own write-back) sends nothing.
         touched = rows.assign(content_hash="touched")
-        again = TARGET.stage_changes(
-            conn, name="crm_accounts", source="crm", key="id", changed=touched, previous=pd.DataFrame()
+        again = TARGET.messages_for(
+            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=touched, previous=pd.DataFrame()
         )
     assert again == []  # not even the new contact, whose ContactID is now known: its body is what Xero holds
 
@@ -104,8 +110,8 @@ def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_en
     )
     rows = rows.assign(content_hash=row_versions(rows))
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        messages = TARGET.stage_changes(
-            conn, name="crm_accounts", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        messages = TARGET.messages_for(
+            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=rows, previous=pd.DataFrame()
         )
     resources = SimpleNamespace(xero=xero_resource(sync_env))
     first = _deliver(TARGET, resources, messages)["xero"]
@@ -129,8 +135,8 @@ def test_the_optional_new_lead_rule_raises_one_draft_invoice_to_the_leads_own_co
     )  # fmt: skip
     rows = rows.assign(content_hash=row_versions(rows))
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        messages = target.stage_changes(
-            conn, name="crm_leads", source="crm", key="id", changed=rows, previous=pd.DataFrame()
+        messages = target.messages_for(
+            conn, namespace="crm_leads", entity=_crm("leads"), changed=rows, previous=pd.DataFrame()
         )
     assert sorted((m.kind, m.record_id) for m in messages) == [
         ("contact", "00QA"), ("contact", "00QB"), ("invoice", "00QA"), ("notify", "00QA")

@@ -125,7 +125,7 @@ def test_a_batch_that_keeps_failing_is_reported_not_raised(admin, sandbox):
 
 
 def test_a_missing_write_key_fails_without_retrying(sandbox):
-    """Segment refuses only an empty key (400); a wrong one is answered 200 and dropped (sandbox/segment.py)."""
+    """Segment refuses only an empty key (400); a wrong one is answered 200 and dropped (sandbox/segment/app.py)."""
     client = SegmentClient(f"{sandbox.url}/segment", "")
 
     report = client.send([track(1)])

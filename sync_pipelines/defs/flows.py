@@ -1,0 +1,26 @@
+"""The one registry of flows: every `FLOW` declared by a module of this folder, with its assets, job and schedule."""
+
+import importlib
+import pkgutil
+
+import dagster as dg
+
+import sync_pipelines.defs
+from sync_pipelines.lib.deliveries import Delivery
+from sync_pipelines.lib.flows import Flow, in_running_order
+
+
+def registered_flows() -> list[Flow]:
+    """Every flow of the code location, in running order."""
+    package = sync_pipelines.defs
+    modules = (importlib.import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__))
+    return in_running_order([flow for module in modules if isinstance(flow := getattr(module, "FLOW", None), Flow)])
+
+
+def registered_deliveries() -> list[Delivery]:
+    return [delivery for flow in registered_flows() for delivery in flow.deliveries()]
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions.merge(*(flow.definitions() for flow in registered_flows()))

@@ -1,0 +1,338 @@
+"""What a vendor's entity is, and the two assets every entity gets: landed raw, then validated and staged.
+
+A vendor package lists its `Entity`s (where the records come from, the contract they must meet); every asset
+name, table, cursor and check is derived from the entity here. Staging appends each new version of a record, and
+the version it replaced, to the entity's change feed, which any number of deliveries (lib/deliveries.py) read.
+"""
+
+import inspect
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pandera.pandas as pa
+
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.staging import StagingResource, row_versions
+from sync_pipelines.lib.validation import rejected_rows, split_valid
+
+# Rows turned into a dataframe at a time: bounds memory on a 100,000-record backfill.
+VALIDATION_CHUNK = 20_000
+
+
+class QuotaExhausted(Exception):
+    """The source's allowance is spent for now: what landed is checkpointed and the run stops cleanly."""
+
+    def __init__(self, retry_after: float | None):
+        self.retry_after = retry_after
+        super().__init__(f"source quota exhausted; retry after {retry_after} s")
+
+
+class Source(Protocol):
+    """Reads one collection of one vendor incrementally, with that vendor's resource."""
+
+    id_field: str  # the vendor's record id field
+    webhook_category: str | None  # the vendor's webhook events that say this collection changed, if any
+
+    def read(self, resource: Any, cursor: dict | None) -> Iterator[list[dict]]:
+        """Pages of records changed since the cursor, oldest first; raises QuotaExhausted to stop cleanly."""
+        ...
+
+    def updated_at(self, record: dict) -> datetime | None: ...
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        """The cursor once this page has landed, or None when it does not move."""
+        ...
+
+    def figures(self, resource: Any) -> dict[str, int | float]:
+        """API calls, bytes and quota left so far, for the run's metadata."""
+        ...
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One kind of record of one vendor: where it comes from, the contract it must meet, how it is staged."""
+
+    vendor: str  # e.g. "xero": the asset group, the key prefix and the landing's source
+    name: str  # e.g. "invoices"
+    description: str  # business meaning, shown in the UI
+    source: Source
+    contract: type[pa.DataFrameModel]
+    key: str  # the contract column that identifies a record
+    flatten: Callable[[dict], dict]  # vendor record -> contract row
+    quarantine_threshold: float = 0.2  # share of a batch; above it the batch's changes are held for a person
+
+    @property
+    def label(self) -> str:
+        """e.g. "xero_invoices": names the tables and cursors, and tells the entity apart from other vendors'."""
+        return f"{self.vendor}_{self.name}"
+
+    @property
+    def raw_key(self) -> dg.AssetKey:
+        return dg.AssetKey([self.vendor, f"landed_{self.label}"])
+
+    @property
+    def staged_key(self) -> dg.AssetKey:
+        return dg.AssetKey([self.vendor, f"staged_{self.label}"])
+
+    @property
+    def table(self) -> str:
+        return f"stg_{self.label}"
+
+    @property
+    def feed(self) -> str:
+        return f"feed_{self.label}"
+
+
+@dataclass
+class BatchOutcome:
+    """What staging one batch of landed records did, summed over a run for its metadata."""
+
+    processed: int = 0
+    changed: int = 0
+    quarantined: int = 0
+    failing_fields: Counter = field(default_factory=Counter)
+
+    def __iadd__(self, other: "BatchOutcome") -> "BatchOutcome":
+        self.processed += other.processed
+        self.changed += other.changed
+        self.quarantined += other.quarantined
+        self.failing_fields += other.failing_fields
+        return self
+
+
+def stage_batch(conn: duckdb.DuckDBPyConnection, entity: Entity, landed: pd.DataFrame, run_id: str) -> BatchOutcome:
+    """Validate landed records, quarantine the failures, stage the changes and append them to the change feed.
+
+    Whatever a record holds, it ends staged or quarantined with a reason: one its flatten cannot read and one that
+    fails the contract are quarantined; the rest go on. Runs inside the caller's transaction, so the state, the
+    feed and the cursor move together.
+    """
+    frame, unreadable = _flatten_each(entity, landed)
+    valid, rejected = split_valid(frame, entity.contract)
+    # Overlap re-reads and several versions in one batch: the latest valid version wins, judged after validation
+    # so that a broken later version neither hides an earlier good one nor escapes quarantine itself.
+    valid = valid.drop_duplicates(entity.key, keep="last")
+    valid = valid.assign(content_hash=row_versions(valid))
+    previous = staging.current_state(conn, entity.table, entity.key, valid[entity.key].tolist())
+    if not previous.empty:
+        known = dict(zip(previous[entity.key], previous["content_hash"], strict=True))
+        valid = valid[[known.get(k) != h for k, h in zip(valid[entity.key], valid["content_hash"], strict=True)]]
+        valid = _drop_stale(conn, entity, valid, previous, run_id)
+        previous = previous[previous[entity.key].isin(valid[entity.key])]
+    rejected = pd.concat([unreadable, rejected])
+    # A batch that mostly fails its contract says the source changed shape: hold even its good rows for a person.
+    held = len(rejected) > entity.quarantine_threshold * len(landed)
+    valid = valid.assign(staged_at=staging.utcnow())
+    staging.append_to_feed(conn, entity.feed, valid, previous, held=held)
+    staging.upsert_state(conn, entity.table, entity.key, valid)
+    # The id as landed (text, or NULL): what reconciliation counts the source's records by.
+    landed_ids = dict(zip(landed["seq"], landed["record_id"], strict=True))
+    staging.quarantine_rows(
+        conn, source=entity.vendor, entity=entity.name, run_id=run_id,
+        rows=rejected.assign(record_id=[landed_ids[seq] for seq in rejected.index], landing_seq=rejected.index),
+    )  # fmt: skip
+    failing_fields = Counter(reason.split(":")[0] for reasons in rejected["reasons"] for reason in reasons.split("; "))
+    return BatchOutcome(len(landed), len(valid), len(rejected), failing_fields)
+
+
+def _flatten_each(entity: Entity, landed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract rows by landing sequence, and the records a flatten could not read (a list where an object
+    belongs, ...), quarantined with its error as the reason instead of failing the batch.
+
+    The rows keep Python values (dtype object), so the contract tells a missing value (None) from NaN.
+    """
+    rows: dict[int, dict] = {}
+    reasons: dict[int, list[str]] = {}
+    unreadable: dict[int, object] = {}
+    for seq, payload in zip(landed["seq"], landed["payload"], strict=True):
+        record = json.loads(payload)
+        if staging.UNLANDABLE in record:
+            reasons[seq], unreadable[seq] = [f"record: {record[staging.UNLANDABLE]}"], record
+            continue
+        try:
+            rows[seq] = entity.flatten(record)
+        except Exception as error:  # no record, whatever it holds, may stop the others
+            reasons[seq], unreadable[seq] = [f"record: {type(error).__name__}: {error}"], record
+    columns = None if rows else list(entity.contract.to_schema().columns)
+    frame = pd.DataFrame(list(rows.values()), index=pd.Index(list(rows), dtype="int64"), columns=columns, dtype=object)
+    return frame, rejected_rows(reasons, unreadable)
+
+
+def _drop_stale(
+    conn: duckdb.DuckDBPyConnection, entity: Entity, valid: pd.DataFrame, previous: pd.DataFrame, run_id: str
+) -> pd.DataFrame:
+    """Versions older, by the source's own timestamp, than the one staged (a late webhook or an overlap re-read
+    arriving after a newer version) do not overwrite it; the audit log keeps both timestamps."""
+    if "updated_at" not in valid.columns or "updated_at" not in previous.columns or valid.empty:
+        return valid
+    staged_at = dict(zip(previous[entity.key], previous["updated_at"], strict=True))
+    arrived = zip(valid[entity.key], valid["updated_at"], strict=True)
+    stale = [pd.notna(staged_at.get(k)) and t < staged_at[k] for k, t in arrived]
+    dropped = valid[stale]
+    staging.audit(
+        conn, flow=entity.vendor, entity=entity.name, action="stale", target="staging", run_id=run_id,
+        entries=[(str(k), "kept staged", {"staged_updated_at": staged_at[k], "arrived_updated_at": t})
+                 for k, t in zip(dropped[entity.key], dropped["updated_at"], strict=True)],
+    )  # fmt: skip
+    return valid[[not s for s in stale]]
+
+
+def _updated_at(source: Source, record: object) -> datetime | None:
+    """The record's own change time, or None when it holds none that can be read (it lands all the same, and
+    its contract judges it)."""
+    try:
+        stamp = source.updated_at(record)
+        if stamp is not None:
+            pd.Timestamp(stamp)  # within what the landing table's timestamps hold (1677-2262)
+        return stamp
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def vendor_assets(entities: Sequence[Entity], resource_type: type[dg.ConfigurableResource]) -> dg.Definitions:
+    """Each entity's extract and staged assets; an extract gets the vendor's resource (bound under the vendor's
+    name) as a typed parameter."""
+    return dg.Definitions(assets=[a for e in entities for a in (_extract_asset(e, resource_type), staged_asset(e))])
+
+
+def _extract_asset(entity: Entity, resource_type: type[dg.ConfigurableResource]) -> dg.AssetsDefinition:
+    def extract(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
+        return land_changes(context, entity, resources[entity.vendor], resources["staging_db"])
+
+    # The resource parameter is named after the vendor, which only the entity knows: Dagster reads the signature.
+    extract.__signature__ = inspect.Signature(
+        [
+            inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.AssetExecutionContext),
+            inspect.Parameter(entity.vendor, inspect.Parameter.KEYWORD_ONLY, annotation=resource_type),
+            inspect.Parameter("staging_db", inspect.Parameter.KEYWORD_ONLY, annotation=StagingResource),
+        ],
+        return_annotation=dg.MaterializeResult,
+    )
+    return dg.asset(
+        extract,
+        name=f"landed_{entity.label}",
+        key_prefix=[entity.vendor],
+        group_name=entity.vendor,
+        kinds={entity.vendor, "duckdb"},
+        description=f"{entity.description} as {entity.vendor} returned them, landed unchanged, incrementally.",
+        # One extract per vendor at a time where the instance limits the pool: the vendor's rate limits are
+        # per tenant, and each step's client only sees its own calls.
+        pool=f"{entity.vendor}_api",
+    )
+
+
+def land_changes(
+    context: dg.AssetExecutionContext, entity: Entity, resource: Any, staging_db: StagingResource
+) -> dg.MaterializeResult:
+    """Land what changed at the vendor since the entity's cursor, page by page, the cursor moving with each page."""
+    started = time.monotonic()
+    source = entity.source
+    cursor_name = f"{entity.label}.extract"
+    with staging_db.connect() as conn:
+        cursor = staging.read_cursor(conn, cursor_name)
+    fetched = landed = 0
+    quota_exhausted = False
+    try:
+        for page in source.read(resource, cursor):
+            fetched += len(page)
+            with staging_db.connect() as conn:
+                # The page and the cursor that covers it move together: a stop anywhere resumes here.
+                conn.execute("BEGIN TRANSACTION")
+                landed += staging.land_raw(
+                    conn, source=entity.vendor, entity=entity.name, records=page, id_field=source.id_field,
+                    updated_at=[_updated_at(source, record) for record in page], run_id=context.run.run_id,
+                )  # fmt: skip
+                moved = source.checkpoint(cursor, page)
+                if moved is not None:
+                    cursor = moved
+                    staging.write_cursor(conn, cursor_name, cursor)
+                conn.execute("COMMIT")
+    except QuotaExhausted as stop:
+        quota_exhausted = True
+        context.log.warning(f"{entity.vendor} quota spent; resume after {stop.retry_after}s from the checkpoint")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": landed,
+            "rows_fetched": fetched,
+            **source.figures(resource),
+            "seconds": round(time.monotonic() - started, 3),
+            "quota_exhausted": quota_exhausted,
+            "cursor": json.dumps(cursor),
+        }
+    )
+
+
+def staged_asset(entity: Entity) -> dg.AssetsDefinition:
+    """The entity's current state, validated, with its change feed; blocking checks on what was staged."""
+    quarantine_check = dg.AssetCheckSpec(
+        "quarantine_rate",
+        asset=entity.staged_key,
+        blocking=True,
+        description=(
+            f"Blocks delivery when more than {entity.quarantine_threshold:.0%} of a batch fails the contract; "
+            "that batch's changes are held until `sync-pipelines release`."
+        ),
+    )
+    unique_check = dg.AssetCheckSpec(
+        "unique_keys", asset=entity.staged_key, blocking=True, description=f"One staged row per {entity.key}."
+    )
+
+    @dg.asset(
+        key=entity.staged_key,
+        deps=[entity.raw_key],
+        group_name=entity.vendor,
+        kinds={"pandera", "duckdb"},
+        description=(
+            f"{entity.description}: current state, validated against the {entity.contract.__name__} contract; "
+            "rows that fail it are quarantined with reasons and the rest go on, each change to the change feed."
+        ),
+        check_specs=[quarantine_check, unique_check],
+    )
+    def validated(context: dg.AssetExecutionContext, staging_db: StagingResource):
+        started = time.monotonic()
+        cursor_name = f"{entity.label}.validated"
+        totals = BatchOutcome()
+        while True:
+            with staging_db.connect() as conn:
+                after = (staging.read_cursor(conn, cursor_name) or {"seq": 0})["seq"]
+                landed = staging.unprocessed_landing(
+                    conn, source=entity.vendor, entity=entity.name, after_seq=after, limit=VALIDATION_CHUNK
+                )
+                if landed.empty:
+                    break
+                conn.execute("BEGIN TRANSACTION")
+                totals += stage_batch(conn, entity, landed, context.run.run_id)
+                staging.write_cursor(conn, cursor_name, {"seq": int(landed["seq"].max())})
+                conn.execute("COMMIT")
+        with staging_db.connect() as conn:
+            duplicates = staging.duplicate_keys(conn, entity.table, entity.key)
+        rate = totals.quarantined / totals.processed if totals.processed else 0.0
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": totals.changed,
+                "rows_processed": totals.processed,
+                "rows_quarantined": totals.quarantined,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="quarantine_rate",
+            passed=rate <= entity.quarantine_threshold,
+            metadata={
+                "quarantined": totals.quarantined,
+                "processed": totals.processed,
+                "rate": rate,
+                "by_field": dict(totals.failing_fields),
+            },
+        )
+        yield dg.AssetCheckResult(check_name="unique_keys", passed=duplicates == 0, metadata={"duplicates": duplicates})
+
+    return validated

@@ -1,0 +1,69 @@
+"""A flow: what one vendor's staged entities become at another, as a list of deliveries and their extra assets.
+
+A flow module in `defs/` declares one `FLOW`; the registry (`defs/flows.py`) finds every one, and the schedules,
+sensors, CLI and reconciliation read it from there, so adding a flow edits no shared list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from sync_pipelines.lib.deliveries import Delivery, delivered_asset
+
+
+def no_extras(deliveries: Sequence[Delivery]) -> dg.Definitions:
+    return dg.Definitions()
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str  # e.g. "xero_to_segment": its asset group, job and schedule
+    source: str  # the vendor it reads
+    target: str  # the vendor it writes
+    description: str
+    # Its deliveries, made when the definitions are built (a mapping file is read then, never at import).
+    deliveries: Callable[[], list[Delivery]]
+    # Assets of its own beyond the deliveries (enrichment, write-backs), with any jobs and schedules they need.
+    extras: Callable[[Sequence[Delivery]], dg.Definitions] = no_extras
+    # Extra assets its sync job leaves to their own schedule.
+    unsynced: tuple[dg.AssetKey, ...] = ()
+    # Extras that deliver from an outbox partition of their own: (partition, asset), for dead-letter replays.
+    extra_outboxes: tuple[tuple[str, dg.AssetKey], ...] = ()
+    cron_schedule: str = "*/15 * * * *"
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.name}_sync"
+
+    def definitions(self) -> dg.Definitions:
+        """The deliveries' assets (each after the deliveries it names), the extras, the sync job and its schedule."""
+        deliveries = self.deliveries()
+        keys = {d.partition: d.key for d in deliveries}
+        job = dg.define_asset_job(
+            self.job_name,
+            # A flow reads what it delivers, and what the deliveries match against, fresh from the vendors.
+            selection=dg.AssetSelection.groups(self.name).upstream() - dg.AssetSelection.assets(*self.unsynced),
+            description=self.description,
+        )
+        return dg.Definitions.merge(
+            dg.Definitions(
+                assets=[delivered_asset(d, [keys[name] for name in d.after]) for d in deliveries],
+                jobs=[job],
+                schedules=[
+                    dg.ScheduleDefinition(
+                        job=job, cron_schedule=self.cron_schedule, default_status=dg.DefaultScheduleStatus.RUNNING
+                    )
+                ],
+            ),
+            self.extras(deliveries),
+        )
+
+
+def in_running_order(flows: Sequence[Flow]) -> list[Flow]:
+    """Flows that write a vendor before the flows that read it (so a demo carries one flow's writes into the
+    next), by name otherwise."""
+    written = {flow.target for flow in flows}
+    return sorted(flows, key=lambda flow: (flow.source in written, flow.name))

@@ -1,1 +1,0 @@
-"""Where records come from: one module per vendor, each implementing `entity_sync.Source`."""

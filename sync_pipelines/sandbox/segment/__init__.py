@@ -1,0 +1,5 @@
+"""The Segment sandbox: the HTTP Tracking API (mirrors https://api.segment.io).
+
+Served under /segment on the sandbox server, with admin routes under /_admin/segment; behaviour follows the fact
+sheet /work/shared/api/segment.md, cited by section.
+"""

@@ -1,1 +1,0 @@
-"""Pandera contracts for vendor records, one module per entity, and the helpers they share."""

@@ -1,0 +1,100 @@
+"""What is extracted from Salesforce, as data: each entity's sObject, fields and contract.
+
+Every object is read incrementally on SystemModstamp with an Id tie-break, soft deletes included
+(`SalesforceObject`); `ENTITIES` lists what each entity is.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sync_pipelines.lib.entities import Entity, QuotaExhausted
+from sync_pipelines.vendors.salesforce.client import Position, SalesforceQuotaBudgetReached
+from sync_pipelines.vendors.salesforce.contracts import (
+    ACCOUNT_FIELDS,
+    CONTACT_FIELDS,
+    LEAD_FIELDS,
+    LINE_ITEM_FIELDS,
+    OPPORTUNITY_FIELDS,
+    SalesforceAccount,
+    SalesforceContact,
+    SalesforceLead,
+    SalesforceOpportunity,
+    SalesforceOpportunityLineItem,
+    flatten_account,
+    flatten_contact,
+    flatten_lead,
+    flatten_line_item,
+    flatten_opportunity,
+)
+from sync_pipelines.vendors.salesforce.resource import SalesforceResource
+
+
+@dataclass(frozen=True)
+class SalesforceObject:
+    """One sObject's fields, read through REST for deltas and Bulk API 2.0 for backfills (salesforce.md §3, §6)."""
+
+    sobject: str  # e.g. "Account"
+    fields: tuple[str, ...]  # beyond Id, SystemModstamp and IsDeleted, which every read carries
+    where: str | None = None  # SOQL condition, e.g. "IsConverted = false"
+    # salesforce.md §3.2: SystemModstamp has whole seconds and late commits happen: re-read a window behind the
+    # cursor; exact re-reads are dropped when landing.
+    overlap: timedelta = timedelta(minutes=5)
+    id_field: str = "Id"
+    webhook_category: str | None = None  # no webhook path for Salesforce yet: the schedule polls it
+
+    def read(self, salesforce: SalesforceResource, cursor: dict | None) -> Iterator[list[dict]]:
+        since = None if cursor is None else Position.from_dict(cursor)
+        try:
+            # queryAll: a soft-deleted record is a change too (salesforce.md §3.1).
+            yield from salesforce.get_client().changed_since(
+                self.sobject, self.fields, since=since, overlap=self.overlap, include_deleted=True, where=self.where
+            )
+        except SalesforceQuotaBudgetReached as budget:
+            # salesforce.md §5: what landed is checkpointed; the next run resumes from the cursor.
+            raise QuotaExhausted(None) from budget
+
+    def updated_at(self, record: dict) -> datetime | None:
+        return Position.of(record).system_modstamp
+
+    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+        """The last row of the page; pages come ordered by (SystemModstamp, Id)."""
+        return Position.of(page[-1]).as_dict() if page else None
+
+    def figures(self, salesforce: SalesforceResource) -> dict[str, int | float]:
+        stats = salesforce.get_client().stats
+        return {
+            "api_calls": stats.rest_calls + stats.bulk_calls,
+            "rest_calls": stats.rest_calls,
+            "bulk_calls": stats.bulk_calls,
+            "bulk_fallbacks": stats.bulk_fallbacks,
+            "api_retries": stats.retries,
+            "session_refreshes": stats.session_refreshes,
+            "bytes_received": stats.bytes_received,
+            "api_used_today": stats.api_used or 0,
+            "api_limit": stats.api_limit or 0,
+        }
+
+
+ACCOUNTS = Entity(
+    "salesforce", "accounts", "Salesforce accounts (organisations)",
+    SalesforceObject("Account", ACCOUNT_FIELDS), SalesforceAccount, "id", flatten_account,
+)  # fmt: skip
+CONTACTS = Entity(
+    "salesforce", "contacts", "Salesforce contacts (people)",
+    SalesforceObject("Contact", CONTACT_FIELDS), SalesforceContact, "id", flatten_contact,
+)  # fmt: skip
+# Converted leads are read too: conversion takes them out of the prospects group.
+LEADS = Entity(
+    "salesforce", "leads", "Salesforce leads (prospects)",
+    SalesforceObject("Lead", LEAD_FIELDS), SalesforceLead, "id", flatten_lead,
+)  # fmt: skip
+OPPORTUNITY_LINE_ITEMS = Entity(
+    "salesforce", "opportunity_line_items", "Salesforce opportunity products",
+    SalesforceObject("OpportunityLineItem", LINE_ITEM_FIELDS), SalesforceOpportunityLineItem, "id", flatten_line_item,
+)  # fmt: skip
+OPPORTUNITIES = Entity(
+    "salesforce", "opportunities", "Salesforce opportunities (deals)",
+    SalesforceObject("Opportunity", OPPORTUNITY_FIELDS), SalesforceOpportunity, "id", flatten_opportunity,
+)  # fmt: skip
+ENTITIES = (ACCOUNTS, CONTACTS, LEADS, OPPORTUNITY_LINE_ITEMS, OPPORTUNITIES)

@@ -1,0 +1,264 @@
+"""How writes are made to Xero: contacts in batches, group memberships, History notes, invoices and payments.
+
+Each write reports every message's outcome (delivered, failed or rejected) and records what it is about to send
+first (`DeliveryReport.sending`), so the outbox knows what may have reached Xero when a run dies mid-call. A write
+that may have gone before is looked for in Xero first (a contact by its ContactNumber, a note by its text, an
+invoice by its Reference): past the Idempotency-Key window (xero.md §4.3) Xero would make a second one.
+"""
+
+import hashlib
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import requests
+
+from sync_pipelines.vendors.delivery import DeliveryReport
+from sync_pipelines.vendors.retrying import RetryableResponse
+from sync_pipelines.vendors.xero.client import XeroApiError, XeroDailyLimitReached
+
+# xero.md §4: batch writes, each element answered on its own with summarizeErrors=false. Fifty keeps a request
+# small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
+WRITE_BATCH = 50
+# xero.md §2.5: the unique-name validation message
+NAME_TAKEN = "is already assigned to another contact"
+
+
+class ContactIds:
+    """The ContactID a payload means: its own, one written in this delivery, or the one its ContactNumber names
+    (xero.md §2.5: a ContactNumber can stand in for the ContactID in the URL)."""
+
+    def __init__(self, client, written: dict[str, str]):
+        self._client = client
+        self._known = dict(written)  # ContactNumber -> ContactID
+
+    def __call__(self, payload: dict) -> str:
+        if payload.get("ContactID"):
+            return payload["ContactID"]
+        contact_number = payload["ContactNumber"]
+        if contact_number not in self._known:
+            try:
+                (contact,) = self._client.read(f"Contacts/{contact_number}")
+            except XeroApiError as error:
+                if error.status == 404:
+                    raise WaitingFor(f"no Xero contact with ContactNumber {contact_number} yet") from error
+                raise
+            self._known[contact_number] = contact["ContactID"]
+        return self._known[contact_number]
+
+
+class ContactGroups:
+    """Xero contact groups by name, created on first use; members added in batches, removed one by one (§2.6)."""
+
+    def __init__(self, client, contact_id: ContactIds):
+        self._client = client
+        self._contact_id = contact_id
+        self._group_ids: dict[str, str] | None = None
+
+    def apply(self, payloads: list[dict], report: DeliveryReport) -> None:
+        """Each membership change's outcome in the report."""
+        batches: dict[tuple[str, bool], list[dict]] = {}
+        for payload in payloads:
+            batches.setdefault((payload["group"], payload["member"]), []).append(payload)
+        for (group, member), batch in batches.items():
+            if member:
+                # Contacts are resolved one by one, so one that is not in Xero yet holds up only its own change.
+                found = [
+                    p for p in batch if attempt(report, [p["messageId"]], partial(self._contact_id, p), reads=True)
+                ]
+                for start in range(0, len(found), WRITE_BATCH):
+                    chunk = found[start : start + WRITE_BATCH]
+                    ids = [p["messageId"] for p in chunk]
+                    if attempt(report, ids, partial(self._add, group, chunk)) is not None:
+                        report.delivered += ids
+            else:
+                for payload in batch:
+                    if attempt(report, [payload["messageId"]], partial(self._remove, group, payload)) is not None:
+                        report.delivered.append(payload["messageId"])
+
+    def _add(self, group: str, payloads: list[dict]) -> list[dict]:
+        members = [{"ContactID": self._contact_id(p)} for p in payloads]
+        key = "group-members-" + hashlib.sha256("\n".join(p["messageId"] for p in payloads).encode()).hexdigest()[:40]
+        path = f"ContactGroups/{self._group_id(group)}/Contacts"
+        return self._client.write("PUT", path, members, key, key="Contacts")
+
+    def _remove(self, group: str, payload: dict) -> bool:
+        contact_id = self._contact_id(payload)
+        try:
+            self._client.delete(f"ContactGroups/{self._group_id(group)}/Contacts/{contact_id}")
+        except XeroApiError as error:
+            if error.status != 404:
+                raise  # 404: not a member (any more), which is what was asked
+        return True
+
+    def _group_id(self, name: str) -> str:
+        if self._group_ids is None:
+            groups = self._client.read("ContactGroups")  # ACTIVE groups only (xero.md §7)
+            self._group_ids = {g["Name"]: g["ContactGroupID"] for g in groups}
+        if name not in self._group_ids:
+            key = "contact-group-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+            self._group_ids[name] = _written(self._client.write("PUT", "ContactGroups", [{"Name": name}], key))[
+                "ContactGroupID"
+            ]
+        return self._group_ids[name]
+
+
+class Rejected(Exception):
+    """Xero answered the write with validation errors: resending the same write cannot succeed."""
+
+
+class WaitingFor(Exception):
+    """A write that needs another to have landed first (e.g. a payment its invoice): retried from dead letters."""
+
+
+T = TypeVar("T")
+
+
+def attempt(report: DeliveryReport, message_ids: list[str], write: Callable[[], T], reads: bool = False) -> T | None:
+    """The write's result, or None with every message's outcome recorded: failed (worth retrying) or rejected.
+
+    A write's messages are recorded as in flight before the call, with what earlier calls settled; a call that only
+    `reads` changes nothing at Xero, so it has nothing to record first.
+    """
+    if not reads:
+        report.sending(message_ids)
+    try:
+        return write()
+    except (RetryableResponse, XeroDailyLimitReached, requests.RequestException, WaitingFor, Rejected) as error:
+        outcome, reason = (report.rejected if isinstance(error, Rejected) else report.failed), str(error)
+    except XeroApiError as error:
+        outcome = report.failed if error.status is None or error.status >= 500 else report.rejected
+        reason = str(error)
+    outcome += [(message_id, reason) for message_id in message_ids]
+    return None
+
+
+def write_contacts(client, payloads: list[dict], report: DeliveryReport) -> None:
+    """Batches of contacts; each element's own outcome, and the ContactID it was written to.
+
+    xero.md §2.5: a name another active contact holds is refused; such a contact is written again with its
+    ContactNumber (the source id) in its name, so two people called Jo Smith stay two contacts.
+    """
+    for start in range(0, len(payloads), WRITE_BATCH):
+        batch = payloads[start : start + WRITE_BATCH]
+        clashes = _write_contact_batch(client, batch, report)
+        if clashes:
+            renamed = [{**p, "Contact": {**p["Contact"], "Name": own_name(p["Contact"])}} for p in clashes]
+            _write_contact_batch(client, renamed, report)
+
+
+def _write_contact_batch(client, batch: list[dict], report: DeliveryReport) -> list[dict]:
+    """Writes one batch; returns the payloads refused only for their name."""
+    ids = [p["messageId"] for p in batch]
+    # One key per batch composition: a retry of this exact batch is answered from Xero's cache (§4.3).
+    composition = "\n".join(f"{p['messageId']}:{p['Contact'].get('Name')}" for p in batch)
+    key = "contacts-" + hashlib.sha256(composition.encode()).hexdigest()[:40]
+    results = attempt(report, ids, lambda: client.write("POST", "Contacts", [p["Contact"] for p in batch], key))
+    clashes = []
+    for payload, result in zip(batch, results or [], strict=True):
+        problems = _problems(result)
+        if problems and NAME_TAKEN in problems and own_name(payload["Contact"]) != payload["Contact"].get("Name"):
+            clashes.append(payload)
+        elif problems:
+            report.rejected.append((payload["messageId"], problems))
+        else:
+            report.delivered.append(payload["messageId"])
+            report.target_ids[payload["messageId"]] = result["ContactID"]
+    return clashes
+
+
+def own_name(contact: dict) -> str | None:
+    """The contact's name made its own by its ContactNumber, as the target does for names it knows are taken
+    (None for a write that does not name the contact)."""
+    if "Name" not in contact or "ContactNumber" not in contact:
+        return None
+    suffix = f" ({contact['ContactNumber']})"
+    return contact["Name"] if contact["Name"].endswith(suffix) else contact["Name"] + suffix
+
+
+def _problems(result: dict) -> str | None:
+    problems = [e.get("Message", "") for e in result.get("ValidationErrors") or []]
+    if problems or result.get("HasValidationErrors") or result.get("HasErrors"):
+        return "; ".join(problems) or "validation errors"
+    return None
+
+
+def found_again(client, payload: dict, report: DeliveryReport) -> dict | None:
+    """A contact write that may have reached Xero, aimed at the contact it made if it did (None: the lookup
+    failed, and the message's outcome is in the report)."""
+    contact = payload["Contact"]
+    if contact.get("ContactID") or not contact.get("ContactNumber"):
+        return payload  # an update: sending it again sets the same values
+    lookup = partial(_contact_by_number, client, contact["ContactNumber"])
+    found = attempt(report, [payload["messageId"]], lookup, reads=True)
+    if found is None:
+        return None
+    return {**payload, "Contact": {"ContactID": found, **contact}} if found else payload
+
+
+def _contact_by_number(client, contact_number: str) -> str:
+    """The ContactID of the contact with this ContactNumber, or "" when Xero has none (xero.md §2.5)."""
+    try:
+        (contact,) = client.read(f"Contacts/{contact_number}")
+    except XeroApiError as error:
+        if error.status == 404:
+            return ""
+        raise
+    return contact["ContactID"]
+
+
+def add_note(client, payload: dict, again: bool, contact_id: ContactIds) -> dict:
+    """xero.md §2.7: a History note, under the message's own key, so a replay adds no second one; sent again
+    past the key's window, it is first looked for among the contact's notes."""
+    path = f"Contacts/{contact_id(payload)}/History"
+    if again:
+        notes = client.read(path, key="HistoryRecords")
+        if (note := next((n for n in notes if n.get("Details") == payload["Details"]), None)) is not None:
+            return note
+    return _written(
+        client.write("PUT", path, [{"Details": payload["Details"]}], payload["messageId"], key="HistoryRecords")
+    )
+
+
+def raise_invoice(client, payload: dict, again: bool) -> dict:
+    """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice;
+    sent again past the key's window, the invoice is first looked for by its Reference."""
+    if again and (invoice := _invoice_by_reference(client, payload["Invoice"]["Reference"])) is not None:
+        return invoice
+    return _written(client.write("PUT", "Invoices", [payload["Invoice"]], payload["messageId"]))
+
+
+def pay_invoice(client, payload: dict, again: bool) -> dict:
+    """Pay what is due on the record's invoice; nothing due (already paid, e.g. a replay) is success. It always
+    looks first, so sending it again (`again`) needs nothing more."""
+    invoice = _invoice_by_reference(client, payload["reference"])
+    if invoice is None:
+        raise WaitingFor(f"no invoice with Reference {payload['reference']!r} in Xero yet")
+    if not invoice.get("AmountDue"):
+        return invoice
+    if invoice["Status"] == "DRAFT":
+        # xero.md §2.4, §2.9: only AUTHORISED invoices take payments; a paid deal's draft is approved first.
+        approval = {"InvoiceID": invoice["InvoiceID"], "Status": "AUTHORISED"}
+        _written(client.write("POST", "Invoices", [approval], f"{payload['messageId']}:approve"))
+    body = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": payload["Account"], "Date": payload["Date"],
+            "Amount": invoice["AmountDue"], "Reference": payload["reference"]}  # fmt: skip
+    return _written(client.write("PUT", "Payments", [body], payload["messageId"]))
+
+
+def _written(results: list[dict]) -> dict:
+    """The one element a single write returns, or Rejected with Xero's validation messages."""
+    (result,) = results
+    problems = _problems(result)
+    if problems:
+        raise Rejected(problems)
+    return result
+
+
+def _invoice_by_reference(client, reference: str) -> dict | None:
+    """The live sales invoice raised for a record (xero.md §3.3: where on Reference)."""
+    where = f'Type=="ACCREC" AND Reference=="{reference}"'
+    for page in client.iter_pages("Invoices", where=where):
+        for invoice in page:
+            if invoice["Status"] not in ("DELETED", "VOIDED"):
+                return invoice
+    return None
