@@ -22,7 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Stamped by the sandbox or the sender at the moment of the run, not by what the flows decided.
-VOLATILE = {"UpdatedDateUTC", "sentAt", "receivedAt", "LineItemID", "DateTimeUTC", "_sandbox"}
+VOLATILE = {
+    "UpdatedDateUTC",
+    "sentAt",
+    "receivedAt",
+    "LineItemID",
+    "DateTimeUTC",
+    "DateUTC",
+    "DateUTCString",
+    "_sandbox",
+}
 # How each Xero collection's records are named once their ids are replaced.
 LABELS = {
     "contacts": lambda b: f"contact:{b.get('ContactNumber') or b.get('Name')}",
@@ -101,10 +110,10 @@ def main() -> int:
         differences += sum(missing.values()) + sum(extra.values())
         print(f"{target}: {sum(before[target].values())} before, {sum(after[target].values())} after, "
               f"{sum(missing.values())} only before, {sum(extra.values())} only after")  # fmt: skip
-        for text in list(missing)[:5]:
-            print(f"  only before: {text[:300]}")
-        for text in list(extra)[:5]:
-            print(f"  only after:  {text[:300]}")
+        for text in list(missing)[:3]:
+            print(f"  only before: {text}")
+        for text in list(extra)[:3]:
+            print(f"  only after:  {text}")
     print("the same by content" if not differences else f"{differences} differences")
     return 1 if differences else 0
 

@@ -40,4 +40,6 @@ FLOW = Flow(
     target="xero",
     description="Read what changed in Intercom, match it to Xero contacts, write them, their groups and notes.",
     deliveries=deliveries,
+    # Salesforce, the system of record for people, writes its contacts first; Intercom's are matched to them.
+    after=("salesforce_to_xero",),
 )

@@ -33,6 +33,9 @@ class Flow:
     # Extras that deliver from an outbox partition of their own: (partition, asset), for dead-letter replays.
     extra_outboxes: tuple[tuple[str, dg.AssetKey], ...] = ()
     cron_schedule: str = "*/15 * * * *"
+    # Flows this one runs after where both write the same vendor (e.g. the CRM, the system of record for people,
+    # before the support tool, so the support tool's people are matched to the contacts the CRM made).
+    after: tuple[str, ...] = ()
 
     @property
     def job_name(self) -> str:
@@ -64,6 +67,17 @@ class Flow:
 
 def in_running_order(flows: Sequence[Flow]) -> list[Flow]:
     """Flows that write a vendor before the flows that read it (so a demo carries one flow's writes into the
-    next), by name otherwise."""
-    written = {flow.target for flow in flows}
-    return sorted(flows, key=lambda flow: (flow.source in written, flow.name))
+    next), each after the flows it names in `after`, by name otherwise."""
+    waiting = {flow.name: flow for flow in flows}
+    ordered: list[Flow] = []
+    while waiting:
+        ready = [
+            flow for flow in waiting.values()
+            if not any(other.target == flow.source or other.name in flow.after
+                       for other in waiting.values() if other is not flow)
+        ]  # fmt: skip
+        if not ready:
+            raise ValueError(f"flows that wait on each other: {sorted(waiting)}")
+        first = min(ready, key=lambda flow: flow.name)
+        ordered.append(waiting.pop(first.name))
+    return ordered
