@@ -24,15 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Stamped by the sandbox or the sender at the moment of the run, not by what the flows decided.
 VOLATILE = {
-    "UpdatedDateUTC",
-    "sentAt",
-    "receivedAt",
-    "LineItemID",
-    "DateTimeUTC",
-    "DateUTC",
-    "DateUTCString",
-    "_sandbox",
-}
+    "UpdatedDateUTC", "UpdatedDateUTCString", "sentAt", "receivedAt", "LineItemID", "DateTimeUTC", "DateUTC",
+    "DateUTCString", "_sandbox",
+}  # fmt: skip
+# A time of day on the day of the run is when a record was written during it (a created invoice's UpdatedDateUTC
+# becomes its Segment event's timestamp): stamped by the clock, not decided by the flows.
+TODAY = re.compile(rf"^{datetime.now(UTC).date().isoformat()}T[0-9:.]+Z?$")
 # How each Xero collection's records are named once their ids are replaced.
 LABELS = {
     "contacts": lambda b: f"contact:{b.get('ContactNumber') or b.get('Name')}",
