@@ -27,7 +27,7 @@ from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
 # The sandbox enforces Xero's real 60 calls a minute by default; a benchmark of our code, not of the
 # limit, scales both sides up together.
 SCALED_MINUTE_LIMIT = 100_000
-DELIVERY = next(d for d in xero_to_segment.deliveries() if d.entity.name == "invoices")
+DELIVERY = next(d for d in xero_to_segment.FLOW.deliveries() if d.entity.name == "invoices")
 
 
 def _peak_rss_mib() -> float:

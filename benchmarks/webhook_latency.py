@@ -53,10 +53,10 @@ def main() -> None:
             raise SystemExit(f"only {len(payable)} payable invoices in the sandbox")
         key = env["XERO_WEBHOOK_KEY"]
         with (
-            WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], key) as receiver,
+            WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"xero": key}) as receiver,
             dagster_daemon(env, Path(tmp) / "daemon.log"),
         ):
-            hooks = {"url": receiver.webhook_url, "key": key}
+            hooks = {"url": receiver.url_for("xero"), "key": key}
             requests.put(f"{sandbox_url}/_admin/xero/webhooks", json=hooks, timeout=10).raise_for_status()
             _pay(sandbox_url, payable[0])
             wait_for_message(sandbox_url, invoice_paid(payable[0]), WARM_UP_SECONDS)

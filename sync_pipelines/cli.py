@@ -55,6 +55,7 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "INTERCOM_CLIENT_SECRET": settings.intercom_client_secret,
         "SEGMENT_API_URL": f"{base_url}/segment",
         "SEGMENT_WRITE_KEY": settings.write_key,
+        "SEGMENT_WEBHOOK_SECRET": settings.segment_webhook_secret,
         "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
         # The sandbox's Slack lookalike records team notifications for GET /_admin/notifications.
         "SYNC_PIPELINES_NOTIFY_URL": f"{base_url}/slack/services/T0000/B0000/sandbox",
@@ -184,23 +185,28 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
 @click.option("--ui-port", default=3000, show_default=True)
 @click.option("--webhook-port", default=WEBHOOK_PORT, show_default=True, help="Webhook receiver port.")
 def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
-    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero and Intercom webhooks go to a local
-    receiver."""
+    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero, Intercom and Segment webhooks go to a
+    local receiver."""
     with (
         running_sandbox(data_dir, port) as env,
         WebhookReceiver(
             env["SYNC_PIPELINES_WEBHOOK_INBOX"],
-            env["XERO_WEBHOOK_KEY"],
-            env["INTERCOM_CLIENT_SECRET"],
+            {
+                "xero": env["XERO_WEBHOOK_KEY"],
+                "intercom": env["INTERCOM_CLIENT_SECRET"],
+                "segment": env["SEGMENT_WEBHOOK_SECRET"],
+            },
             port=webhook_port,
         ) as receiver,
     ):
         sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
-        hooks = {"url": receiver.webhook_url, "key": env["XERO_WEBHOOK_KEY"]}
+        hooks = {"url": receiver.url_for("xero"), "key": env["XERO_WEBHOOK_KEY"]}
         requests.put(f"{sandbox_url}/_admin/xero/webhooks", json=hooks, timeout=10).raise_for_status()
-        intercom_hooks = {"url": receiver.intercom_webhook_url, "client_secret": env["INTERCOM_CLIENT_SECRET"]}
+        intercom_hooks = {"url": receiver.url_for("intercom"), "client_secret": env["INTERCOM_CLIENT_SECRET"]}
         requests.put(f"{sandbox_url}/_admin/intercom/webhooks", json=intercom_hooks, timeout=10).raise_for_status()
-        click.echo(f"sandbox webhooks -> {receiver.webhook_url}, {receiver.intercom_webhook_url}")
+        destination = {"url": receiver.url_for("segment"), "secret": env["SEGMENT_WEBHOOK_SECRET"]}
+        requests.put(f"{sandbox_url}/_admin/segment/destination", json=destination, timeout=10).raise_for_status()
+        click.echo(f"sandbox webhooks -> {receiver.url}/{{xero,intercom,segment}}/webhooks")
         _prepare_dagster_home()
         # The dagster next to this interpreter: the same environment even when it is not activated.
         dagster = str(Path(sys.executable).with_name("dagster"))
@@ -268,15 +274,23 @@ def sandbox(
     show_envvar=True,
     help="The Intercom app's client secret, which signs its webhooks (unset: no Intercom route).",
 )
-def webhooks(host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None) -> None:
-    """Receive Xero and Intercom webhooks: verify each delivery's signature, store its events, acknowledge."""
-    if not (key or intercom_secret):
-        raise click.UsageError("set XERO_WEBHOOK_KEY, INTERCOM_CLIENT_SECRET or both")
-    receiver = WebhookReceiver(inbox, key, intercom_secret, host=host, port=port)
-    if key:
-        click.echo(f"receiving Xero webhooks on {receiver.webhook_url} (inbox: {inbox})")
-    if intercom_secret:
-        click.echo(f"receiving Intercom webhooks on {receiver.intercom_webhook_url} (inbox: {inbox})")
+@click.option(
+    "--segment-secret",
+    envvar="SEGMENT_WEBHOOK_SECRET",
+    show_envvar=True,
+    help="The shared secret of the Segment Webhooks destination, which signs its deliveries (unset: no Segment route).",
+)
+def webhooks(
+    host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None, segment_secret: str | None
+) -> None:
+    """Receive Xero, Intercom and Segment webhooks: verify each delivery's signature, store its events, acknowledge."""
+    secrets = {"xero": key, "intercom": intercom_secret, "segment": segment_secret}
+    if not any(secrets.values()):
+        raise click.UsageError("set XERO_WEBHOOK_KEY, INTERCOM_CLIENT_SECRET or SEGMENT_WEBHOOK_SECRET")
+    receiver = WebhookReceiver(inbox, secrets, host=host, port=port)
+    for vendor, secret in secrets.items():
+        if secret:
+            click.echo(f"receiving {vendor.capitalize()} webhooks on {receiver.url_for(vendor)} (inbox: {inbox})")
     receiver.serve_forever()
 
 

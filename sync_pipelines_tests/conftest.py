@@ -53,6 +53,29 @@ class SandboxAdmin:
     def segment_messages(self) -> list[dict]:
         return self.call("GET", "/segment/messages")
 
+    def segment_sources(self) -> list[dict]:
+        """The workspace's sources: [{id, slug, name, enabled, metadata, library, channel}]."""
+        return self.call("GET", "/segment/sources")
+
+    def segment_emit(self, source: str, *messages: dict) -> list[dict]:
+        """Messages sent from a source (slug "web", "ios", "server", "point-of-sale", or its id), returned as the
+        Webhooks destination delivers them (messageId, timestamps, context.library... filled in)."""
+        return self.call("POST", "/segment/emit", {"source": source, "messages": list(messages)})["messages"]
+
+    def segment_destination(self, **options) -> dict:
+        """The Webhooks destination; options (url, secret, batch_size, attempts, backoff_seconds) are PUT first."""
+        return (
+            self.call("PUT", "/segment/destination", options) if options else self.call("GET", "/segment/destination")
+        )
+
+    def segment_flush_webhooks(self, timeout: float = 30) -> None:
+        """Return once every emitted message has been delivered to the destination (or its delivery given up)."""
+        self.call("POST", "/segment/webhooks/flush", {"timeout": timeout})
+
+    def segment_webhook_deliveries(self) -> list[dict]:
+        """[{seq, message_ids, attempts, delivered}] in the order they were sent."""
+        return self.call("GET", "/segment/webhook-deliveries")
+
     def webhooks(self, **options) -> dict:
         """The Xero webhook subscription; options (url, key, attempts, backoff_seconds) are PUT first."""
         return self.call("PUT", "/xero/webhooks", options) if options else self.call("GET", "/xero/webhooks")

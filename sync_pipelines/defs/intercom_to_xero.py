@@ -6,9 +6,10 @@ $SYNC_PIPELINES_INTERCOM_TO_XERO_MAPPING). The Intercom id goes into the Xero co
 found again in Xero.
 """
 
-from sync_pipelines.lib.deliveries import Delivery
-from sync_pipelines.lib.flows import Flow
-from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from functools import partial
+
+from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.flows import Flow, mapped_deliveries
 from sync_pipelines.lib.targets.xero import ContactPersons, XeroTarget
 from sync_pipelines.lib.targets.xero_mapping import XeroMapping
 from sync_pipelines.vendors.intercom import entities as intercom
@@ -20,18 +21,12 @@ PERSONS = ContactPersons(
 )
 
 
-def deliveries() -> list[Delivery]:
-    mappings = load_mapping(mapping_path(NAME), XeroMapping, {e.name: e.contract for e in intercom.ENTITIES})
-    return [
-        Delivery(
-            NAME,
-            entity,
-            XeroTarget(mappings[entity.name], persons=PERSONS if entity is intercom.COMPANIES else None),
-            # Companies list their people, segments their members and conversations their contact: contacts first.
-            after=() if entity is intercom.CONTACTS else ("contacts",),
-        )  # fmt: skip
-        for entity in intercom.ENTITIES
-    ]
+# Companies list their people, segments their members and conversations their contact: contacts go first.
+AFTER = {entity.name: ("contacts",) for entity in intercom.ENTITIES if entity is not intercom.CONTACTS}
+
+
+def target(entity: Entity, mapping: XeroMapping) -> XeroTarget:
+    return XeroTarget(mapping, persons=PERSONS if entity is intercom.COMPANIES else None)
 
 
 FLOW = Flow(
@@ -39,7 +34,7 @@ FLOW = Flow(
     source="intercom",
     target="xero",
     description="Read what changed in Intercom, match it to Xero contacts, write them, their groups and notes.",
-    deliveries=deliveries,
+    deliveries=partial(mapped_deliveries, NAME, intercom.ENTITIES, XeroMapping, target, AFTER),
     # Salesforce, the system of record for people, writes its contacts first; Intercom's are matched to them.
     after=("salesforce_to_xero",),
 )

@@ -6,12 +6,13 @@ Xero ContactID back into the Salesforce record's `Xero_Contact_ID__c`, so each s
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 import dagster as dg
 
 from sync_pipelines.lib.deliveries import Delivery
-from sync_pipelines.lib.flows import Flow
-from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.flows import Flow, mapped_deliveries
 from sync_pipelines.lib.targets.xero import InvoiceLines, XeroTarget
 from sync_pipelines.lib.targets.xero_mapping import XeroMapping
 from sync_pipelines.lib.write_backs import two_way_sync, xero_id_write_back
@@ -30,17 +31,8 @@ LINES = InvoiceLines(
 AFTER = {"leads": ("contacts",), "opportunities": ("accounts",)}
 
 
-def deliveries() -> list[Delivery]:
-    mappings = load_mapping(mapping_path(NAME), XeroMapping, {e.name: e.contract for e in DELIVERED})
-    return [
-        Delivery(
-            NAME,
-            entity,
-            XeroTarget(mappings[entity.name], lines=LINES if entity is salesforce.OPPORTUNITIES else None),
-            after=AFTER.get(entity.name, ()),
-        )  # fmt: skip
-        for entity in DELIVERED
-    ]
+def target(entity: Entity, mapping: XeroMapping) -> XeroTarget:
+    return XeroTarget(mapping, lines=LINES if entity is salesforce.OPPORTUNITIES else None)
 
 
 def write_backs(deliveries: Sequence[Delivery]) -> dg.Definitions:
@@ -59,6 +51,6 @@ FLOW = Flow(
     source="salesforce",
     target="xero",
     description="Read what changed in Salesforce, match it to Xero contacts, write them, store the Xero ids back.",
-    deliveries=deliveries,
+    deliveries=partial(mapped_deliveries, NAME, DELIVERED, XeroMapping, target, AFTER),
     extras=write_backs,
 )

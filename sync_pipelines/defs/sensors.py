@@ -10,11 +10,12 @@ from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
 from sync_pipelines.vendors.intercom import entities as intercom
+from sync_pipelines.vendors.segment import entities as segment
 from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
 # The vendors that send webhooks, and their entities (each names its webhook category, or none).
-WEBHOOKS = {"xero": xero.ENTITIES, "intercom": intercom.ENTITIES}
+WEBHOOKS = {"xero": xero.ENTITIES, "intercom": intercom.ENTITIES, "segment": segment.ENTITIES}
 
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -71,8 +72,9 @@ def webhook_sync(
 ) -> tuple[dg.JobDefinition, dg.SensorDefinition]:
     """`<vendor>_webhook_sync` and its sensor: sync straight away what the vendor's webhooks in the inbox say changed.
 
-    Webhooks say which records changed, not how (xero.md §6, intercom.md §9): a run re-reads them incrementally
-    from the API, for the entities whose `webhook_category` arrived, and delivers them in every flow.
+    Xero's and Intercom's webhooks say which records changed, not how (xero.md §6, intercom.md §9): a run re-reads
+    them incrementally from the API; Segment's carry the messages, which a run lands from the inbox. Either way, for
+    the entities whose `webhook_category` arrived, and delivered in every flow.
     """
     title = vendor.capitalize()
     webhook_entities = [entity for entity in entities if entity.source.webhook_category is not None]

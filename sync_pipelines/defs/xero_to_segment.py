@@ -6,23 +6,18 @@ against the entity's contract when the definitions are built.
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 import dagster as dg
 
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.enrichment import ENRICHMENT, ENRICHMENT_KEY, enrichment_asset
-from sync_pipelines.lib.flows import Flow
-from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from sync_pipelines.lib.flows import Flow, mapped_deliveries
 from sync_pipelines.lib.targets.segment import SegmentTarget
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping
 from sync_pipelines.vendors.xero import entities as xero
 
 NAME = "xero_to_segment"
-
-
-def deliveries() -> list[Delivery]:
-    mappings = load_mapping(mapping_path(NAME), EntityMapping, {e.name: e.contract for e in xero.ENTITIES})
-    return [Delivery(NAME, entity, SegmentTarget(mappings[entity.name])) for entity in xero.ENTITIES]
 
 
 def contact_enrichment(deliveries: Sequence[Delivery]) -> dg.Definitions:
@@ -44,7 +39,9 @@ FLOW = Flow(
     source="xero",
     target="segment",
     description="Extract what changed in Xero since the last cursor, validate, stage and deliver to Segment.",
-    deliveries=deliveries,
+    deliveries=partial(
+        mapped_deliveries, NAME, xero.ENTITIES, EntityMapping, lambda _, mapping: SegmentTarget(mapping)
+    ),
     extras=contact_enrichment,
     unsynced=(ENRICHMENT_KEY,),
     extra_outboxes=((ENRICHMENT, ENRICHMENT_KEY),),

@@ -6,10 +6,11 @@ number of deliveries, and a delivery that fails, or is added later, touches neit
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, Protocol
+from types import SimpleNamespace
+from typing import Literal, Protocol
 
 import dagster as dg
 import duckdb
@@ -19,7 +20,8 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_delivery
-from sync_pipelines.lib.staging import OutboxMessage
+from sync_pipelines.lib.resources import with_resource_parameters
+from sync_pipelines.lib.staging import OutboxMessage, StagingResource
 from sync_pipelines.lib.validation import message_refusal, rejected_rows
 from sync_pipelines.vendors.delivery import Deliveries
 
@@ -35,32 +37,34 @@ class Totals:
     currency_column: str
 
 
+@dataclass(frozen=True)
+class Changes:
+    """One feed batch as a target sees it: the entity's new versions, the versions they replaced, and where the
+    target keeps what it remembers of earlier writes (identities, bodies)."""
+
+    entity: Entity
+    changed: pd.DataFrame
+    previous: pd.DataFrame
+    namespace: str
+
+
 class Target(Protocol):
-    """Writes staged changes to one vendor, idempotently, with the resources named in `resource_keys`."""
+    """Writes staged changes to one vendor, idempotently, with the resources it names (by key, with their type)."""
 
     system: str
     totals: Totals | None
-    resource_keys: set[str]
+    resources: Mapping[str, type[dg.ConfigurableResource]]
 
-    def messages_for(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        *,
-        namespace: str,
-        entity: Entity,
-        changed: pd.DataFrame,
-        previous: pd.DataFrame,
-    ) -> list[OutboxMessage]:
-        """The writes these changes call for, each with a deterministic idempotency key; what the target remembers
-        of earlier writes (identities, bodies) it keeps under `namespace`."""
+    def messages_for(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> list[OutboxMessage]:
+        """The writes these changes call for, each with a deterministic idempotency key."""
         ...
 
-    def deliver(self, resources: Any, payloads: list[dict], deliveries: Deliveries) -> None:
+    def deliver(self, resources: SimpleNamespace, payloads: list[dict], deliveries: Deliveries) -> None:
         """Send the payloads, each outcome in `deliveries.report(system)` per destination system (the audit log
         names where each message went); those in `deliveries.resending` may have gone before."""
         ...
 
-    def figures(self, resources: Any) -> dict[str, int | float]: ...
+    def figures(self, resources: SimpleNamespace) -> dict[str, int | float]: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class Delivery:
 
     @property
     def memory(self) -> str:
+        """Where the target keeps what it remembers of this delivery's writes."""
         return self.namespace or self.entity.label
 
     @property
@@ -102,10 +107,6 @@ class Delivery:
     def label(self) -> str:
         """e.g. "xero_to_segment/invoices": how quarantine and the cursors name the delivery."""
         return f"{self.flow}/{self.partition}"
-
-    @property
-    def cursor(self) -> str:
-        return f"{self.label}.feed"
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,15 @@ def derive(conn: duckdb.DuckDBPyConnection, delivery: Delivery, run_id: str) -> 
     """Queue the messages for the feed's batches this delivery has not seen, batch by batch, each batch with the
     cursor that covers it in one transaction."""
     entity, changes, enqueued, refused = delivery.entity, 0, 0, 0
-    cursor = staging.read_cursor(conn, delivery.cursor)
+    cursor_name = f"{delivery.label}.feed"
+    cursor = staging.read_cursor(conn, cursor_name)
     if cursor is None:
         cursor = {"batch": 0 if delivery.start == "beginning" else staging.feed_end(conn, entity.feed)}
-        staging.write_cursor(conn, delivery.cursor, cursor)
+        staging.write_cursor(conn, cursor_name, cursor)
     for batch in staging.feed_batches(conn, entity.feed, after=cursor["batch"]):
         conn.execute("BEGIN TRANSACTION")
         changed = entity.contract.to_schema().coerce_dtype(batch.changed)
-        messages = delivery.target.messages_for(
-            conn, namespace=delivery.memory, entity=entity, changed=changed, previous=batch.replaced
-        )
+        messages = delivery.target.messages_for(conn, Changes(entity, changed, batch.replaced, delivery.memory))
         messages, rejected = refuse_what_the_target_would(delivery, changed, messages)
         staging.quarantine_rows(
             conn, source=entity.vendor, entity=entity.name, run_id=run_id, delivery=delivery.label,
@@ -138,7 +138,7 @@ def derive(conn: duckdb.DuckDBPyConnection, delivery: Delivery, run_id: str) -> 
         enqueued += staging.enqueue(
             conn, flow=delivery.flow, entity=delivery.partition, messages=messages, run_id=run_id, held=batch.held
         )
-        staging.write_cursor(conn, delivery.cursor, {"batch": batch.batch})
+        staging.write_cursor(conn, cursor_name, {"batch": batch.batch})
         conn.execute("COMMIT")
         changes, refused = changes + len(changed), refused + len(rejected)
     return Derived(changes, enqueued, refused)
@@ -190,24 +190,14 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         description="Every staged change was delivered exactly once and delivered totals equal staged totals.",
     )
 
-    @dg.asset(
-        key=delivery.key,
-        deps=[entity.staged_key, *(e.staged_key for e in (*getattr(target, "reads", ()), *delivery.reads)), *deps],
-        group_name=delivery.flow,
-        kinds={target.system},
-        description=f"{entity.description} delivered to {target.system}, each change exactly once.",
-        required_resource_keys={*target.resource_keys, "staging_db"},
-        check_specs=[reconciliation_check],
-        freshness_policy=delivery.freshness,
-    )
-    def delivered(context: dg.AssetExecutionContext):
-        started = time.monotonic()
-        with context.resources.staging_db.connect() as conn:
+    def delivered(context: dg.AssetExecutionContext, **resources: dg.ConfigurableResource):
+        started, resources = time.monotonic(), SimpleNamespace(**resources)
+        with resources.staging_db.connect() as conn:
             derived = derive(conn, delivery, context.run.run_id)
         figures = deliver_outbox(
-            context, flow=delivery.flow, entity=delivery.partition, source=entity.vendor, target=target
+            context, resources, flow=delivery.flow, entity=delivery.partition, source=entity.vendor, target=target
         )
-        with context.resources.staging_db.connect() as conn:
+        with resources.staging_db.connect() as conn:
             result = reconcile_delivery(conn, delivery=delivery, run_id=context.run.run_id)
         yield dg.MaterializeResult(
             metadata={
@@ -220,4 +210,13 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         )
         yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=result.as_metadata())
 
-    return delivered
+    return dg.asset(
+        with_resource_parameters(delivered, {**target.resources, "staging_db": StagingResource}),
+        key=delivery.key,
+        deps=[entity.staged_key, *(e.staged_key for e in (*getattr(target, "reads", ()), *delivery.reads)), *deps],
+        group_name=delivery.flow,
+        kinds={target.system},
+        description=f"{entity.description} delivered to {target.system}, each change exactly once.",
+        check_specs=[reconciliation_check],
+        freshness_policy=delivery.freshness,
+    )

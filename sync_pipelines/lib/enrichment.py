@@ -34,6 +34,7 @@ is not in the result.
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
 import dagster as dg
 import duckdb
@@ -41,9 +42,10 @@ import duckdb
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.outbox import deliver_outbox
-from sync_pipelines.lib.staging import table_exists
+from sync_pipelines.lib.staging import StagingResource, table_exists
 from sync_pipelines.lib.targets.segment import SegmentTarget, identify_messages
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping
+from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.vendors.xero.entities import BILLS, INVOICES, PAYMENTS
 
 # Staged entity's table -> the columns the traits read, with their types for when the table does not exist yet.
@@ -149,17 +151,21 @@ def enrichment_asset(flow: str, reads: Sequence[Entity]) -> dg.AssetsDefinition:
         deps=[entity.staged_key for entity in reads],
         group_name=flow,
         kinds={"duckdb", "segment"},
-        required_resource_keys={"segment", "staging_db"},
         description=(
             "Per-contact traits computed from staged invoices, bills and payments (lifetime revenue, outstanding "
             "and overdue balances per currency, days to pay, ...), sent as identify traits only when they changed."
         ),
     )
-    def contact_enrichment(context: dg.AssetExecutionContext, config: EnrichmentConfig) -> dg.MaterializeResult:
+    def contact_enrichment(
+        context: dg.AssetExecutionContext,
+        config: EnrichmentConfig,
+        segment: SegmentResource,
+        staging_db: StagingResource,
+    ) -> dg.MaterializeResult:
         started = time.monotonic()
         as_of = date.fromisoformat(config.as_of) if config.as_of else datetime.now(UTC).date()
         namespace = f"xero_{ENRICHMENT}"
-        with context.resources.staging_db.connect() as conn:
+        with staging_db.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             traits = contact_traits(conn, as_of)
             changed = staging.changed_identities(conn, namespace, traits)
@@ -169,8 +175,9 @@ def enrichment_asset(flow: str, reads: Sequence[Entity]) -> dg.AssetsDefinition:
             conn.execute("COMMIT")
         # No per-row mapping: the identify calls are built above, the target only delivers them.
         figures = deliver_outbox(
-            context, flow=flow, entity=ENRICHMENT, source="xero", target=SegmentTarget(EntityMapping())
-        )
+            context, SimpleNamespace(segment=segment, staging_db=staging_db), flow=flow, entity=ENRICHMENT,
+            source="xero", target=SegmentTarget(EntityMapping()),
+        )  # fmt: skip
         return dg.MaterializeResult(
             metadata={
                 **figures,

@@ -5,7 +5,6 @@ name, table, cursor and check is derived from the entity here. Staging appends e
 the version it replaced, to the entity's change feed, which any number of deliveries (lib/deliveries.py) read.
 """
 
-import inspect
 import json
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.resources import with_resource_parameters
 from sync_pipelines.lib.staging import StagingResource, row_versions
 from sync_pipelines.lib.validation import rejected_rows, split_valid
 
@@ -76,18 +76,22 @@ class Entity:
 
     @property
     def raw_key(self) -> dg.AssetKey:
+        """The extract: records as the vendor returned them."""
         return dg.AssetKey([self.vendor, f"landed_{self.label}"])
 
     @property
     def staged_key(self) -> dg.AssetKey:
+        """The current state: each record's latest valid version."""
         return dg.AssetKey([self.vendor, f"staged_{self.label}"])
 
     @property
     def table(self) -> str:
+        """The staged table, read by matching and reconciliation."""
         return f"stg_{self.label}"
 
     @property
     def feed(self) -> str:
+        """Each staged version and the one it replaced, in batches, for the deliveries."""
         return f"feed_{self.label}"
 
 
@@ -197,25 +201,27 @@ def _updated_at(source: Source, record: object) -> datetime | None:
         return None
 
 
-def vendor_assets(entities: Sequence[Entity], resource_type: type[dg.ConfigurableResource]) -> dg.Definitions:
-    """Each entity's extract and staged assets; an extract gets the vendor's resource (bound under the vendor's
-    name) as a typed parameter."""
-    return dg.Definitions(assets=[a for e in entities for a in (_extract_asset(e, resource_type), staged_asset(e))])
-
-
-def _extract_asset(entity: Entity, resource_type: type[dg.ConfigurableResource]) -> dg.AssetsDefinition:
-    def extract(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
-        return land_changes(context, entity, resources[entity.vendor], resources["staging_db"])
-
-    # The resource parameter is named after the vendor, which only the entity knows: Dagster reads the signature.
-    extract.__signature__ = inspect.Signature(
-        [
-            inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.AssetExecutionContext),
-            inspect.Parameter(entity.vendor, inspect.Parameter.KEYWORD_ONLY, annotation=resource_type),
-            inspect.Parameter("staging_db", inspect.Parameter.KEYWORD_ONLY, annotation=StagingResource),
-        ],
-        return_annotation=dg.MaterializeResult,
+def vendor_assets(
+    entities: Sequence[Entity], resource_type: type[dg.ConfigurableResource], resource_key: str | None = None
+) -> dg.Definitions:
+    """Each entity's extract and staged assets; an extract gets what its source reads from (the vendor's resource,
+    bound under the vendor's name unless `resource_key` says otherwise) as a typed parameter."""
+    return dg.Definitions(
+        assets=[
+            asset
+            for entity in entities
+            for asset in (_extract_asset(entity, resource_type, resource_key or entity.vendor), staged_asset(entity))
+        ]
     )
+
+
+def _extract_asset(
+    entity: Entity, resource_type: type[dg.ConfigurableResource], resource_key: str
+) -> dg.AssetsDefinition:
+    def extract(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
+        return land_changes(context, entity, resources[resource_key], resources["staging_db"])
+
+    with_resource_parameters(extract, {resource_key: resource_type, "staging_db": StagingResource})
     return dg.asset(
         extract,
         name=f"landed_{entity.label}",

@@ -6,12 +6,31 @@ sensors, CLI and reconciliation read it from there, so adding a flow edits no sh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dagster as dg
 
-from sync_pipelines.lib.deliveries import Delivery, delivered_asset
+from sync_pipelines.lib.deliveries import Delivery, Target, delivered_asset
+from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.mapping import load_mapping, mapping_path
+
+M = TypeVar("M")
+
+
+def mapped_deliveries(
+    flow: str,
+    entities: Sequence[Entity],
+    model: type[M],
+    target: Callable[[Entity, M], Target],
+    after: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[Delivery]:
+    """Each entity to the target made from its part of the flow's mapping file (checked against the entity's
+    contract), after the deliveries `after` names for it."""
+    mappings = load_mapping(mapping_path(flow), model, {entity.name: entity.contract for entity in entities})
+    after = after or {}
+    return [Delivery(flow, e, target(e, mappings[e.name]), after=after.get(e.name, ())) for e in entities]
 
 
 def no_extras(deliveries: Sequence[Delivery]) -> dg.Definitions:
@@ -67,17 +86,20 @@ class Flow:
 
 def in_running_order(flows: Sequence[Flow]) -> list[Flow]:
     """Flows that write a vendor before the flows that read it (so a demo carries one flow's writes into the
-    next), each after the flows it names in `after`, by name otherwise."""
+    next), each after the flows it names in `after`, by name otherwise. Two flows between the same two vendors,
+    one each way, go in the order `after` gives."""
     waiting = {flow.name: flow for flow in flows}
     ordered: list[Flow] = []
     while waiting:
-        ready = [
-            flow for flow in waiting.values()
-            if not any(other.target == flow.source or other.name in flow.after
-                       for other in waiting.values() if other is not flow)
-        ]  # fmt: skip
+        ready = [flow for flow in waiting.values() if not any(_first(other, flow) for other in waiting.values())]
         if not ready:
             raise ValueError(f"flows that wait on each other: {sorted(waiting)}")
         first = min(ready, key=lambda flow: flow.name)
         ordered.append(waiting.pop(first.name))
     return ordered
+
+
+def _first(flow: Flow, then: Flow) -> bool:
+    """Whether `flow` runs before `then`."""
+    one_way = flow.target == then.source and then.target != flow.source
+    return flow is not then and (flow.name in then.after or one_way)

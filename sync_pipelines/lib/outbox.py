@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import psutil
 
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 
 if TYPE_CHECKING:
@@ -104,7 +106,15 @@ class Journal:
         total.rejected += settled.rejected
 
 
-def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str, source: str, target: Target) -> dict:
+def deliver_outbox(
+    context: dg.AssetExecutionContext,
+    resources: SimpleNamespace,
+    *,
+    flow: str,
+    entity: str,
+    source: str,
+    target: Target,
+) -> dict:
     """Send one entity's pending messages (and its due dead letters) to the target; figures for the metadata.
 
     What fails waits in the dead-letter queue with its error; the rest of the outbox still goes. Ids the target
@@ -112,15 +122,15 @@ def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str,
     another live run is sending are left to it, and waited for, so the reconciliation that follows counts them
     settled.
     """
-    staging_db = context.resources.staging_db
+    staging_db = resources.staging_db
     claimant = Claimant.this_process(context.run.run_id)
     journal = Journal(staging_db, flow=flow, entity=entity, source=source, claimant=claimant)
     with staging_db.connect() as conn:
         replayed = staging.requeue_dead_letters(conn, flow=flow, entity=entity)
     taken_back, waited_for = 0, set()
     while True:
-        taken_back += _take_back_dead_claims(context, claimant, flow=flow, entity=entity)
-        _drain(context, journal, claimant, flow=flow, entity=entity, target=target)
+        taken_back += _take_back_dead_claims(context, staging_db, claimant, flow=flow, entity=entity)
+        _drain(resources, journal, claimant, flow=flow, entity=entity, target=target)
         with staging_db.connect() as conn:
             others = [(run_id, count) for run_id, owner, _, count in staging.claims(conn, flow=flow, entity=entity)]
         if not others:
@@ -138,13 +148,15 @@ def deliver_outbox(context: dg.AssetExecutionContext, *, flow: str, entity: str,
         "rejected": sum(len(r.rejected) for r in journal.totals.values()),
         "replayed_from_dead_letters": replayed,
         "taken_back_from_dead_runs": taken_back,
-        **target.figures(context.resources),
+        **target.figures(resources),
     }
 
 
-def _drain(context, journal: Journal, claimant: Claimant, *, flow: str, entity: str, target: Target) -> None:
+def _drain(
+    resources: SimpleNamespace, journal: Journal, claimant: Claimant, *, flow: str, entity: str, target: Target
+) -> None:
     """Claim and send chunks until none is pending; whatever this process leaves unsettled goes back."""
-    staging_db = context.resources.staging_db
+    staging_db = resources.staging_db
     try:
         while True:
             with staging_db.connect() as conn:
@@ -158,7 +170,7 @@ def _drain(context, journal: Journal, claimant: Claimant, *, flow: str, entity: 
                 resending=frozenset(m.message_id for m in batch if m.sends), journal_for=journal.for_system
             )
             try:
-                target.deliver(context.resources, [m.payload for m in batch], deliveries)
+                target.deliver(resources, [m.payload for m in batch], deliveries)
             finally:
                 deliveries.settle()
     finally:
@@ -166,10 +178,12 @@ def _drain(context, journal: Journal, claimant: Claimant, *, flow: str, entity: 
             staging.release_claims(conn, owner=claimant.owner, flow=flow)
 
 
-def _take_back_dead_claims(context, claimant: Claimant, *, flow: str, entity: str) -> int:
+def _take_back_dead_claims(
+    context: dg.AssetExecutionContext, staging_db: StagingResource, claimant: Claimant, *, flow: str, entity: str
+) -> int:
     """Return the unsettled messages of runs whose process is gone to the queue; how many."""
     taken = 0
-    with context.resources.staging_db.connect() as conn:
+    with staging_db.connect() as conn:
         for run_id, owner, renewed, _ in staging.claims(conn, flow=flow, entity=entity):
             if run_id != claimant.run_id and claimant.sees_dead(run_id, owner, renewed, context.instance):
                 count = staging.release_claims(conn, owner=owner, flow=flow)

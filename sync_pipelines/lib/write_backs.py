@@ -6,6 +6,7 @@ Both are assets of a delivery into Xero whose records are Salesforce's (built by
 import json
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import dagster as dg
 import pandas as pd
@@ -13,12 +14,14 @@ import pandas as pd
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.outbox import deliver_outbox
-from sync_pipelines.lib.staging import OutboxMessage
+from sync_pipelines.lib.staging import OutboxMessage, StagingResource
 from sync_pipelines.lib.targets.xero_mapping import contact_element
 from sync_pipelines.lib.two_way import settle
 from sync_pipelines.vendors.delivery import Deliveries
 from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
+from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.xero.entities import CONTACTS as XERO_CONTACTS
+from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.writes import write_contacts
 
 # salesforce.md §8: a converted lead cannot be edited (CANNOT_UPDATE_CONVERTED_LEAD); its person holds the link.
@@ -51,14 +54,15 @@ def xero_id_write_back(delivery: Delivery) -> dg.AssetsDefinition:
         deps=[delivery.key],
         group_name=delivery.flow,
         kinds={"salesforce"},
-        required_resource_keys={"salesforce", "staging_db"},
         description=f"{delivery.entity.description}: the Xero ContactID written to Xero_Contact_ID__c in Salesforce.",
     )
-    def write_back(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def write_back(
+        context: dg.AssetExecutionContext, salesforce: SalesforceResource, staging_db: StagingResource
+    ) -> dg.MaterializeResult:
         started = time.monotonic()
-        with context.resources.staging_db.connect() as conn:
+        with staging_db.connect() as conn:
             pending = _unlinked(conn, delivery)
-        client = context.resources.salesforce.get_client()
+        client = salesforce.get_client()
         quota_exhausted = False
         try:
             results = client.collection_update(delivery.entity.source.sobject, pending.to_dict("records"))
@@ -120,15 +124,19 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
         deps=[delivery.key, XERO_CONTACTS.staged_key],
         group_name=delivery.flow,
         kinds={"salesforce", "xero"},
-        required_resource_keys={"salesforce", "xero", "staging_db"},
         description=(
             f"{source.description}: {', '.join(mapping.two_way.fields)} kept equal with their Xero contacts both ways; "
             "conflicts settled by the mapping's policy, the losing value in the audit log."
         ),
     )
-    def two_way(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def two_way(
+        context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
+        xero: XeroResource,
+        staging_db: StagingResource,
+    ) -> dg.MaterializeResult:
         started = time.monotonic()
-        with context.resources.staging_db.connect() as conn:
+        with staging_db.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             settlements = settle(
                 conn, entity=source.label, source_system=source.vendor, source_table=source.table,
@@ -160,8 +168,9 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
             )  # fmt: skip
             conn.execute("COMMIT")
         figures = deliver_outbox(
-            context, flow=delivery.flow, entity=entity, source=source.vendor, target=TwoWayWrites(source.source.sobject)
-        )
+            context, SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db), flow=delivery.flow,
+            entity=entity, source=source.vendor, target=TwoWayWrites(source.source.sobject),
+        )  # fmt: skip
         return dg.MaterializeResult(
             metadata={
                 **figures,

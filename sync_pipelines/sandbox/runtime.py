@@ -14,6 +14,7 @@ from typing import Any
 
 from sync_pipelines.sandbox.intercom.workspace import IntercomWorkspace
 from sync_pipelines.sandbox.salesforce.org import SalesforceOrg
+from sync_pipelines.sandbox.segment.workspace import SegmentWorkspace
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.xero import seed
 from sync_pipelines.sandbox.xero.accounting import Ledger
@@ -47,6 +48,10 @@ class SandboxSettings:
     167 = 1,000/min), how long an idle companies scroll lives (§6.1), the workspace time zone that search's
     calendar-day matching uses (§5.1) and the webhook URL (None: no subscription; §9). Webhook retries use
     webhook_attempts and webhook_backoff_seconds, as Xero's do.
+
+    segment_webhook_secret is the shared secret the CLI gives the Webhooks destination and the receiver;
+    segment_webhook_attempts and segment_webhook_backoff_seconds bound the retries of the Segment workspace's
+    Webhooks destination (sandbox/segment/destination.py), whose URL, secret and batch size the admin API sets.
     """
 
     state_path: Path
@@ -88,6 +93,9 @@ class SandboxSettings:
     intercom_scroll_ttl: float = 60.0
     intercom_timezone: str = "UTC"
     intercom_webhook_url: str | None = None
+    segment_webhook_secret: str = "sandbox-segment-webhook-secret"
+    segment_webhook_attempts: int = 8
+    segment_webhook_backoff_seconds: float = 0.5
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Runtime:
     ledger: Ledger = field(init=False)
     salesforce: SalesforceOrg = field(init=False)
     intercom: IntercomWorkspace = field(init=False)
+    segment: SegmentWorkspace = field(init=False)
     limits: dict[str, int] = field(init=False)
     faults: dict[str, dict[str, float]] = field(init=False)
     stats: dict[str, Counter] = field(default_factory=lambda: {vendor: Counter() for vendor in VENDORS})
@@ -107,6 +116,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.intercom = IntercomWorkspace(self.settings, self.store)
+        self.segment = SegmentWorkspace(
+            self.store, self.settings.segment_webhook_attempts, self.settings.segment_webhook_backoff_seconds
+        )
         self.webhooks = WebhookEmitter(
             self.store,
             self.settings.webhook_url,
@@ -123,22 +135,24 @@ class Runtime:
             self.reset()
 
     def start_webhooks(self) -> None:
-        """Every vendor's webhook delivery thread (Xero's, Intercom's), with the server."""
-        for loop in (self.webhooks, self.intercom.webhooks):
+        """Every vendor's webhook delivery thread (Xero's, Intercom's, Segment's destination), with the server."""
+        for loop in (self.webhooks, self.intercom.webhooks, self.segment.destination):
             loop.start()
 
     def stop_webhooks(self) -> None:
-        for loop in (self.webhooks, self.intercom.webhooks):
+        for loop in (self.webhooks, self.intercom.webhooks, self.segment.destination):
             loop.stop()
 
     def reset(self, **overrides: Any) -> dict[str, Any]:
-        """Regenerate every record deterministically; OAuth tokens survive so connected clients stay connected."""
+        """Regenerate every record deterministically, and forget what Segment's sources emitted; OAuth tokens
+        survive so connected clients stay connected."""
         options = {
             name: overrides.get(name, getattr(self.settings, name))
             for name in ("seed", "invoices", "contacts", "malformed")
         }
         records, meta = seed.generate(**options)
         self.store.replace_records(records, meta)
+        self.segment.store.clear()
         return {**options, "tenant_id": meta["tenant_id"]}
 
     @property

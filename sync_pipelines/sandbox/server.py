@@ -35,7 +35,7 @@ def build_app(runtime: Runtime) -> Starlette:
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
             Mount("/_admin/xero", app=XeroAdmin(runtime).app()),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
-            Mount("/_admin/segment", app=SegmentAdmin(runtime.store).app()),
+            Mount("/_admin/segment", app=SegmentAdmin(runtime.store, runtime.segment).app()),
             Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
             Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
             Mount("/intercom", app=intercom_app(runtime)),

@@ -17,11 +17,13 @@ from typing import Any
 from sync_pipelines.sandbox.xero.dates import parse_net
 
 # Collection name in the API -> (table, id field, type field, status field, reference path).
-COLLECTIONS: dict[str, tuple[str, str, str | None, str, tuple[str, str]]] = {
+COLLECTIONS: dict[str, tuple[str, str, str | None, str | None, tuple[str, str]]] = {
     "Invoices": ("invoices", "InvoiceID", "Type", "Status", ("Contact", "ContactID")),
     "Contacts": ("contacts", "ContactID", None, "ContactStatus", ("", "")),
     "BankTransactions": ("bank_transactions", "BankTransactionID", "Type", "Status", ("Contact", "ContactID")),
     "Payments": ("payments", "PaymentID", "PaymentType", "Status", ("Invoice", "InvoiceID")),
+    "Items": ("items", "ItemID", None, None, ("", "")),
+    "CreditNotes": ("credit_notes", "CreditNoteID", "Type", "Status", ("Contact", "ContactID")),
 }
 _SQLITE_INT = (-(2**63), 2**63 - 1)
 _LABEL_FIELD = {
@@ -29,6 +31,8 @@ _LABEL_FIELD = {
     "Contacts": "Name",
     "BankTransactions": "Reference",
     "Payments": "Reference",
+    "Items": "Code",
+    "CreditNotes": "CreditNoteNumber",
 }
 
 _RECORD_TABLE = """
@@ -57,7 +61,7 @@ CREATE TABLE IF NOT EXISTS segment_dropped (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, reason TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS webhook_queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, category TEXT NOT NULL, resource_id TEXT NOT NULL,
-    event_type TEXT NOT NULL, event_ms INTEGER NOT NULL, UNIQUE (category, resource_id, event_ms));
+    event_type TEXT NOT NULL, event_ms INTEGER NOT NULL, data TEXT, UNIQUE (category, resource_id, event_ms));
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     first INTEGER PRIMARY KEY, last INTEGER NOT NULL, events INTEGER NOT NULL, body BLOB NOT NULL,
     signature TEXT NOT NULL, attempts TEXT NOT NULL DEFAULT '[]', delivered INTEGER NOT NULL DEFAULT 0);
@@ -73,6 +77,14 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_record ON history (collection, record_id, seq);
 CREATE TABLE IF NOT EXISTS created_by_app (
     collection TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (collection, record_id));
+CREATE TABLE IF NOT EXISTS tracking_categories (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL COLLATE NOCASE, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tracking_options (
+    id TEXT PRIMARY KEY, category_id TEXT NOT NULL, name TEXT NOT NULL COLLATE NOCASE, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tracking_options_category ON tracking_options (category_id);
+CREATE TABLE IF NOT EXISTS stock_movements (
+    collection TEXT NOT NULL, document_id TEXT NOT NULL, item_id TEXT NOT NULL, quantity TEXT NOT NULL,
+    cost TEXT NOT NULL, PRIMARY KEY (collection, document_id, item_id));
 """
 
 
@@ -96,7 +108,7 @@ def index_columns(collection: str, body: dict) -> tuple[str | None, str | None, 
         date_ms = None
     return (
         body.get(type_field) if type_field else None,
-        body.get(status_field),
+        body.get(status_field) if status_field else None,
         ref.get(ref_field) if isinstance(ref, dict) else None,
         body.get(_LABEL_FIELD[collection]),
         date_ms,
@@ -115,6 +127,9 @@ class Store:
         self._conn.create_function("casefold", 1, _casefold, deterministic=True)
         script = _SCHEMA + "".join(_RECORD_TABLE.format(table=spec[0]) for spec in COLLECTIONS.values())
         self._conn.executescript(script)
+        # State files written before webhook events carried data (CREDITNOTE's Type and Status) gain the column.
+        if "data" not in {row[1] for row in self._conn.execute("PRAGMA table_info(webhook_queue)")}:
+            self._conn.execute("ALTER TABLE webhook_queue ADD COLUMN data TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -170,6 +185,9 @@ class Store:
                 "contact_group_members",
                 "history",
                 "created_by_app",
+                "tracking_categories",
+                "tracking_options",
+                "stock_movements",
             ):
                 conn.execute(f"DELETE FROM {table}")
             for collection, (table, *_) in COLLECTIONS.items():
@@ -322,6 +340,54 @@ class Store:
         )
         return [json.loads(body) for (body,) in rows]
 
+    # -- tracking categories and stock movements ------------------------------------------------
+
+    def tracking_categories(self, conn: sqlite3.Connection | None = None) -> list[dict]:
+        """Every category (TrackingCategoryID, Name, Status) ordered by name, as Xero lists them."""
+        sql = "SELECT id, name, status FROM tracking_categories ORDER BY name, id"
+        rows = conn.execute(sql).fetchall() if conn else self._query(sql)
+        return [{"Name": name, "Status": status, "TrackingCategoryID": row_id} for row_id, name, status in rows]
+
+    def tracking_category(self, category_id: str, conn: sqlite3.Connection | None = None) -> dict | None:
+        return next((c for c in self.tracking_categories(conn) if c["TrackingCategoryID"] == category_id), None)
+
+    def save_tracking_category(self, conn: sqlite3.Connection, category: dict) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO tracking_categories (id, name, status) VALUES (?, ?, ?)",
+            (category["TrackingCategoryID"], category["Name"], category["Status"]),
+        )
+
+    def tracking_options(self, category_id: str, conn: sqlite3.Connection | None = None) -> list[dict]:
+        """A category's options (TrackingOptionID, Name, Status) ordered by name."""
+        sql = "SELECT id, name, status FROM tracking_options WHERE category_id = ? ORDER BY name, id"
+        rows = conn.execute(sql, (category_id,)).fetchall() if conn else self._query(sql, (category_id,))
+        return [{"TrackingOptionID": row_id, "Name": name, "Status": status} for row_id, name, status in rows]
+
+    def save_tracking_option(self, conn: sqlite3.Connection, category_id: str, option: dict) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO tracking_options (id, category_id, name, status) VALUES (?, ?, ?, ?)",
+            (option["TrackingOptionID"], category_id, option["Name"], option["Status"]),
+        )
+
+    def stock_movements(
+        self, conn: sqlite3.Connection, collection: str, document_id: str
+    ) -> dict[str, tuple[str, str]]:
+        """ItemID -> (quantity, cost) a document has moved, as decimal strings."""
+        rows = conn.execute(
+            "SELECT item_id, quantity, cost FROM stock_movements WHERE collection = ? AND document_id = ?",
+            (collection, document_id),
+        ).fetchall()
+        return {item_id: (quantity, cost) for item_id, quantity, cost in rows}
+
+    def replace_stock_movements(
+        self, conn: sqlite3.Connection, collection: str, document_id: str, movements: dict[str, tuple[str, str]]
+    ) -> None:
+        conn.execute("DELETE FROM stock_movements WHERE collection = ? AND document_id = ?", (collection, document_id))
+        conn.executemany(
+            "INSERT INTO stock_movements VALUES (?, ?, ?, ?, ?)",
+            ((collection, document_id, item_id, quantity, cost) for item_id, (quantity, cost) in movements.items()),
+        )
+
     # -- OAuth tokens -------------------------------------------------------------------------
 
     def token(self, token: str) -> dict | None:
@@ -416,20 +482,30 @@ class Store:
     # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
 
     def queue_event(
-        self, conn: sqlite3.Connection, category: str, resource_id: str, event_type: str, event_ms: int
+        self,
+        conn: sqlite3.Connection,
+        category: str,
+        resource_id: str,
+        event_type: str,
+        event_ms: int,
+        data: dict | None = None,
     ) -> None:
         """Queue inside the writer's transaction, so a rolled-back write queues nothing; one event per resource
-        and moment, so a write that saves a record twice (pay then void) is announced once."""
+        and moment, so a write that saves a record twice (pay then void) is announced once, as its first event
+        type with its last data."""
         conn.execute(
-            "INSERT OR IGNORE INTO webhook_queue (category, resource_id, event_type, event_ms) VALUES (?, ?, ?, ?)",
-            (category, resource_id, event_type, event_ms),
+            "INSERT INTO webhook_queue (category, resource_id, event_type, event_ms, data) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (category, resource_id, event_ms) DO UPDATE SET data = excluded.data",
+            (category, resource_id, event_type, event_ms, None if data is None else dumps(data)),
         )
 
-    def queued_events(self, limit: int = -1) -> list[tuple[int, str, str, str, int]]:
-        """(sequence, category, resource id, event type, event ms) in sequence order."""
-        return self._query(
-            "SELECT seq, category, resource_id, event_type, event_ms FROM webhook_queue ORDER BY seq LIMIT ?", (limit,)
+    def queued_events(self, limit: int = -1) -> list[tuple[int, str, str, str, int, dict | None]]:
+        """(sequence, category, resource id, event type, event ms, data) in sequence order."""
+        rows = self._query(
+            "SELECT seq, category, resource_id, event_type, event_ms, data FROM webhook_queue ORDER BY seq LIMIT ?",
+            (limit,),
         )
+        return [(*row[:5], None if row[5] is None else json.loads(row[5])) for row in rows]
 
     def queue_length(self) -> int:
         return self._query("SELECT COUNT(*) FROM webhook_queue")[0][0]

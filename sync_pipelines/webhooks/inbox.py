@@ -8,7 +8,7 @@ receiver writes.
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +67,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE UNIQUE INDEX vendor_event ON webhook_events (source, event_id)",  # NULL ids never collide
         "CREATE INDEX source_seq ON webhook_events (source, seq)",
     ),
+    # 3: a record's history, for vendors whose webhooks carry the records (Segment's messages).
+    ("CREATE INDEX source_resource ON webhook_events (source, category, resource_id)",),
 )
 # Below the receiver's 5 s budget (xero.md §6), with room for the group commit queued ahead: a write that cannot
 # get the lock (held by another process) fails with InboxBusy, a 503, and the vendor retries.
@@ -231,6 +233,30 @@ class WebhookInbox:
                 [source, first, last],
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
+
+    def events(self, source: str, category: str, after_seq: int, limit: int) -> list[tuple[int, dict]]:
+        """(seq, payload) of `source`'s `category` events after `after_seq`, in arrival order: for a vendor whose
+        webhooks carry the records themselves (Segment's messages)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                """SELECT seq, payload FROM webhook_events WHERE source = ? AND category = ? AND seq > ?
+                   ORDER BY seq LIMIT ?""",
+                [source, category, after_seq, limit],
+            ).fetchall()
+        return [(seq, json.loads(payload)) for seq, payload in rows]
+
+    def history(self, source: str, category: str, resource_ids: Collection[str]) -> list[dict]:
+        """Every kept `category` event of these resources, in arrival order."""
+        if not resource_ids:
+            return []
+        marks = ",".join("?" * len(resource_ids))
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"""SELECT payload FROM webhook_events WHERE source = ? AND category = ? AND resource_id IN ({marks})
+                    ORDER BY seq""",
+                [source, category, *resource_ids],
+            ).fetchall()
+        return [json.loads(payload) for (payload,) in rows]
 
 
 class WebhookInboxResource(dg.ConfigurableResource):

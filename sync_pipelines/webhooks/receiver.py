@@ -1,13 +1,15 @@
 """The webhook receiver: verify the signature on the raw body, store the events, acknowledge; one route per vendor.
 
-Each vendor's contract (xero.md §6, intercom.md §9): 2xx within 5 s for a correctly signed delivery, 401 for a
-wrong signature, and the work itself done later (here: by the vendor's webhook sensor reading the inbox). A
-vendor differs only in its path, its signature, its event format and the largest body it could send: its
+Each vendor's contract (xero.md §6, intercom.md §9; Segment's at
+https://segment.com/docs/connections/destinations/catalog/webhooks/): 2xx within 5 s for a correctly signed
+delivery, 401 for a wrong signature, and the work itself done later (here: by the vendor's webhook sensor reading
+the inbox). A vendor differs only in its path, its signature, its event format and the largest body it could send: its
 `Vendor`, which its package describes (vendors/<vendor>/webhooks.py).
 Anything else a delivery may get is a 5xx, which the vendor retries: 503 when the inbox is locked for too long.
 """
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,11 +21,13 @@ from starlette.routing import Route
 
 from sync_pipelines.lib.serving import BackgroundServer
 from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.segment.webhooks import WEBHOOKS as SEGMENT
 from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
 from sync_pipelines.webhooks.inbox import InboxBusy, WebhookInbox
 from sync_pipelines.webhooks.vendor import Vendor
 
 log = logging.getLogger(__name__)
+VENDORS = {vendor.name: vendor for vendor in (XERO, INTERCOM, SEGMENT)}
 
 
 async def _body_within(request: Request, limit: int) -> bytes | None:
@@ -70,13 +74,16 @@ def _route(inbox: WebhookInbox, vendor: Vendor, secret: str) -> Route:
     return Route(vendor.path, receive, methods=["POST"])
 
 
-def build_app(inbox: WebhookInbox, key: str | None, intercom_secret: str | None = None) -> Starlette:
-    """POST /xero/webhooks when a Xero webhook key is given, POST /intercom/webhooks when an Intercom client
-    secret is; any other path is 404 and any other method 405. A vendor without a secret has no route, so
-    nobody can post it unsigned events."""
-    routes = [_route(inbox, vendor, secret) for vendor, secret in ((XERO, key), (INTERCOM, intercom_secret)) if secret]
+def build_app(inbox: WebhookInbox, secrets: Mapping[str, str | None]) -> Starlette:
+    """POST /<vendor>/webhooks for each vendor given a secret (Xero's webhook key, Intercom's client secret,
+    Segment's shared secret); any other path is 404 and any other method 405. A vendor without a secret has no
+    route, so nobody can post it unsigned events."""
+    unknown = set(secrets) - set(VENDORS)
+    if unknown:
+        raise ValueError(f"no webhooks are known for {sorted(unknown)}; expected some of {sorted(VENDORS)}")
+    routes = [_route(inbox, VENDORS[name], secret) for name, secret in secrets.items() if secret]
     if not routes:
-        raise ValueError("a Xero webhook key or an Intercom client secret is required: nothing could be signed")
+        raise ValueError(f"a secret for at least one of {sorted(VENDORS)} is required: nothing could be signed")
     return Starlette(routes=routes)
 
 
@@ -84,23 +91,12 @@ class WebhookReceiver(BackgroundServer):
     """The receiver under uvicorn: in a background thread (`dev`, tests, benchmarks) or in the foreground (CLI)."""
 
     def __init__(
-        self,
-        inbox_path: str | Path,
-        key: str | None,
-        intercom_secret: str | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
+        self, inbox_path: str | Path, secrets: Mapping[str, str | None], host: str = "127.0.0.1", port: int = 0
     ):
-        """`key` is the Xero app's webhook key, `intercom_secret` the Intercom app's client secret."""
-        app = build_app(WebhookInbox(inbox_path), key, intercom_secret)
+        """`secrets` by vendor: what signs its webhooks."""
+        app = build_app(WebhookInbox(inbox_path), secrets)
         super().__init__(lambda url: app, host, port, name="webhook receiver")
 
-    @property
-    def webhook_url(self) -> str:
-        """The delivery URL to configure for the Xero app (behind HTTPS on 443 in production, xero.md §6)."""
-        return self.url + XERO.path
-
-    @property
-    def intercom_webhook_url(self) -> str:
-        """The endpoint URL to configure for the Intercom app in the Developer Hub (intercom.md §9)."""
-        return self.url + INTERCOM.path
+    def url_for(self, vendor: str) -> str:
+        """The delivery URL to configure at the vendor (behind HTTPS in production, e.g. xero.md §6)."""
+        return self.url + VENDORS[vendor].path

@@ -27,7 +27,7 @@ class Unreachable(SegmentTarget):
 
 def _audit_flow(target_type: type[SegmentTarget] = SegmentTarget) -> Flow:
     """A second delivery of Xero's staged contacts, declared alone: the same identify calls under its own namespace."""
-    (contacts,) = [d for d in xero_to_segment.deliveries() if d.entity is CONTACTS]
+    (contacts,) = [d for d in xero_to_segment.FLOW.deliveries() if d.entity is CONTACTS]
     return Flow(
         name=AUDIT, source="xero", target="segment", description="Xero contacts, again, for an audit workspace.",
         deliveries=lambda: [
@@ -51,7 +51,7 @@ def _identified(admin, namespace: str) -> Counter:
 
 def test_a_delivery_declared_alone_receives_every_change_of_an_entity_another_delivery_already_takes(admin, sync_env):
     assert {flow.name for flow in registered_flows()} == {"xero_to_segment", "salesforce_to_xero", "intercom_to_xero"}
-    (contacts,) = [d for d in xero_to_segment.deliveries() if d.entity is CONTACTS]
+    (contacts,) = [d for d in xero_to_segment.FLOW.deliveries() if d.entity is CONTACTS]
     audit = _audit_flow()
     (audit_delivery,) = audit.deliveries()
     # The existing delivery runs first, alone; the new one is added later and starts from the feed's beginning.
@@ -70,7 +70,7 @@ def test_a_delivery_declared_alone_receives_every_change_of_an_entity_another_de
 
 
 def test_a_failing_delivery_stops_neither_staging_nor_the_other_delivery(admin, sync_env):
-    (contacts,) = [d for d in xero_to_segment.deliveries() if d.entity is CONTACTS]
+    (contacts,) = [d for d in xero_to_segment.FLOW.deliveries() if d.entity is CONTACTS]
     broken = _audit_flow(Unreachable)
     (broken_delivery,) = broken.deliveries()
 

@@ -19,7 +19,9 @@ from sync_pipelines_tests.defs.conftest import expected_track_counts, track_coun
 from sync_pipelines_tests.webhooks.daemon import FINISHED, WORKSPACE, dagster_daemon, wait_for
 
 # Two entities made by the same factories, so two chains of steps run side by side in separate processes.
-INVOICES, BILLS = (next(d for d in xero_to_segment.deliveries() if d.entity.name == e) for e in ("invoices", "bills"))
+INVOICES, BILLS = (
+    next(d for d in xero_to_segment.FLOW.deliveries() if d.entity.name == e) for e in ("invoices", "bills")
+)
 
 
 def two_entity_job() -> dg.JobDefinition:

@@ -12,12 +12,21 @@ from sync_pipelines.defs import intercom_to_xero, xero_to_segment
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.segment.entities import USERS
 from sync_pipelines.vendors.segment.resource import SegmentResource
+from sync_pipelines.vendors.segment.webhooks import WEBHOOKS as SEGMENT
 from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
 from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
-from sync_pipelines_tests.webhooks.conftest import delivery_body, intercom_notification, stored_events, xero_event
+from sync_pipelines_tests.webhooks.conftest import (
+    body_of,
+    delivery_body,
+    identify,
+    intercom_notification,
+    stored_events,
+    xero_event,
+)
 from sync_pipelines_tests.webhooks.daemon import (
     HANG_GUARD_SECONDS,
     dagster_daemon,
@@ -37,7 +46,7 @@ def dead_letter_replay(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC = "xero_webhook_sync", "intercom_webhook_sync"
 XERO_WEBHOOK_SENSOR, INTERCOM_WEBHOOK_SENSOR = "xero_webhook_sensor", "intercom_webhook_sensor"
-XERO_DELIVERIES = xero_to_segment.deliveries()
+XERO_DELIVERIES = xero_to_segment.FLOW.deliveries()
 
 
 def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_env):
@@ -185,7 +194,7 @@ def _store_intercom(inbox: WebhookInbox, *notifications: dict) -> None:
 
 
 def _intercom_keys_for(*categories: str) -> set[dg.AssetKey]:
-    deliveries = [d for d in intercom_to_xero.deliveries() if d.entity.source.webhook_category in categories]
+    deliveries = [d for d in intercom_to_xero.FLOW.deliveries() if d.entity.source.webhook_category in categories]
     return {key for d in deliveries for key in (d.entity.raw_key, d.entity.staged_key, d.key)}
 
 
@@ -220,9 +229,26 @@ def test_intercom_webhook_sensor_moves_past_topics_no_entity_syncs(tmp_path):
     assert json.loads(ticked.cursor) == {"seq": 1}
 
 
+def test_segment_webhook_sensor_requests_a_run_of_the_people_and_their_delivery(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    messages = [identify(f"user-{n}", plan="pro") for n in range(3)]
+    inbox.store(SEGMENT.events(body_of(*messages)))
+    inbox.store(SEGMENT.events(body_of(messages[0])))  # a redelivery
+
+    ticked = _webhook_tick(instance, inbox, None, "segment_webhook_sensor")
+
+    (request,) = ticked.run_requests
+    assert request.tags["sync_pipelines/webhook_events"] == "3"
+    assert set(request.asset_selection) == {
+        USERS.raw_key, USERS.staged_key, dg.AssetKey(["xero", "segment_users_to_xero"])
+    }  # fmt: skip
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor, "segment_webhook_sensor"), dg.SkipReason)
+
+
 def test_webhook_syncs_run_their_steps_in_one_process():
     definitions = defs()
-    for job in (XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC):
+    for job in (XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC, "segment_webhook_sync"):
         assert definitions.resolve_job_def(job).executor_def.name == dg.in_process_executor.name
 
 
@@ -232,8 +258,8 @@ def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_on
     before = len(admin.segment_messages())
 
     inbox = WebhookInbox(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"])
-    with WebhookReceiver(inbox.path, sync_env["XERO_WEBHOOK_KEY"]) as receiver:
-        admin.call("PUT", "/xero/webhooks", {"url": receiver.webhook_url})
+    with WebhookReceiver(inbox.path, {"xero": sync_env["XERO_WEBHOOK_KEY"]}) as receiver:
+        admin.call("PUT", "/xero/webhooks", {"url": receiver.url_for("xero")})
         admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
         admin.post("/xero/webhooks/flush")
         (delivery,) = admin.get("/xero/webhooks/deliveries")
@@ -280,10 +306,10 @@ def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_with_no
     first, second = payable[:2]
     key = sync_env["XERO_WEBHOOK_KEY"]
     with (
-        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], key) as receiver,
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"xero": key}) as receiver,
         dagster_daemon(sync_env, tmp_path / "daemon.log"),
     ):
-        admin.call("PUT", "/xero/webhooks", {"url": receiver.webhook_url, "key": key})
+        admin.call("PUT", "/xero/webhooks", {"url": receiver.url_for("xero"), "key": key})
         # The first change also waits for the daemon to load the code location; the second, made after that run,
         # shows that later events get a run of their own.
         admin.post(f"/xero/invoices/{first['InvoiceID']}/pay")
@@ -313,10 +339,12 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
     first, second = [c["id"] for c in admin.intercom_records("contacts") if c["id"] in in_xero][:2]
     secret = sync_env["INTERCOM_CLIENT_SECRET"]
     with (
-        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], sync_env["XERO_WEBHOOK_KEY"], secret) as receiver,
+        WebhookReceiver(
+            sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"xero": sync_env["XERO_WEBHOOK_KEY"], "intercom": secret}
+        ) as receiver,
         dagster_daemon(sync_env, tmp_path / "daemon.log"),
     ):
-        admin.intercom_webhooks(url=receiver.intercom_webhook_url, client_secret=secret)
+        admin.intercom_webhooks(url=receiver.url_for("intercom"), client_secret=secret)
         # The first change also waits for the daemon to load the code location; the second, made after that run,
         # shows that later events get a run of their own.
         admin.intercom_update("contacts", first, email="warm.up@example.com")

@@ -22,7 +22,7 @@ def _staged(sync_env, sql: str) -> list[tuple]:
         conn.close()
 
 
-INVOICES = next(d for d in xero_to_segment.deliveries() if d.entity.name == "invoices")
+INVOICES = next(d for d in xero_to_segment.FLOW.deliveries() if d.entity.name == "invoices")
 INVOICE_ASSETS = [INVOICES.entity.raw_key, INVOICES.entity.staged_key, INVOICES.key]
 
 

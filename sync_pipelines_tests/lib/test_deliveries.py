@@ -54,7 +54,7 @@ def test_a_delivery_added_later_starts_from_the_beginning_or_from_now(tmp_path):
 
 def test_a_delivery_whose_target_fails_leaves_staging_and_the_other_delivery_alone(tmp_path):
     class Broken(Target):
-        def messages_for(self, conn, **changes):
+        def messages_for(self, conn, changes):
             raise RuntimeError("a mapping bug")
 
     working, broken = Delivery("working", INVOICES, Target()), Delivery("broken", INVOICES, Broken())

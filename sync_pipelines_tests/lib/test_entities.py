@@ -2,7 +2,7 @@
 a record holds it ends staged or quarantined with a reason."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -59,10 +59,10 @@ class Target:
     field_lengths: dict | None = None
     system: str = "fake"
     totals: None = None
-    resource_keys: frozenset = frozenset()
+    resources: dict = field(default_factory=dict)
 
-    def messages_for(self, conn, *, namespace, entity, changed, previous) -> list[OutboxMessage]:
-        rows, key = changed.to_dict("records"), entity.key
+    def messages_for(self, conn, changes) -> list[OutboxMessage]:
+        rows, key = changes.changed.to_dict("records"), changes.entity.key
         return [
             *(OutboxMessage(f"track:{r[key]}", r[key], "track", "Invoice", {"Invoice": r["invoice_number"]})
               for r in rows),

@@ -15,6 +15,7 @@ from sync_pipelines.vendors.xero.settings import SCOPES
 CLIENT_ID = "sandbox-client-id"
 CLIENT_SECRET = "sandbox-client-secret"
 REDIRECT_URI = "http://127.0.0.1/callback"
+URL_PARTS = ("api", "identity", "login")
 
 
 @dataclasses.dataclass
@@ -28,18 +29,14 @@ class Xero:
     client_secret: str = CLIENT_SECRET
     redirect_uri: str = REDIRECT_URI
     scopes: tuple[str, ...] = SCOPES
+    api_url: str = dataclasses.field(init=False)
+    identity_url: str = dataclasses.field(init=False)
+    login_url: str = dataclasses.field(init=False)
 
-    @property
-    def api_url(self) -> str:
-        return f"{self.base}/xero/api"
-
-    @property
-    def identity_url(self) -> str:
-        return f"{self.base}/xero/identity"
-
-    @property
-    def login_url(self) -> str:
-        return f"{self.base}/xero/login"
+    def __post_init__(self) -> None:
+        self.api_url, self.identity_url, self.login_url = (
+            f"{self.base}/xero/{p}" for p in ("api", "identity", "login")
+        )
 
     def client(self, **overrides) -> XeroClient:
         return XeroClient(

@@ -1,6 +1,8 @@
 """Deliveries shaped and signed the way Xero (xero.md §6) and Intercom (intercom.md §9) send them, and a receiver;
 bare-socket posts for bodies that promise more than they send, and a flood from many senders at once."""
 
+import hashlib
+import hmac
 import json
 import socket
 import sqlite3
@@ -148,6 +150,34 @@ def flood(url: str, deliveries: list[tuple[bytes, dict[str, str]]], senders: int
     return [status for share in shares for status in share]
 
 
+SEGMENT_SECRET = "segment-shared-secret"
+
+
+def identify(user_id: str, **traits) -> dict:
+    """A Segment identify call as analytics.js sends it."""
+    return {
+        "type": "identify", "userId": user_id, "traits": traits, "messageId": f"ajs-{uuid.uuid4()}",
+        "timestamp": "2026-03-01T10:00:00.000Z", "context": {"library": {"name": "analytics.js", "version": "2.11.1"}},
+    }  # fmt: skip
+
+
+def body_of(*messages: dict) -> bytes:
+    """One message alone, or several as a batch: compact JSON, as the destination sends it."""
+    compact = [json.dumps(m, separators=(",", ":")).encode() for m in messages]
+    return compact[0] if len(compact) == 1 else b"[" + b",".join(compact) + b"]"
+
+
+def signed(part: bytes, secret: str = SEGMENT_SECRET) -> dict[str, str]:
+    """Segment's X-Signature: hex HMAC-SHA1 of the signed part with the shared secret."""
+    return {"X-Signature": hmac.new(secret.encode(), part, hashlib.sha1).hexdigest()}
+
+
+def post_segment(receiver: WebhookReceiver, body: bytes, headers: dict[str, str]) -> int:
+    """Post as Segment's Webhooks destination does; the status."""
+    headers = {"Content-Type": "application/json", "User-Agent": "Segment.io/1.0", **headers}
+    return requests.post(receiver.url_for("segment"), data=body, headers=headers, timeout=30).status_code
+
+
 def stored_events(inbox_path: Path) -> list[dict]:
     """What the inbox table holds, oldest first (empty when the receiver never created it)."""
     if not inbox_path.exists():
@@ -164,5 +194,5 @@ def inbox_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def receiver(inbox_path: Path) -> Iterator[WebhookReceiver]:
-    with WebhookReceiver(inbox_path, KEY, INTERCOM_SECRET) as running:
+    with WebhookReceiver(inbox_path, {"xero": KEY, "intercom": INTERCOM_SECRET}) as running:
         yield running

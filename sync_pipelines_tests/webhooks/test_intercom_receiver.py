@@ -33,7 +33,7 @@ from sync_pipelines_tests.webhooks.conftest import (
 def test_a_signed_notification_is_stored_then_acknowledged_with_an_empty_200(receiver, inbox_path):
     notification = intercom_notification("contact.user.created")
 
-    response = notify(receiver.intercom_webhook_url, notification)
+    response = notify(receiver.url_for("intercom"), notification)
 
     assert response.status_code == 200
     assert response.content == b""
@@ -56,7 +56,7 @@ def test_a_signed_notification_is_stored_then_acknowledged_with_an_empty_200(rec
     ],
 )
 def test_the_category_is_the_topics_object(receiver, inbox_path, topic, category):
-    assert notify(receiver.intercom_webhook_url, intercom_notification(topic)).status_code == 200
+    assert notify(receiver.url_for("intercom"), intercom_notification(topic)).status_code == 200
 
     assert [row["category"] for row in stored_events(inbox_path)] == [category]
 
@@ -99,7 +99,7 @@ def _sha1_hex(body: bytes, secret: str) -> str:
 def test_forged_or_missing_signatures_get_an_empty_401_and_nothing_is_stored(receiver, inbox_path, forge):
     body, hub_signature = forge(json.dumps(intercom_notification("contact.user.updated")).encode())
 
-    response = post_intercom(receiver.intercom_webhook_url, body, hub_signature)
+    response = post_intercom(receiver.url_for("intercom"), body, hub_signature)
 
     assert response.status_code == 401
     assert response.content == b""
@@ -110,8 +110,8 @@ def test_a_xero_signed_delivery_on_the_intercom_route_is_refused(receiver, inbox
     """Each route checks its own vendor's signature with its own secret."""
     body = delivery_body([xero_event("CONTACT")])
 
-    assert deliver(receiver.intercom_webhook_url, body).status_code == 401
-    assert notify(receiver.webhook_url, body).status_code == 401
+    assert deliver(receiver.url_for("intercom"), body).status_code == 401
+    assert notify(receiver.url_for("xero"), body).status_code == 401
     assert stored_events(inbox_path) == []
 
 
@@ -128,14 +128,14 @@ def test_a_signed_body_that_is_not_a_notification_event_is_rejected_and_not_stor
         delivery_body([xero_event("CONTACT")]),
     ]
 
-    assert [notify(receiver.intercom_webhook_url, body).status_code for body in bodies] == [400] * len(bodies)
+    assert [notify(receiver.url_for("intercom"), body).status_code for body in bodies] == [400] * len(bodies)
     assert stored_events(inbox_path) == []
 
 
 def test_a_ping_is_acknowledged_and_not_stored(receiver, inbox_path):
     ping = intercom_notification("ping", item={"type": "ping", "message": "something something interzen"})
 
-    response = notify(receiver.intercom_webhook_url, ping)
+    response = notify(receiver.url_for("intercom"), ping)
 
     assert response.status_code == 200
     assert stored_events(inbox_path) == []
@@ -145,7 +145,7 @@ def test_a_redelivered_notification_is_acknowledged_but_stored_once(receiver, in
     notification = intercom_notification("contact.user.updated")
     body = json.dumps(notification).encode()
 
-    replies = [notify(receiver.intercom_webhook_url, body) for _ in range(3)]  # intercom.md §9: at least once
+    replies = [notify(receiver.url_for("intercom"), body) for _ in range(3)]  # intercom.md §9: at least once
 
     assert [reply.status_code for reply in replies] == [200, 200, 200]
     assert [row["event_id"] for row in stored_events(inbox_path)] == [notification["id"]]
@@ -156,8 +156,8 @@ def test_two_notifications_of_one_record_topic_and_second_are_both_kept(receiver
     first = intercom_notification("contact.user.updated")
     second = {**first, "id": "notif_second"}
 
-    assert notify(receiver.intercom_webhook_url, first).status_code == 200
-    assert notify(receiver.intercom_webhook_url, second).status_code == 200
+    assert notify(receiver.url_for("intercom"), first).status_code == 200
+    assert notify(receiver.url_for("intercom"), second).status_code == 200
 
     assert [row["event_id"] for row in stored_events(inbox_path)] == [first["id"], "notif_second"]
 
@@ -165,20 +165,20 @@ def test_two_notifications_of_one_record_topic_and_second_are_both_kept(receiver
 def test_a_vendor_without_a_secret_has_no_route(inbox_path):
     notification = intercom_notification()
     body = delivery_body([xero_event("CONTACT")])
-    with WebhookReceiver(inbox_path, KEY) as xero_only:
-        assert notify(xero_only.intercom_webhook_url, notification).status_code == 404
-        assert deliver(xero_only.webhook_url, body).status_code == 200
-    with WebhookReceiver(inbox_path, None, INTERCOM_SECRET) as intercom_only:
-        assert deliver(intercom_only.webhook_url, delivery_body([xero_event("CONTACT")])).status_code == 404
-        assert notify(intercom_only.intercom_webhook_url, notification).status_code == 200
+    with WebhookReceiver(inbox_path, {"xero": KEY}) as xero_only:
+        assert notify(xero_only.url_for("intercom"), notification).status_code == 404
+        assert deliver(xero_only.url_for("xero"), body).status_code == 200
+    with WebhookReceiver(inbox_path, {"intercom": INTERCOM_SECRET}) as intercom_only:
+        assert deliver(intercom_only.url_for("xero"), delivery_body([xero_event("CONTACT")])).status_code == 404
+        assert notify(intercom_only.url_for("intercom"), notification).status_code == 200
     assert [row["source"] for row in stored_events(inbox_path)] == ["xero", "intercom"]
     with pytest.raises(ValueError, match="required"):
-        WebhookReceiver(inbox_path, None, "")
+        WebhookReceiver(inbox_path, {"intercom": ""})
 
 
 def test_only_post_is_served(receiver):
-    assert requests.get(receiver.intercom_webhook_url, timeout=5).status_code == 405
-    assert notify(receiver.intercom_webhook_url.removesuffix("s"), intercom_notification()).status_code == 404
+    assert requests.get(receiver.url_for("intercom"), timeout=5).status_code == 405
+    assert notify(receiver.url_for("intercom").removesuffix("s"), intercom_notification()).status_code == 404
 
 
 def _a_contact(admin) -> dict:
@@ -188,7 +188,7 @@ def _a_contact(admin) -> dict:
 def test_the_sandboxs_notifications_are_stored_once_even_when_redelivered(admin, receiver, inbox_path):
     """The real Intercom sandbox signs and posts; a teammate's edit arrives as one stored contact event."""
     contact = _a_contact(admin)
-    admin.intercom_webhooks(url=receiver.intercom_webhook_url, client_secret=INTERCOM_SECRET)
+    admin.intercom_webhooks(url=receiver.url_for("intercom"), client_secret=INTERCOM_SECRET)
 
     admin.intercom_update("contacts", contact["id"], email="changed@example.com")
     admin.intercom_flush_webhooks()
@@ -211,7 +211,7 @@ def delivery_topic(contact: dict) -> str:
 
 def test_the_sandboxs_pings_and_wrongly_signed_notifications_store_nothing(admin, receiver, inbox_path):
     contact = _a_contact(admin)
-    admin.intercom_webhooks(url=receiver.intercom_webhook_url, client_secret="not-the-apps-secret", attempts=1)
+    admin.intercom_webhooks(url=receiver.url_for("intercom"), client_secret="not-the-apps-secret", attempts=1)
     admin.intercom_update("contacts", contact["id"], email="forged@example.com")
     admin.intercom_flush_webhooks()
     admin.intercom_webhooks(client_secret=INTERCOM_SECRET)
@@ -234,7 +234,7 @@ def test_a_notification_as_large_as_the_cap_is_stored(receiver, inbox_path):
     body = json.dumps(notification).encode()
     padded = body + b" " * (INTERCOM.max_body_bytes - len(body))  # JSON allows whitespace after the value
 
-    assert notify(receiver.intercom_webhook_url, padded).status_code == 200
+    assert notify(receiver.url_for("intercom"), padded).status_code == 200
 
     assert [row["event_id"] for row in stored_events(inbox_path)] == [notification["id"]]
 
@@ -244,7 +244,7 @@ def test_a_body_declared_over_the_cap_is_refused_before_it_is_read(receiver, inb
     body = json.dumps(intercom_notification()).encode()
 
     # Far less is sent than promised: the 413 can only come back if the server did not wait for the rest.
-    with raw_post(receiver.intercom_webhook_url, {**_signed(body), "Content-Length": str(declared)}, [body]) as sock:
+    with raw_post(receiver.url_for("intercom"), {**_signed(body), "Content-Length": str(declared)}, [body]) as sock:
         assert response_head(sock).startswith(b"HTTP/1.1 413 ")
 
     assert stored_events(inbox_path) == []
@@ -255,7 +255,7 @@ def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_cap(receiver, inbox_
     headers = {**_signed(body), "Transfer-Encoding": "chunked"}
 
     # The stream never ends: the 413 comes from the server stopping at the cap, and it reads nothing after.
-    with raw_post(receiver.intercom_webhook_url, headers, chunked(body, end=False)) as sock:
+    with raw_post(receiver.url_for("intercom"), headers, chunked(body, end=False)) as sock:
         assert response_head(sock).startswith(b"HTTP/1.1 413 ")
         assert takes_no_more(sock)
 
@@ -266,7 +266,7 @@ def test_a_flood_of_signed_notifications_is_all_acknowledged_and_each_stored_onc
     notifications = [intercom_notification("contact.user.updated") for _ in range(2000)]
     bodies = [json.dumps(notification).encode() for notification in notifications]
 
-    statuses = flood(receiver.intercom_webhook_url, [(body, _signed(body)) for body in bodies], senders=32)
+    statuses = flood(receiver.url_for("intercom"), [(body, _signed(body)) for body in bodies], senders=32)
 
     assert Counter(statuses) == {200: 2000}
     stored = sorted(row["event_id"] for row in stored_events(inbox_path))

@@ -13,16 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+import dagster as dg
 import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.deliveries import Totals
-from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.deliveries import Changes, Totals
 from sync_pipelines.lib.staging import OutboxMessage, row_versions
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping, NotifyMapping, TrackMapping
 from sync_pipelines.vendors.delivery import Deliveries
+from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.segment import settings
+from sync_pipelines.vendors.segment.resource import SegmentResource
 
 # segment.md §2: a messageId may be at most 100 characters.
 MAX_MESSAGE_ID = 100
@@ -182,8 +184,9 @@ class SegmentTarget:
     max_message_bytes: ClassVar[int] = settings.MAX_EVENT_BYTES
 
     @property
-    def resource_keys(self) -> set[str]:
-        return {"segment", "notifier"} if self.mapping.notify else {"segment"}
+    def resources(self) -> dict[str, type[dg.ConfigurableResource]]:
+        notifier = {"notifier": NotifierResource} if self.mapping.notify else {}
+        return {"segment": SegmentResource, **notifier}
 
     @property
     def totals(self) -> Totals | None:
@@ -194,16 +197,9 @@ class SegmentTarget:
             f"$.properties.{track.reconcile_amount}", track.properties[track.reconcile_amount], track.currency
         )
 
-    def messages_for(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        *,
-        namespace: str,
-        entity: Entity,
-        changed: pd.DataFrame,
-        previous: pd.DataFrame,
-    ) -> list[OutboxMessage]:
+    def messages_for(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> list[OutboxMessage]:
         """Identify and group calls for traits that differ from the last queued, then the track calls."""
+        entity, changed, previous, namespace = changes.entity, changes.changed, changes.previous, changes.namespace
         mapping, messages, name, source, key = self.mapping, [], namespace, entity.vendor, entity.key
         order_by = mapping.track.timestamp if mapping.track else None
         if mapping.identify:

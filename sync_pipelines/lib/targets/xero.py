@@ -9,11 +9,12 @@ from datetime import date, timedelta
 from functools import partial
 from typing import ClassVar
 
+import dagster as dg
 import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.deliveries import Totals
+from sync_pipelines.lib.deliveries import Changes, Totals
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.matching import (
     contact_numbers,
@@ -26,7 +27,9 @@ from sync_pipelines.lib.matching import (
 from sync_pipelines.lib.staging import OutboxMessage
 from sync_pipelines.lib.targets.xero_mapping import FIELD_LENGTHS, XeroMapping, field_text, json_value, render
 from sync_pipelines.vendors.delivery import Deliveries
+from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.xero import entities as xero
+from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.writes import (
     ContactGroups,
     ContactIds,
@@ -129,8 +132,9 @@ class XeroTarget:
     field_lengths: ClassVar[Mapping[str, int]] = FIELD_LENGTHS
 
     @property
-    def resource_keys(self) -> set[str]:
-        return {"xero", "notifier"} if self.mapping.notify else {"xero"}
+    def resources(self) -> dict[str, type[dg.ConfigurableResource]]:
+        notifier = {"notifier": NotifierResource} if self.mapping.notify else {}
+        return {"xero": XeroResource, **notifier}
 
     @property
     def reads(self) -> tuple[Entity, ...]:
@@ -139,16 +143,9 @@ class XeroTarget:
         invoices = (xero.INVOICES,) if self.mapping.invoice else ()
         return (xero.CONTACTS, *invoices, *(part.entity for part in (self.lines, self.persons) if part))
 
-    def messages_for(
-        self,
-        conn: duckdb.DuckDBPyConnection,
-        *,
-        namespace: str,
-        entity: Entity,
-        changed: pd.DataFrame,
-        previous: pd.DataFrame,
-    ) -> list[OutboxMessage]:
+    def messages_for(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> list[OutboxMessage]:
         """The contact, group, invoice and payment writes these changes call for, and their notifications."""
+        entity, changed, previous, namespace = changes.entity, changes.changed, changes.previous, changes.namespace
         if changed.empty:
             return []
         source, key = entity.vendor, entity.key

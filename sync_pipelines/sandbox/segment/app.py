@@ -22,31 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync_pipelines.sandbox.runtime import Runtime
+from sync_pipelines.sandbox.segment.spec import CALL_TYPES, SINGLE_LIMIT, drop_reason
 from sync_pipelines.sandbox.store import dumps
 
-SINGLE_LIMIT = 32 * 1024  # segment.md §2: single calls and each batch item
 BATCH_LIMIT = 500 * 1024  # segment.md §2: whole /batch body
 MAX_BATCH_ITEMS = 2500  # segment.md §2: larger batches get 200 but are dropped
-MAX_MESSAGE_ID = 100  # segment.md §2
-CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 BATCH_PATHS = ("batch", "import")  # /v1/import is an alias of /v1/batch (segment.md §1)
-
-
-def drop_reason(message: Any) -> str | None:
-    """Why Segment would discard an accepted message after answering 200 (segment.md §2, §3)."""
-    if not isinstance(message, dict) or message.get("type") not in CALL_TYPES:
-        return "invalid_type"
-    if not message.get("userId") and not message.get("anonymousId"):
-        return "no_user_anon_id"
-    if message["type"] == "track" and not message.get("event"):
-        return "missing_event"
-    if message["type"] == "group" and not message.get("groupId"):
-        return "missing_group_id"
-    if message["type"] == "alias" and not message.get("previousId"):
-        return "missing_previous_id"
-    if len(str(message.get("messageId", ""))) > MAX_MESSAGE_ID:
-        return "message_id_too_long"
-    return None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

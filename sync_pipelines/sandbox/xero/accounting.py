@@ -1,4 +1,5 @@
-"""The sandbox ledger: how Xero builds, validates and changes invoices, contacts, bank transactions and payments.
+"""The sandbox ledger: how Xero builds, validates and changes invoices, contacts, bank transactions, payments and
+items (with the stock of tracked ones, inventory.py); credit notes build on it (credit_notes.py).
 
 Shared by the seeder (to price records), the Accounting API (writes) and the admin API, so a record looks
 the same whichever way it was made. Records are dicts in rendered API form (xero.md §2.2).
@@ -8,13 +9,15 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.xero.dates import date_string, net, parse_date_input, utc_string
+from sync_pipelines.sandbox.xero.inventory import Inventory, build_item, fill_line_from_item, find_item
+from sync_pipelines.sandbox.xero.tracking import line_tracking
+from sync_pipelines.sandbox.xero.values import CENT, Invalid, PostDataInvalid, decimal, is_sale, money
 
-CENT = Decimal("0.01")
 # Rates behind the sandbox's tax types (NZ-style GST, as in the spec examples).
 TAX_RATES = {"OUTPUT": Decimal("0.15"), "INPUT": Decimal("0.15"), "NONE": Decimal("0"), "EXEMPTOUTPUT": Decimal("0")}
 BASE_CURRENCY = "USD"
@@ -44,8 +47,8 @@ CONTACT_GROUP_STATUSES = ("ACTIVE", "DELETED")
 MAX_CONTACT_GROUPS = 100  # xero.md §2.6; the message is the spec's createContactGroup 400 example
 MAX_CONTACT_PERSONS = 5  # xero.md §2.5
 MAX_NOTE_CHARS = 2500  # xero.md §2.7
-# xero.md §2.3: the collections the sandbox serves that have GET+PUT /{id}/History.
-HISTORY_COLLECTIONS = ("Invoices", "Contacts", "BankTransactions", "Payments")
+# xero.md §2.3, §2.7: the collections the sandbox serves that have GET+PUT /{id}/History.
+HISTORY_COLLECTIONS = ("Invoices", "Contacts", "BankTransactions", "Payments", "Items", "CreditNotes")
 _CONTACT_FIELDS = (
     "ContactNumber",
     "AccountNumber",
@@ -62,32 +65,6 @@ _CONTACT_FIELDS = (
     "ContactStatus",
 )
 _PAID_EDITABLE = {"Reference", "DueDate", "InvoiceNumber", "BrandingThemeID", "Url", "Contact", "InvoiceID", "Status"}
-
-
-class Invalid(Exception):
-    """Element-level validation failure: becomes ValidationErrors on that element (xero.md §4.2, §4.4)."""
-
-    def __init__(self, *messages: str):
-        super().__init__("; ".join(messages))
-        self.messages = list(messages)
-
-
-class PostDataInvalid(Exception):
-    """Request-level failure (bad enum, bad date, malformed body): ErrorNumber 14 (xero.md §4.4)."""
-
-
-def money(value: Decimal) -> float:
-    return float(value.quantize(CENT, rounding=ROUND_HALF_UP))
-
-
-def decimal(value: Any, field: str) -> Decimal:
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise PostDataInvalid(f"{field} must be a number, got {value!r}") from exc
-    if not result.is_finite():
-        raise PostDataInvalid(f"{field} must be a number, got {value!r}")
-    return result
 
 
 def set_date(record: dict, field: str, ms: int) -> None:
@@ -135,18 +112,20 @@ def price_lines(lines: list[dict], line_amount_types: str) -> tuple[Decimal, Dec
 
 
 def refresh_invoice_amounts(invoice: dict) -> None:
-    """Recompute the read-only totals from lines and payments; VOIDED/DELETED owe nothing (spec example)."""
+    """Recompute the read-only totals from lines, payments and allocated credit notes; VOIDED/DELETED owe nothing
+    (spec example)."""
     subtotal, tax = price_lines(invoice["LineItems"], invoice.get("LineAmountTypes", "Exclusive"))
     total = subtotal + tax
     paid = sum((Decimal(str(p["Amount"])) for p in invoice.get("Payments", [])), Decimal("0"))
-    due = Decimal("0") if invoice["Status"] in ("VOIDED", "DELETED") else total - paid
+    credited = sum((Decimal(str(c["AppliedAmount"])) for c in invoice.get("CreditNotes", [])), Decimal("0"))
+    due = Decimal("0") if invoice["Status"] in ("VOIDED", "DELETED") else total - paid - credited
     invoice.update(
         SubTotal=money(subtotal),
         TotalTax=money(tax),
         Total=money(total),
         AmountPaid=money(paid),
         AmountDue=money(due),
-        AmountCredited=0.0,
+        AmountCredited=money(credited),
     )
 
 
@@ -243,21 +222,24 @@ class Ledger:
     """Validating writes against the store; every method runs inside the caller's transaction.
 
     before_save sees every record just before it is saved, inside the same transaction (the webhook emitter
-    queues its events there, so a rolled-back write announces nothing).
+    queues its events there, so a rolled-back write announces nothing). Before that, the inventory moves the stock
+    of tracked items the record uses, and may refuse the write.
     """
 
     def __init__(self, store: Store, before_save: Callable[[sqlite3.Connection, str, dict], None] | None = None):
         self.store = store
         self.before_save = before_save
+        self.inventory = Inventory(store)
 
     def save(self, conn: sqlite3.Connection, collection: str, record: dict) -> None:
+        self.inventory.sync(conn, collection, record)
         if self.before_save is not None:
             self.before_save(conn, collection, record)
         self.store.save(conn, collection, record)
 
     # -- shared lookups -----------------------------------------------------------------------
 
-    def _contact_for(self, conn: sqlite3.Connection, reference: Any, now: int, invoice_type: str | None) -> dict:
+    def contact_for(self, conn: sqlite3.Connection, reference: Any, now: int, invoice_type: str | None) -> dict:
         """Resolve a Contact by ID, ContactNumber or Name; an unknown Name creates the contact.
 
         An invoice (invoice_type given) also marks its contact as a customer or supplier.
@@ -298,7 +280,7 @@ class Ledger:
             self.save(conn, "Contacts", contact)
         return contact
 
-    def _existing(
+    def existing_record(
         self, conn: sqlite3.Connection, collection: str, record_id: str | None, create_only: bool, noun: str
     ) -> dict | None:
         if not record_id:
@@ -322,7 +304,7 @@ class Ledger:
             for field in ("Date", "DueDate")
             if element.get(field) is not None
         }
-        existing = self._existing(conn, "Invoices", target_id or element.get("InvoiceID"), create_only, "Invoice")
+        existing = self.existing_record(conn, "Invoices", target_id or element.get("InvoiceID"), create_only, "Invoice")
         if existing is None:
             invoice = self._create_invoice(conn, element, dates, now)
         else:
@@ -342,12 +324,12 @@ class Ledger:
         status = element.get("Status", "DRAFT")
         if status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             raise Invalid("Invoices can only be created as DRAFT, SUBMITTED or AUTHORISED")
-        lines = self._lines(element.get("LineItems", []), invoice_type, None)
+        lines = self.line_items(conn, element.get("LineItems", []), invoice_type, None)
         if status != "DRAFT" and not lines:
             raise Invalid("Invoices must have at least one line item before they can be submitted or approved")
-        contact = self._contact_for(conn, element.get("Contact"), now, invoice_type)
+        contact = self.contact_for(conn, element.get("Contact"), now, invoice_type)
         number = element.get("InvoiceNumber") or (
-            f"INV-{self._next('invoice_number', conn):05d}" if invoice_type == "ACCREC" else ""
+            f"INV-{self.next_number('invoice_number', conn):05d}" if invoice_type == "ACCREC" else ""
         )
         date_ms = dates.get("Date", now - now % 86_400_000)
         invoice = new_invoice(
@@ -376,17 +358,18 @@ class Ledger:
         current = invoice["Status"]
         if current in ("VOIDED", "DELETED"):
             raise Invalid(f"This document cannot be edited as it has a status of {current}.")
-        if invoice.get("Payments") and set(element) - _PAID_EDITABLE:
+        settled = bool(invoice.get("Payments") or invoice.get("CreditNotes"))
+        if settled and set(element) - _PAID_EDITABLE:
             raise Invalid("This document cannot be edited as it has a payment or credit note allocated to it.")
         if "Type" in element and element["Type"] != invoice["Type"]:
             raise Invalid("The Type of an existing invoice cannot be changed")
         status = element.get("Status", current)
         if status != current:
-            check_transition(current, status, bool(invoice.get("Payments")))
+            check_transition(current, status, settled)
         if "Contact" in element:
-            invoice["Contact"] = contact_summary(self._contact_for(conn, element["Contact"], now, invoice["Type"]))
+            invoice["Contact"] = contact_summary(self.contact_for(conn, element["Contact"], now, invoice["Type"]))
         if "LineItems" in element:
-            invoice["LineItems"] = self._lines(element["LineItems"], invoice["Type"], invoice["LineItems"])
+            invoice["LineItems"] = self.line_items(conn, element["LineItems"], invoice["Type"], invoice["LineItems"])
         for field in (
             "InvoiceNumber",
             "Reference",
@@ -405,8 +388,11 @@ class Ledger:
         stamp(invoice, now)
         return invoice
 
-    def _lines(self, submitted: Any, invoice_type: str, current: list[dict] | None) -> list[dict]:
-        """Line-item replacement: IDs update, no ID adds, omitted lines go (xero.md §2.4)."""
+    def line_items(
+        self, conn: sqlite3.Connection, submitted: Any, invoice_type: str, current: list[dict] | None
+    ) -> list[dict]:
+        """Line-item replacement: IDs update, no ID adds, omitted lines go (xero.md §2.4). An ItemCode must name an
+        item, which fills what the line leaves out; Tracking must name active categories and options."""
         if not isinstance(submitted, list):
             raise PostDataInvalid("LineItems must be an array")
         by_id = {line["LineItemID"]: line for line in current or []}
@@ -416,15 +402,31 @@ class Ledger:
                 raise PostDataInvalid("Each line item must be an object")
             line = dict(by_id.get(given.get("LineItemID"), {}))
             line.update(given)
+            if "ItemCode" in given:
+                self._apply_item(conn, line, invoice_type)
+            if "Tracking" in given:
+                line["Tracking"] = line_tracking(self.store, conn, given["Tracking"])
             if not str(line.get("Description", "")).strip():
                 raise Invalid("Description must be specified for every line item")
             line.setdefault("LineItemID", str(uuid.uuid4()))
             line.setdefault("Quantity", 1)
             line.setdefault("UnitAmount", 0)
             line.setdefault("AccountCode", default_account(invoice_type))
-            line.setdefault("TaxType", "OUTPUT" if invoice_type in ("ACCREC", "RECEIVE") else "INPUT")
+            line.setdefault("TaxType", "OUTPUT" if invoice_type in ("ACCREC", "ACCRECCREDIT", "RECEIVE") else "INPUT")
             lines.append(line)
         return lines
+
+    def _apply_item(self, conn: sqlite3.Connection, line: dict, invoice_type: str) -> None:
+        """A line's ItemCode names an existing item; an empty one takes the item off the line."""
+        code = line["ItemCode"]
+        if code in (None, ""):
+            line.pop("ItemCode")
+            line.pop("Item", None)
+            return
+        item = find_item(self.store, conn, code) if isinstance(code, str) else None
+        if item is None:
+            raise Invalid(f"Item code '{code}' is not valid: no item has this code")
+        fill_line_from_item(item, invoice_type, line)
 
     def void_invoice(self, conn: sqlite3.Connection, invoice: dict, now: int) -> dict:
         """AUTHORISED/PAID -> VOIDED, DRAFT/SUBMITTED -> DELETED; payments are deleted first (xero.md §7)."""
@@ -433,6 +435,15 @@ class Ledger:
         target = "DELETED" if invoice["Status"] in ("DRAFT", "SUBMITTED") else "VOIDED"
         return self.write_invoice(conn, {"Status": target}, now, target_id=invoice["InvoiceID"])
 
+    # -- items (xero.md §2.10) ----------------------------------------------------------------
+
+    def write_item(
+        self, conn: sqlite3.Connection, element: dict, now: int, create_only: bool = False, target_id: str | None = None
+    ) -> dict:
+        item = build_item(self.store, conn, element, now, create_only, target_id)
+        self.save(conn, "Items", item)
+        return item
+
     # -- contacts -----------------------------------------------------------------------------
 
     def write_contact(
@@ -440,7 +451,7 @@ class Ledger:
     ) -> dict:
         """Names are unique among active contacts; archive instead of delete (xero.md §2.5)."""
         check_enum(element, "ContactStatus", CONTACT_STATUSES)
-        existing = self._existing(conn, "Contacts", target_id or element.get("ContactID"), create_only, "Contact")
+        existing = self.existing_record(conn, "Contacts", target_id or element.get("ContactID"), create_only, "Contact")
         if existing is None:
             if not str(element.get("Name", "")).strip():
                 raise Invalid("The contact name must be specified")
@@ -579,7 +590,7 @@ class Ledger:
         """Type, LineItems and BankAccount are required; transfers are read-only (xero.md §2.8)."""
         check_transaction_enums(element, BANK_TRANSACTION_TYPES, BANK_TRANSACTION_STATUSES)
         date_ms = parse_date_input_or_fail(element["Date"], "Date") if element.get("Date") is not None else None
-        existing = self._existing(
+        existing = self.existing_record(
             conn, "BankTransactions", target_id or element.get("BankTransactionID"), create_only, "Bank transaction"
         )
         if existing is None:
@@ -607,9 +618,9 @@ class Ledger:
                 raise Invalid(f"This bank transaction cannot be edited as it has a status of {txn['Status']}.")
         if "Contact" in element:
             # IsCustomer/IsSupplier come from invoices only (xero.md §2.5), so no invoice type here.
-            txn["Contact"] = contact_summary(self._contact_for(conn, element["Contact"], now, None))
+            txn["Contact"] = contact_summary(self.contact_for(conn, element["Contact"], now, None))
         if "LineItems" in element:
-            txn["LineItems"] = self._lines(element["LineItems"], txn["Type"], txn["LineItems"])
+            txn["LineItems"] = self.line_items(conn, element["LineItems"], txn["Type"], txn["LineItems"])
         for field in ("Reference", "IsReconciled", "LineAmountTypes", "Status", "Url"):
             if field in element:
                 txn[field] = element[field]
@@ -678,7 +689,7 @@ class Ledger:
         self.save(conn, "Invoices", invoice)
         return payment
 
-    def _next(self, name: str, conn: sqlite3.Connection) -> int:
+    def next_number(self, name: str, conn: sqlite3.Connection) -> int:
         rows = conn.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchall()
         value = int(rows[0][0]) + 1 if rows else 1
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (name, str(value)))
@@ -739,10 +750,11 @@ def new_bank_transaction(
 
 
 def default_account(transaction_type: str) -> str:
-    """Sales post to 200, bills to 300 Purchases, money spent to 429 General Expenses."""
-    if transaction_type == "ACCREC" or transaction_type.startswith("RECEIVE"):
+    """Sales (and customer credit) post to 200, bills (and supplier credit) to 300 Purchases, money spent to 429
+    General Expenses."""
+    if is_sale(transaction_type):
         return SALES_ACCOUNT
-    return PURCHASES_ACCOUNT if transaction_type == "ACCPAY" else GENERAL_EXPENSES_ACCOUNT
+    return PURCHASES_ACCOUNT if transaction_type in ("ACCPAY", "ACCPAYCREDIT") else GENERAL_EXPENSES_ACCOUNT
 
 
 def check_transition(current: str, target: str, has_payments: bool) -> None:

@@ -36,6 +36,8 @@ _COLLECTIONS = {
     "invoices": "Invoices",
     "bank-transactions": "BankTransactions",
     "payments": "Payments",
+    "items": "Items",
+    "credit-notes": "CreditNotes",
 }
 
 

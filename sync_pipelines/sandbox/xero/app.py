@@ -29,7 +29,9 @@ from sync_pipelines.sandbox.oauth import (
 )
 from sync_pipelines.sandbox.runtime import Runtime
 from sync_pipelines.sandbox.store import COLLECTIONS, dumps
+from sync_pipelines.sandbox.xero import tracking
 from sync_pipelines.sandbox.xero.accounting import HISTORY_COLLECTIONS, Invalid, PostDataInvalid, group_summary
+from sync_pipelines.sandbox.xero.credit_notes import CreditNotes
 from sync_pipelines.sandbox.xero.dates import (
     connection_string,
     expiry_string,
@@ -47,14 +49,18 @@ HIGH_VOLUME_THRESHOLD = 100_000  # xero.md §3.3
 MAX_IDEMPOTENCY_KEY = 128  # xero.md §4.3
 DEFAULT_CC_SCOPE = "accounting.transactions accounting.contacts accounting.settings"
 GROUPS = "ContactGroups"
-_COLLECTION_NAMES = {name.lower(): name for name in (*COLLECTIONS, GROUPS)}
+TRACKING = "TrackingCategories"
+_COLLECTION_NAMES = {name.lower(): name for name in (*COLLECTIONS, GROUPS, TRACKING)}
 _SUMMARY_DROPS = {
     "Invoices": ("LineItems", "Payments", "CreditNotes", "Prepayments", "Overpayments"),
     "Contacts": ("Addresses", "Phones", "Balances", "ContactGroups", "ContactPersons", "IsCustomer", "IsSupplier"),
-    # Only invoices and contacts have a summary form (xero.md §3.1); a bank transaction always carries the
-    # LineItems the spec requires of it.
+    # Credit notes show their line items only when paged (spec getCreditNotes, `page`).
+    "CreditNotes": ("LineItems",),
+    # Only invoices, contacts and credit notes have a summary form (xero.md §3.1); a bank transaction always
+    # carries the LineItems the spec requires of it, and items are never paged.
     "BankTransactions": (),
     "Payments": (),
+    "Items": (),
 }
 # The query parameters each list GET accepts: the spec's for that operation that the sandbox applies (xero.md §3.3;
 # unitdp is not). Xero ignores a parameter it does not know; the sandbox refuses any other with Xero's
@@ -70,7 +76,11 @@ LIST_PARAMETERS = {
     "Contacts": frozenset(_PAGED + ("IDs", "includeArchived", "summaryOnly", "searchTerm")),
     "BankTransactions": frozenset(_PAGED),
     "Payments": frozenset(_PAGED),
+    "CreditNotes": frozenset(_PAGED),
+    "Items": frozenset(("where", "order")),  # not paged (xero.md §2.10)
     GROUPS: frozenset(),
+    # Archiving a category is not served, so every category is ACTIVE and includeArchived changes nothing.
+    TRACKING: frozenset(("includeArchived",)),
 }
 WRITE_PARAMETERS = frozenset(("summarizeErrors",))  # every write honours it (xero.md §4.2)
 CONTACT_SEARCH_FIELDS = ("FirstName", "LastName", "ContactNumber", "EmailAddress")
@@ -85,6 +95,8 @@ _ENTITY_FLAG = {
     "BankTransactions": "HasErrors",
     "Payments": "HasValidationErrors",
     GROUPS: "HasValidationErrors",
+    "CreditNotes": "HasErrors",
+    "Options": "HasValidationErrors",
 }
 WriteOne = Callable[[Any, dict, int], dict]
 
@@ -183,6 +195,7 @@ class XeroSandbox:
         self.store = runtime.store
         self.settings = runtime.settings
         self.limiter = RateLimiter(runtime)
+        self.credit_notes = CreditNotes(runtime.ledger)
 
     def app(self) -> Starlette:
         api = "/api/api.xro/2.0"
@@ -200,6 +213,8 @@ class XeroSandbox:
                 Route(api + "/{collection}/{record_id}/History", self.history, methods=["GET", "PUT", "POST"]),
                 Route(api + "/{collection}/{record_id}/Contacts", self.group_contacts, methods=["PUT", "DELETE"]),
                 Route(api + "/{collection}/{record_id}/Contacts/{contact_id}", self.group_contact, methods=["DELETE"]),
+                Route(api + "/{collection}/{record_id}/Options", self.tracking_options, methods=["PUT"]),
+                Route(api + "/{collection}/{record_id}/Allocations", self.allocations, methods=["PUT"]),
             ]
         )
 
@@ -491,26 +506,33 @@ class XeroSandbox:
 
     async def collection(self, request: Request) -> Response:
         name = self._collection_name(request)
-        # xero.md §2.3: groups are created by PUT on the collection and changed only at /ContactGroups/{id}.
-        if name is None or (name == GROUPS and request.method == "POST"):
+        # xero.md §2.3: groups are created by PUT on the collection and changed only at /ContactGroups/{id}; tracking
+        # categories are created by PUT (spec createTrackingCategory) and have no POST on the collection.
+        if name is None or (name in (GROUPS, TRACKING) and request.method == "POST"):
             return PlainTextResponse(NOT_FOUND, 404)
         if request.method == "GET":
-            read = self._list_groups if name == GROUPS else lambda: self._list(request, name)
+            readers = {GROUPS: self._list_groups, TRACKING: self._list_tracking}
+            read = readers.get(name, lambda: self._list(request, name))
             return await self._gate(request, lambda token: read(), LIST_PARAMETERS[name])
         body, write = await request.body(), self._writer(request, name, None)
         return await self._gate(request, lambda token: self._write(request, name, body, write))
 
     async def record(self, request: Request) -> Response:
         name = self._collection_name(request)
-        if name is None:
+        # Tracking categories are read here; renaming, archiving and deleting them are not served.
+        if name is None or (name == TRACKING and request.method == "POST"):
             return PlainTextResponse(NOT_FOUND, 404)
         record_id = request.path_params["record_id"]
         if request.method == "GET":
             return await self._gate(request, lambda token: self._get(name, record_id))
-        body, write = await request.body(), self._writer(request, name, record_id)
-        return await self._gate(
-            request, lambda token: self._if_found(name, record_id, lambda: self._write(request, name, body, write))
-        )
+        body = await request.body()
+
+        def update(token: dict) -> Response:
+            target_id = self._item_id(name, record_id)
+            write = self._writer(request, name, target_id)
+            return self._if_found(name, target_id, lambda: self._write(request, name, body, write))
+
+        return await self._gate(request, update)
 
     async def history(self, request: Request) -> Response:
         """GET a record's history, PUT (or POST, which the docs say behaves the same) notes (xero.md §2.7)."""
@@ -562,12 +584,56 @@ class XeroSandbox:
         group_id, contact_id = request.path_params["record_id"], request.path_params["contact_id"]
         return await self._gate(request, lambda token: self._remove_members(group_id, contact_id))
 
+    async def tracking_options(self, request: Request) -> Response:
+        """PUT adds options to a tracking category (spec createTrackingOptions)."""
+        if self._collection_name(request) != TRACKING:
+            return PlainTextResponse(NOT_FOUND, 404)
+        category_id = request.path_params["record_id"]
+        body = await request.body()
+
+        def add_option(conn: Any, element: dict, now: int) -> dict:
+            return tracking.add_option(self.store, conn, category_id, element)
+
+        return await self._gate(
+            request,
+            lambda token: self._if_found(
+                TRACKING, category_id, lambda: self._write(request, "Options", body, add_option)
+            ),
+        )
+
+    async def allocations(self, request: Request) -> Response:
+        """PUT allocates a credit note to invoices (spec createCreditNoteAllocation)."""
+        if self._collection_name(request) != "CreditNotes":
+            return PlainTextResponse(NOT_FOUND, 404)
+        credit_note_id = request.path_params["record_id"]
+        body = await request.body()
+
+        def allocate(conn: Any, element: dict, now: int) -> dict:
+            return self.credit_notes.allocate(conn, credit_note_id, element, now)
+
+        return await self._gate(
+            request,
+            lambda token: self._if_found(
+                "CreditNotes", credit_note_id, lambda: self._write(request, "Allocations", body, allocate)
+            ),
+        )
+
+    def _item_id(self, name: str, record_id: str) -> str:
+        """Items are also addressed by Code (the spec's updateItem example posts Code); everything else by its ID."""
+        if name == "Items" and self.store.get("Items", record_id) is None:
+            rows = self.store.find("Items", "label = ? AND malformed IS NULL", (record_id,), limit=1)
+            if rows:
+                return json.loads(rows[0][0])["ItemID"]
+        return record_id
+
     def _if_found(self, name: str, record_id: str, handle: Callable[[], Response]) -> Response:
         """The plain-text 404 (xero.md §2.2) unless the record exists; a group exists only while it is ACTIVE
         (spec ContactGroup.Status: only ACTIVE groups are returned on GETs)."""
         if name == GROUPS:
             group = self.store.contact_group(record_id)
             found = group is not None and group["Status"] == "ACTIVE"
+        elif name == TRACKING:
+            found = self.store.tracking_category(record_id) is not None
         else:
             found = self.store.get(name, record_id) is not None
         return handle() if found else PlainTextResponse(NOT_FOUND, 404)
@@ -652,6 +718,12 @@ class XeroSandbox:
         }
         return self._collection_response(name, [body for body, _ in rows], pagination, summary=summary)
 
+    def _list_tracking(self) -> Response:
+        """Every category with its options, by name (spec getTrackingCategories); not paged, no If-Modified-Since,
+        and the gate refuses where and order rather than ignoring them."""
+        categories = [tracking.render_category(self.store, c) for c in self.store.tracking_categories()]
+        return _json_response(envelope(TrackingCategories=categories))
+
     def _list_groups(self) -> Response:
         """ACTIVE groups, not paged, in creation order; no If-Modified-Since, where or order (xero.md §2.6, §3.1,
         §3.2): the gate refuses those parameters rather than ignoring them."""
@@ -666,17 +738,26 @@ class XeroSandbox:
         return Response(text, media_type="application/json")
 
     def _get(self, name: str, record_id: str) -> Response:
-        """Single-record GETs return a 1-element array; invoices also resolve by number (xero.md §2.1)."""
+        """Single-record GETs return a 1-element array; invoices also resolve by number, contacts by ContactNumber
+        (xero.md §2.1) and items by Code."""
         if name == GROUPS:
             return self._if_found(name, record_id, lambda: self._get_group(record_id))
+        if name == TRACKING:
+            return self._if_found(name, record_id, lambda: self._get_tracking_category(record_id))
         rows = self.store.find(name, "id = ?", (record_id,), limit=1)
         if not rows and name == "Invoices":
             rows = self.store.find(name, "label = ?", (record_id,), limit=1)
         if not rows and name == "Contacts":
             rows = self.store.find(name, "json_extract(body, '$.ContactNumber') = ?", (record_id,), limit=1)
+        if not rows and name == "Items":
+            rows = self.store.find(name, "label = ? AND malformed IS NULL", (record_id,), limit=1)
         if not rows:
             return PlainTextResponse(NOT_FOUND, 404)
         return self._collection_response(name, [rows[0][0]], None, summary=False)
+
+    def _get_tracking_category(self, category_id: str) -> Response:
+        category = tracking.render_category(self.store, self.store.tracking_category(category_id))
+        return _json_response(envelope(TrackingCategories=[category]))
 
     def _get_group(self, group_id: str) -> Response:
         """One group with its members in the order they were added, shaped as the spec's getContactGroup example."""
@@ -703,6 +784,8 @@ class XeroSandbox:
         if name == GROUPS:
             ledger = self.runtime.ledger
             return lambda conn, element, now: ledger.write_contact_group(conn, element, create_only, record_id)
+        if name == TRACKING:
+            return lambda conn, element, now: tracking.create_category(self.store, conn, element)
         return lambda conn, element, now: self._write_one(conn, name, element, create_only, record_id, now)
 
     def _write(self, request: Request, name: str, raw: bytes, write_one: WriteOne) -> Response:
@@ -756,6 +839,8 @@ class XeroSandbox:
             "Invoices": ledger.write_invoice,
             "Contacts": ledger.write_contact,
             "BankTransactions": ledger.write_bank_transaction,
+            "Items": ledger.write_item,
+            "CreditNotes": self.credit_notes.write,
         }[name]
         saved = write(conn, element, now, create_only=create_only, target_id=record_id)
         if name == "Invoices" and not (record_id or element.get("InvoiceID")):

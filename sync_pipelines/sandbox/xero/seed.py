@@ -85,6 +85,7 @@ def generate(seed: int, invoices: int, contacts: int, malformed: int = 0) -> tup
         "tenant_id": tenant_id(seed),
         "tenant_name": f"Sandbox Company {seed}",
         "invoice_number": builder.accrec_count,
+        "credit_note_number": 0,  # no credit notes are seeded; a reset restarts their numbering at CN-0001
         "connection": _connection(seed),
     }
     return records, meta

@@ -1,7 +1,7 @@
 """The Xero app's webhook subscription on the shared delivery loop (sandbox/webhooks.py), xero.md §6.
 
-Xero's deliveries are signed batches of INVOICE and CONTACT events; the queue's sqlite sequence numbers are the
-firstEventSequence and lastEventSequence a payload carries.
+Xero's deliveries are signed batches of INVOICE, CONTACT and CREDITNOTE events; the queue's sqlite sequence numbers
+are the firstEventSequence and lastEventSequence a payload carries.
 """
 
 import base64
@@ -15,8 +15,8 @@ from sync_pipelines.sandbox.store import COLLECTIONS, Store, dumps
 from sync_pipelines.sandbox.webhooks import DeliveryLoop, accepted, check_url, post
 from sync_pipelines.sandbox.xero.dates import event_date_string, parse_net
 
-# xero.md §6: Invoices and Contacts have webhook categories; Payments and BankTransactions have none.
-CATEGORIES = {"Invoices": "INVOICE", "Contacts": "CONTACT"}
+# xero.md §6: Invoices, Contacts and CreditNotes have webhook categories; Payments, BankTransactions and Items none.
+CATEGORIES = {"Invoices": "INVOICE", "Contacts": "CONTACT", "CreditNotes": "CREDITNOTE"}
 _COLLECTION_OF = {category: collection for collection, category in CATEGORIES.items()}
 # xero.md §3.2: derived contact flags change without the contact being edited, so they are not a change.
 _DERIVED = {"Contacts": ("IsCustomer", "IsSupplier")}
@@ -52,8 +52,9 @@ class WebhookEmitter(DeliveryLoop):
     # -- queueing (called by the ledger inside the writer's transaction) ---------------------
 
     def observe(self, conn: sqlite3.Connection, collection: str, record: dict) -> None:
-        """CREATE for a new invoice or contact, UPDATE for a visible change to one; archive, void and delete
-        are UPDATEs too (xero.md §6, §7). eventDateUtc is the record's new UpdatedDateUTC."""
+        """CREATE for a new record, UPDATE for a visible change to one; archive, void and delete are UPDATEs too
+        (xero.md §6, §7). eventDateUtc is the record's new UpdatedDateUTC. A credit note's event also carries its
+        Type and Status as they are now (xero-webhooks.yaml CreditNoteWebhookEvent, required `data`)."""
         category = CATEGORIES.get(collection)
         if category is None or self.url is None:
             return
@@ -62,7 +63,8 @@ class WebhookEmitter(DeliveryLoop):
         if previous is not None and _visible(collection, previous) == _visible(collection, record):
             return
         event_type = "CREATE" if previous is None else "UPDATE"
-        self.store.queue_event(conn, category, record_id, event_type, parse_net(record["UpdatedDateUTC"]))
+        data = {"Type": record["Type"], "Status": record["Status"]} if category == "CREDITNOTE" else None
+        self.store.queue_event(conn, category, record_id, event_type, parse_net(record["UpdatedDateUTC"]), data)
         self.wake()
 
     def subscribe(self, url: str | None) -> None:
@@ -100,10 +102,17 @@ class WebhookEmitter(DeliveryLoop):
         return self.store.queue_length()
 
     def _event(
-        self, tenant_id: str, sequence: int, category: str, resource_id: str, event_type: str, event_ms: int
+        self,
+        tenant_id: str,
+        sequence: int,
+        category: str,
+        resource_id: str,
+        event_type: str,
+        event_ms: int,
+        data: dict | None,
     ) -> dict:
-        """The seven fields of an event, in the order of Xero's example (xero.md §6)."""
-        return {
+        """The seven fields of an event, in the order of Xero's example (xero.md §6), and data when it has some."""
+        event = {
             "resourceUrl": f"{self.base_url}/xero/api/api.xro/2.0/{_COLLECTION_OF[category]}/{resource_id}",
             "resourceId": resource_id,
             "eventDateUtc": event_date_string(event_ms),
@@ -112,6 +121,7 @@ class WebhookEmitter(DeliveryLoop):
             "tenantId": tenant_id,
             "tenantType": "ORGANISATION",
         }
+        return event if data is None else {**event, "data": data}
 
     # -- admin operations ---------------------------------------------------------------------
 

@@ -41,6 +41,26 @@ FIELDS: dict[str, dict[str, str]] = {
         "Reference": "label",
         "Date": "date_ms",
     },
+    "CreditNotes": {
+        "CreditNoteID": "id",
+        "UpdatedDateUTC": "updated_ms",
+        "Type": "type",
+        "Status": "status",
+        "Contact.ContactID": "ref_id",
+        "CreditNoteNumber": "label",
+        "Reference": "json_extract(body, '$.Reference')",
+        "Date": "date_ms",
+    },
+    # The spec's getItems examples: where=IsSold==true, order=Code ASC.
+    "Items": {
+        "ItemID": "id",
+        "UpdatedDateUTC": "updated_ms",
+        "Code": "label",
+        "Name": "json_extract(body, '$.Name')",
+        "IsSold": "json_extract(body, '$.IsSold')",
+        "IsPurchased": "json_extract(body, '$.IsPurchased')",
+        "IsTrackedAsInventory": "json_extract(body, '$.IsTrackedAsInventory')",
+    },
 }
 _TIME_COLUMNS = {"updated_ms", "date_ms"}
 _OPERATORS = {"==": "=", "!=": "!=", ">=": ">=", "<=": "<=", ">": ">", "<": "<"}

@@ -76,25 +76,18 @@ class SalesforceObject:
         }
 
 
-ACCOUNTS = Entity(
-    "salesforce", "accounts", "Salesforce accounts (organisations)",
-    SalesforceObject("Account", ACCOUNT_FIELDS), SalesforceAccount, "id", flatten_account,
+# Each sObject as data: (name, description, sObject, fields read, contract, flattener). Converted leads are read
+# too: conversion takes them out of the prospects group.
+ENTITIES = ACCOUNTS, CONTACTS, LEADS, OPPORTUNITY_LINE_ITEMS, OPPORTUNITIES = tuple(
+    Entity("salesforce", name, description, SalesforceObject(sobject, fields), contract, "id", flatten)
+    for name, description, sobject, fields, contract, flatten in (
+        ("accounts", "Salesforce accounts (organisations)", "Account", ACCOUNT_FIELDS, SalesforceAccount,
+         flatten_account),
+        ("contacts", "Salesforce contacts (people)", "Contact", CONTACT_FIELDS, SalesforceContact, flatten_contact),
+        ("leads", "Salesforce leads (prospects)", "Lead", LEAD_FIELDS, SalesforceLead, flatten_lead),
+        ("opportunity_line_items", "Salesforce opportunity products", "OpportunityLineItem", LINE_ITEM_FIELDS,
+         SalesforceOpportunityLineItem, flatten_line_item),
+        ("opportunities", "Salesforce opportunities (deals)", "Opportunity", OPPORTUNITY_FIELDS,
+         SalesforceOpportunity, flatten_opportunity),
+    )
 )  # fmt: skip
-CONTACTS = Entity(
-    "salesforce", "contacts", "Salesforce contacts (people)",
-    SalesforceObject("Contact", CONTACT_FIELDS), SalesforceContact, "id", flatten_contact,
-)  # fmt: skip
-# Converted leads are read too: conversion takes them out of the prospects group.
-LEADS = Entity(
-    "salesforce", "leads", "Salesforce leads (prospects)",
-    SalesforceObject("Lead", LEAD_FIELDS), SalesforceLead, "id", flatten_lead,
-)  # fmt: skip
-OPPORTUNITY_LINE_ITEMS = Entity(
-    "salesforce", "opportunity_line_items", "Salesforce opportunity products",
-    SalesforceObject("OpportunityLineItem", LINE_ITEM_FIELDS), SalesforceOpportunityLineItem, "id", flatten_line_item,
-)  # fmt: skip
-OPPORTUNITIES = Entity(
-    "salesforce", "opportunities", "Salesforce opportunities (deals)",
-    SalesforceObject("Opportunity", OPPORTUNITY_FIELDS), SalesforceOpportunity, "id", flatten_opportunity,
-)  # fmt: skip
-ENTITIES = (ACCOUNTS, CONTACTS, LEADS, OPPORTUNITY_LINE_ITEMS, OPPORTUNITIES)

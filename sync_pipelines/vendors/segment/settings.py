@@ -15,3 +15,11 @@ WORKING_BATCH_BYTES = 475_000
 
 # segment.md §3: message types accepted in a batch.
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+
+# The Webhooks destinations sign with a shared secret, hex HMAC-SHA1 in this header; a batched delivery (Webhooks
+# Actions) is signed over its first event only (https://segment.com/docs/connections/destinations/catalog/webhooks/,
+# https://segment.com/docs/connections/destinations/catalog/actions-webhook/).
+SIGNATURE_HEADER = "X-Signature"
+# Webhooks Actions batches hold at most 4,000 events (the Actions page above), each at most MAX_EVENT_BYTES.
+MAX_WEBHOOK_EVENTS = 4000
+MAX_WEBHOOK_BODY_BYTES = MAX_WEBHOOK_EVENTS * MAX_EVENT_BYTES

@@ -6,7 +6,7 @@ from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.lib.staging import row_versions
 from sync_pipelines.lib.targets.segment import latest_traits, notify_messages, track_messages
 
-MAPPINGS = {d.entity.name: d.target.mapping for d in xero_to_segment.deliveries()}
+MAPPINGS = {d.entity.name: d.target.mapping for d in xero_to_segment.FLOW.deliveries()}
 INVOICE = MAPPINGS["invoices"]
 
 

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.deliveries import Changes
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.matching import match_contacts, normalised_name
 from sync_pipelines.lib.staging import StagingResource, row_versions
@@ -72,9 +73,7 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
     staging_db = StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"])
 
     with staging_db.connect() as conn:
-        messages = TARGET.messages_for(
-            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=rows, previous=pd.DataFrame()
-        )
+        messages = TARGET.messages_for(conn, Changes(_crm("accounts"), rows, pd.DataFrame(), "crm_accounts"))
     expected = {"001A": by_email["ContactID"], "001B": by_name["ContactID"], "001C": by_tax["ContactID"]}
     assert {m.record_id: m.payload["Contact"].get("ContactID") for m in messages} == {**expected, "001D": None}
 
@@ -98,9 +97,7 @@ def test_records_match_by_email_name_and_tax_number_and_the_rest_are_created(adm
 
         # A change the Xero contact does not carry (here: none at all, as after our own write-back) sends nothing.
         touched = rows.assign(content_hash="touched")
-        again = TARGET.messages_for(
-            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=touched, previous=pd.DataFrame()
-        )
+        again = TARGET.messages_for(conn, Changes(_crm("accounts"), touched, pd.DataFrame(), "crm_accounts"))
     assert again == []  # not even the new contact, whose ContactID is now known: its body is what Xero holds
 
 
@@ -110,9 +107,7 @@ def test_a_retried_batch_is_answered_from_xeros_idempotency_cache(admin, sync_en
     )
     rows = rows.assign(content_hash=row_versions(rows))
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        messages = TARGET.messages_for(
-            conn, namespace="crm_accounts", entity=_crm("accounts"), changed=rows, previous=pd.DataFrame()
-        )
+        messages = TARGET.messages_for(conn, Changes(_crm("accounts"), rows, pd.DataFrame(), "crm_accounts"))
     resources = SimpleNamespace(xero=xero_resource(sync_env))
     first = _deliver(TARGET, resources, messages)["xero"]
     again = _deliver(TARGET, resources, messages)["xero"]
@@ -135,9 +130,7 @@ def test_the_optional_new_lead_rule_raises_one_draft_invoice_to_the_leads_own_co
     )  # fmt: skip
     rows = rows.assign(content_hash=row_versions(rows))
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        messages = target.messages_for(
-            conn, namespace="crm_leads", entity=_crm("leads"), changed=rows, previous=pd.DataFrame()
-        )
+        messages = target.messages_for(conn, Changes(_crm("leads"), rows, pd.DataFrame(), "crm_leads"))
     assert sorted((m.kind, m.record_id) for m in messages) == [
         ("contact", "00QA"), ("contact", "00QB"), ("invoice", "00QA"), ("notify", "00QA")
     ]  # fmt: skip
