@@ -10,6 +10,7 @@ from sync_pipelines.vendors.intercom.resource import IntercomResource
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
+from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
@@ -39,6 +40,11 @@ def defs() -> dg.Definitions:
             ),
             "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),
             "webhook_inbox": WebhookInboxResource(path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX")),
+            "segment_workspace": SegmentWorkspaceResource(
+                inbox_path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX"),
+                public_api_url=dg.EnvVar("SEGMENT_PUBLIC_API_URL"),
+                public_api_token=dg.EnvVar("SEGMENT_PUBLIC_API_TOKEN"),
+            ),
             # Set to "" to turn team notifications off.
             "notifier": NotifierResource(url=dg.EnvVar("SYNC_PIPELINES_NOTIFY_URL")),
         }

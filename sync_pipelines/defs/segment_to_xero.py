@@ -1,4 +1,5 @@
-"""Segment -> Xero: the people Segment identifies become Xero contacts, with their traits on the contact.
+"""Segment -> Xero: the people Segment identifies become Xero contacts, with their traits on the contact; their
+completed orders sales invoices of Xero items, and their refunds credit notes allocated to those invoices.
 
 What each becomes in Xero is the YAML mapping (`sync_pipelines/mappings/segment_to_xero.yaml`, or the file in
 $SYNC_PIPELINES_SEGMENT_TO_XERO_MAPPING). The Segment userId goes into the Xero contact's ContactNumber, so each is
@@ -13,13 +14,17 @@ from sync_pipelines.lib.targets.xero_mapping import XeroMapping
 from sync_pipelines.vendors.segment import entities as segment
 
 NAME = "segment_to_xero"
+# An order is invoiced to its person's contact, and a refund credited against its order's invoice.
+AFTER = {"orders": ("users",), "refunds": ("orders",)}
 
 FLOW = Flow(
     name=NAME,
     source="segment",
     target="xero",
-    description="Land what Segment's Webhooks destination delivered, match people to Xero contacts and write them.",
-    deliveries=partial(mapped_deliveries, NAME, segment.ENTITIES, XeroMapping, lambda _, mapped: XeroTarget(mapped)),
+    description="Land what Segment's Webhooks destination delivered: people to Xero contacts, orders to invoices.",
+    deliveries=partial(
+        mapped_deliveries, NAME, segment.ENTITIES, XeroMapping, lambda _, mapped: XeroTarget(mapped), AFTER
+    ),
     # Xero's own contacts go to Segment first, so a person both know is matched rather than made twice.
     after=("xero_to_segment",),
 )

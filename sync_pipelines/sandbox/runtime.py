@@ -51,7 +51,8 @@ class SandboxSettings:
 
     segment_webhook_secret is the shared secret the CLI gives the Webhooks destination and the receiver;
     segment_webhook_attempts and segment_webhook_backoff_seconds bound the retries of the Segment workspace's
-    Webhooks destination (sandbox/segment/destination.py), whose URL, secret and batch size the admin API sets.
+    Webhooks destination (sandbox/segment/destination.py), whose URL, secret and batch size the admin API sets;
+    segment_public_api_token is the workspace token the Public API sandbox (sandbox/segment/public_api.py) accepts.
     """
 
     state_path: Path
@@ -96,6 +97,7 @@ class SandboxSettings:
     segment_webhook_secret: str = "sandbox-segment-webhook-secret"
     segment_webhook_attempts: int = 8
     segment_webhook_backoff_seconds: float = 0.5
+    segment_public_api_token: str = "sandbox-segment-public-api-token"
 
 
 @dataclass

@@ -8,6 +8,7 @@ import dagster as dg
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
 from sync_pipelines.webhooks.receiver import WebhookReceiver
+from sync_pipelines_tests.conftest import xero_resource
 
 GROUP = "Segment: paying customers"
 
@@ -16,11 +17,11 @@ def _flow_assets() -> list[dg.AssetKey]:
     return list(dg.AssetSelection.groups(FLOW).upstream().resolve(defs().resolve_asset_graph()))
 
 
-def _segment_sends(admin, env: dict[str, str], *messages: dict) -> None:
-    """The sandbox's web source emits the messages; its Webhooks destination delivers them to the receiver."""
+def _segment_sends(admin, env: dict[str, str], *messages: dict, source: str = "web") -> None:
+    """A source of the sandbox emits the messages; its Webhooks destination delivers them to the receiver."""
     with WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"segment": env["SEGMENT_WEBHOOK_SECRET"]}) as receiver:
         admin.segment_destination(url=receiver.url_for("segment"), secret=env["SEGMENT_WEBHOOK_SECRET"])
-        admin.segment_emit("web", *messages)
+        admin.segment_emit(source, *messages)
         admin.segment_flush_webhooks()
     assert all(delivery["delivered"] for delivery in admin.segment_webhook_deliveries())
 
@@ -101,3 +102,76 @@ def test_a_person_xero_already_has_is_matched_by_email_not_made_twice(admin, run
     assert len(admin.get("/xero/contacts")) == contacts
     matched = next(c for c in admin.get("/xero/contacts") if c["ContactID"] == existing["ContactID"])
     assert matched["ContactNumber"] == "user-known"
+
+
+MUG = {
+    "Code": "MUG", "Name": "Mug", "Description": "Mug", "PurchaseDescription": "Mug, bought in", "SalesDetails": {"UnitPrice": 12.5, "AccountCode": "200"},
+    "PurchaseDetails": {"UnitPrice": 4, "COGSAccountCode": "310"}, "InventoryAssetAccountCode": "630",
+}  # fmt: skip
+
+
+def _stock_mugs(sync_env, quantity: float) -> None:
+    """A tracked item in Xero, and a bill that brings `quantity` of it into stock."""
+    client = xero_resource(sync_env).get_client()
+    client.write("PUT", "Items", [MUG], "test:item:mug")
+    supplier = next(c for c in client.read("Contacts") if c["ContactStatus"] == "ACTIVE")
+    bill = {
+        "Type": "ACCPAY",
+        "Contact": {"ContactID": supplier["ContactID"]},
+        "Status": "AUTHORISED",
+        "Date": "2026-02-01",
+        "DueDate": "2026-03-01",
+        "LineItems": [{"ItemCode": "MUG", "Quantity": quantity}],
+    }
+    assert client.write("PUT", "Invoices", [bill], "test:bill:mugs")[0]["StatusAttributeString"] == "OK"
+
+
+def _mugs(quantity: int) -> list[dict]:
+    return [{"sku": "MUG", "name": "Mug", "quantity": quantity, "price": 12.5}]
+
+
+def _lines(client, invoice: dict) -> list[dict]:
+    """An invoice's lines (a list of invoices carries none: xero.md §3.1)."""
+    return client.read(f"Invoices/{invoice['InvoiceID']}", key="Invoices")[0]["LineItems"]
+
+
+def _order(event: str, order_id: str, timestamp: str, **properties) -> dict:
+    return {"type": "track", "userId": "user-cy", "event": event, "timestamp": timestamp,
+            "properties": {"order_id": order_id, "currency": "USD", **properties}}  # fmt: skip
+
+
+def test_orders_become_invoices_of_items_per_channel_and_a_refund_a_credit_note_on_its_invoice(
+    admin, run_sync, sync_env
+):
+    _stock_mugs(sync_env, 10)
+    _segment_sends(admin, sync_env, _identify("user-cy", "2026-03-01T09:00:00Z", email="cy@example.test", name="Cy"))
+    web = _order("Order Completed", "ord-1", "2026-03-01T10:00:00Z", products=_mugs(2), total=30, shipping=7.5,
+                 discount=2.5, coupon="SPRING")  # fmt: skip
+    _segment_sends(admin, sync_env, web)
+    shop = _order("Order Completed", "ord-2", "2026-03-02T10:00:00Z", products=_mugs(1), total=12.5)
+    refund = _order("Order Refunded", "ord-2", "2026-03-03T10:00:00Z")
+    _segment_sends(admin, sync_env, shop, refund, source="point-of-sale")
+
+    assert run_sync(_flow_assets()).success
+
+    contact = _contacts_by_number(admin)["user-cy"]
+    client = xero_resource(sync_env).get_client()
+    invoices = {i["Reference"]: i for page in client.iter_pages("Invoices", where='Type=="ACCREC"') for i in page}
+    first, second = invoices["ord-1"], invoices["ord-2"]
+    assert {first["Contact"]["ContactID"], second["Contact"]["ContactID"]} == {contact["ContactID"]}
+    assert [(line.get("ItemCode"), line["Quantity"], line["UnitAmount"]) for line in _lines(client, first)] == [
+        ("MUG", 2.0, 12.5), (None, 1.0, 7.5), (None, 1.0, -2.5)
+    ]  # fmt: skip
+    channels = [
+        {t["Option"] for line in _lines(client, invoice) for t in line["Tracking"]} for invoice in (first, second)
+    ]
+    assert channels == [{"Web"}, {"Point of Sale"}]
+    (note,) = [n for page in client.iter_pages("CreditNotes") for n in page]
+    assert (note["Reference"], note["Type"], note["RemainingCredit"]) == ("ord-2", "ACCRECCREDIT", 0.0)
+    assert client.read(f"Invoices/{second['InvoiceID']}", key="Invoices")[0]["AmountDue"] == 0.0
+    # Ten in, three sold, one returned.
+    assert client.read("Items/MUG", key="Items")[0]["QuantityOnHand"] == 8.0
+
+    writes = _writes(admin)
+    assert run_sync(_flow_assets()).success
+    assert _writes(admin) == writes

@@ -25,7 +25,16 @@ from sync_pipelines.lib.matching import (
     staged_ids,
 )
 from sync_pipelines.lib.staging import OutboxMessage
-from sync_pipelines.lib.targets.xero_mapping import FIELD_LENGTHS, XeroMapping, field_text, json_value, render
+from sync_pipelines.lib.targets.xero_mapping import (
+    FIELD_LENGTHS,
+    CreditNoteMapping,
+    DocumentMapping,
+    ItemLines,
+    XeroMapping,
+    field_text,
+    json_value,
+    render,
+)
 from sync_pipelines.vendors.delivery import Deliveries
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.xero import entities as xero
@@ -35,9 +44,11 @@ from sync_pipelines.vendors.xero.writes import (
     ContactIds,
     add_note,
     attempt,
+    ensure_tracking_options,
     found_again,
     own_name,
     pay_invoice,
+    raise_credit_note,
     raise_invoice,
     write_contacts,
 )
@@ -164,6 +175,8 @@ class XeroTarget:
             messages += self._invoices(conn, source, live)
         if self.mapping.payment:
             messages += self._payments(source, live)
+        if self.mapping.credit_note:
+            messages += self._credit_notes(conn, source, live)
         return messages + self._notifications(messages, rows)
 
     def _contacts(
@@ -331,25 +344,16 @@ class XeroTarget:
         for record_id, row in due.items():
             if references[record_id] in raised:
                 continue  # Xero already has this record's invoice (e.g. the staging db was rebuilt)
-            contact = billed[record_id]
-            # xero.md §2.4: a contact not linked yet is found by its ContactNumber, the source id.
-            billed_to = {"ContactID": contact_ids[contact]} if contact in contact_ids else {"ContactNumber": contact}
             issued = _date(json_value(row[invoice.date]))
-            amount = row[invoice.amount] if isinstance(invoice.amount, str) else invoice.amount
             body = {
                 "Type": "ACCREC",
-                "Contact": billed_to,
+                "Contact": _addressed_to(billed[record_id], contact_ids),
                 "Date": issued.isoformat(),
                 "DueDate": (issued + timedelta(days=invoice.due_days)).isoformat(),
                 "Reference": references[record_id],
                 "Status": invoice.status,
-                "LineAmountTypes": invoice.line_amount_types,
-                "LineItems": lines.get(record_id)
-                or [{"Description": render(invoice.description, row), "Quantity": 1.0,
-                     "UnitAmount": json_value(amount) or 0.0, "AccountCode": invoice.account_code}],
-            }  # fmt: skip
-            if invoice.currency:
-                body["CurrencyCode"] = invoice.currency
+                **document_lines(invoice, row, lines.get(record_id)),
+            }
             message_id = f"{source}:xero_invoice:{record_id}"
             payload = {"type": "invoice", "messageId": message_id, "Invoice": body}
             messages.append(OutboxMessage(message_id, record_id, "invoice", "raised", payload))
@@ -370,6 +374,33 @@ class XeroTarget:
                 "Date": staging.utcnow().date().isoformat(),
             }
             messages.append(OutboxMessage(message_id, record_id, "payment", "paid", payload))
+        return messages
+
+    def _credit_notes(self, conn, source: str, rows: dict[str, dict]) -> list[OutboxMessage]:
+        """A credit note per record, once ever (its message id carries no version), allocated when delivered to
+        the invoice with its Reference."""
+        credit = self.mapping.credit_note
+        due = {record_id: row for record_id, row in rows.items() if credit.when.holds(row)}
+        credited = {record_id: str(json_value(row[credit.contact])) for record_id, row in due.items()}
+        contact_ids = staging.linked_ids(
+            conn, source_system=source, target_system=self.system, source_ids=list(credited.values())
+        )
+        messages = []
+        for record_id, row in due.items():
+            contact = credited[record_id]
+            body = {
+                "Type": "ACCRECCREDIT",
+                "Contact": {"ContactID": contact_ids[contact]}
+                if contact in contact_ids
+                else {"ContactNumber": contact},
+                "Date": _date(json_value(row[credit.date])).isoformat(),
+                "Reference": str(json_value(row[credit.reference])),
+                "Status": "AUTHORISED",
+                **document_lines(credit, row, None),
+            }
+            message_id = f"{source}:xero_credit_note:{record_id}"
+            payload = {"type": "credit_note", "messageId": message_id, "CreditNote": body}
+            messages.append(OutboxMessage(message_id, record_id, "credit_note", "raised", payload))
         return messages
 
     def _notifications(self, messages: list[OutboxMessage], rows: dict[str, dict]) -> list[OutboxMessage]:
@@ -413,10 +444,18 @@ class XeroTarget:
                 report.delivered.append(link["messageId"])
                 report.target_ids[link["messageId"]] = found
         ContactGroups(client, contact_id).apply(by_type.get("group", []), report)
+        documents = [p for kind in ("invoice", "credit_note") for p in by_type.get(kind, [])]
+        # The tracking options the documents' lines name, made once for the batch; should that fail, so do they.
+        make_options = partial(
+            ensure_tracking_options, client, [p.get("Invoice") or p["CreditNote"] for p in documents]
+        )
+        if documents and attempt(report, [p["messageId"] for p in documents], make_options, reads=True) is None:
+            by_type["invoice"], by_type["credit_note"] = [], []
         writes = (
             ("note", partial(add_note, contact_id=contact_id)),
             ("invoice", raise_invoice),
             ("payment", pay_invoice),
+            ("credit_note", raise_credit_note),
         )
         for kind, write in writes:
             for payload in by_type.get(kind, []):
@@ -437,6 +476,48 @@ class XeroTarget:
         if self.mapping.notify:
             figures["notifications_sent"] = resources.notifier.get_client().sent
         return figures
+
+
+def document_lines(document: DocumentMapping, row: dict, lines: list[dict] | None) -> dict:
+    """An invoice's or credit note's lines, their amount types and currency, as a mapping makes them of a row. A
+    credit note naming neither products nor an amount has none: it credits its invoice whole (writes.py)."""
+    if lines is None and document.items is not None:
+        lines = item_lines(document.items, json_value(row[document.items.column]), document.account_code)
+    amount = json_value(row[document.amount]) if isinstance(document.amount, str) else document.amount
+    if not lines and (amount is not None or not isinstance(document, CreditNoteMapping)):
+        lines = [{"Description": render(document.description, row), "Quantity": 1.0,
+                  "UnitAmount": amount or 0.0, "AccountCode": document.account_code}]  # fmt: skip
+    for adjustment in document.adjustments:
+        amount = json_value(row[adjustment.amount])
+        if amount:
+            line = {"Description": render(adjustment.description, row), "Quantity": 1.0}
+            lines.append({**line, "UnitAmount": adjustment.sign * float(amount), "AccountCode": document.account_code})
+    if document.tracking is not None and (option := json_value(row[document.tracking.option])) is not None:
+        tracking = [{"Name": document.tracking.category, "Option": str(option)}]
+        lines = [{**line, "Tracking": tracking} for line in lines]
+    currency = json_value(row[document.currency_column]) if document.currency_column else document.currency
+    return {"LineAmountTypes": document.line_amount_types, "LineItems": lines,
+            **({"CurrencyCode": str(currency).upper()} if currency else {})}  # fmt: skip
+
+
+def item_lines(items: ItemLines, products: object, account_code: str) -> list[dict]:
+    """Each product of a JSON array as a line of its Xero item; Xero fills in what the item holds."""
+    listed = json.loads(products) if isinstance(products, str) else products or []
+    return [
+        {
+            "ItemCode": str(product[items.item_code]),
+            "Description": str(product.get(items.description) or product[items.item_code]),
+            "Quantity": float(product.get(items.quantity) or 1),
+            "UnitAmount": float(product.get(items.unit_amount) or 0),
+            "AccountCode": account_code,
+        }
+        for product in listed
+    ]
+
+
+def _addressed_to(contact: str, contact_ids: dict[str, str]) -> dict:
+    """xero.md §2.4: a contact not linked yet is found by its ContactNumber, the source id."""
+    return {"ContactID": contact_ids[contact]} if contact in contact_ids else {"ContactNumber": contact}
 
 
 def _date(value: object) -> date:

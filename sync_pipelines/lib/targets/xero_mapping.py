@@ -77,23 +77,82 @@ class ContactMatch(StrictModel):
     tax_number: str | None = None
 
 
-class InvoiceMapping(StrictModel):
-    """An ACCREC invoice raised once per record, the first time `when` holds (xero.md §2.4).
+class ItemLines(StrictModel):
+    """Lines from a column holding the record's products as a JSON array (an order's), each by its Xero ItemCode,
+    so a tracked item's stock follows the sale (https://developer.xero.com/documentation/api/accounting/items)."""
 
-    Lines come from the entity's line items where it has them, else one line of `description` for `amount`.
-    """
+    column: str
+    item_code: str = "sku"  # the keys of each product object
+    description: str = "name"
+    quantity: str = "quantity"
+    unit_amount: str = "price"
+
+
+class LineTracking(StrictModel):
+    """An option of a Xero tracking category on every line, e.g. the sales channel, so revenue per option is
+    reportable; the category and the option are made in Xero when missing
+    (https://developer.xero.com/documentation/api/accounting/trackingcategories)."""
+
+    category: str  # the category's name
+    option: str  # column holding the option's name
+
+
+class Adjustment(StrictModel):
+    """A line for an amount beside the products (shipping; a discount, with sign -1), when the amount is set."""
+
+    description: str  # template
+    amount: str  # column
+    sign: Literal[1, -1] = 1
+
+
+class DocumentMapping(StrictModel):
+    """What an invoice and a credit note share: whose it is, its date, reference, lines and currency."""
 
     when: Condition
-    contact: str  # column holding the source id of the record whose Xero contact is invoiced
-    status: Literal["DRAFT", "AUTHORISED"] = "AUTHORISED"
+    contact: str  # column holding the source id of the record whose Xero contact it is addressed to
     date: str  # ISO date column
-    due_days: int = Field(30, ge=0)
-    reference: str  # column; the record is found again by it, so one invoice per record survives a lost staging db
+    reference: str  # column; the record is found again by it, so one document per record survives a lost staging db
     description: str  # template, e.g. "{name}"
     amount: str | float  # column, or a fixed amount
     account_code: str = "200"  # the Xero default chart's Sales account
     line_amount_types: Literal["Exclusive", "Inclusive", "NoTax"] = "Exclusive"
     currency: str | None = None  # ISO code; the organisation's base currency when unset
+    currency_column: str | None = None  # a column holding the ISO code, for records in many currencies
+    # Lines: the entity's line items where it has them (lib/targets/xero.InvoiceLines), else `items`, else one line
+    # of `description` for `amount`; then the adjustments.
+    items: ItemLines | None = None
+    adjustments: list[Adjustment] = []
+    tracking: LineTracking | None = None
+
+    def columns(self, part: str) -> Iterable[tuple[str, str]]:
+        yield f"{part}.when.column", self.when.column
+        yield from ((f"{part}.{field}", getattr(self, field)) for field in ("contact", "date", "reference"))
+        yield from ((f"{part}.description", column) for column in template_columns(self.description))
+        if isinstance(self.amount, str):
+            yield f"{part}.amount", self.amount
+        if self.currency_column:
+            yield f"{part}.currency_column", self.currency_column
+        if self.items:
+            yield f"{part}.items.column", self.items.column
+        for n, adjustment in enumerate(self.adjustments):
+            yield f"{part}.adjustments.{n}.amount", adjustment.amount
+            yield from ((f"{part}.adjustments.{n}.description", c) for c in template_columns(adjustment.description))
+        if self.tracking:
+            yield f"{part}.tracking.option", self.tracking.option
+
+
+class InvoiceMapping(DocumentMapping):
+    """An ACCREC invoice raised once per record, the first time `when` holds (xero.md §2.4)."""
+
+    status: Literal["DRAFT", "AUTHORISED"] = "AUTHORISED"
+    due_days: int = Field(30, ge=0)
+
+
+class CreditNoteMapping(DocumentMapping):
+    """An AUTHORISED ACCRECCREDIT credit note raised once per record, the first time `when` holds, and allocated
+    to the invoice with the same Reference (https://developer.xero.com/documentation/api/accounting/creditnotes):
+    a refund of an order is credited against that order's invoice. A record naming neither products nor an
+    amount credits that invoice whole."""
 
 
 class PaymentMapping(StrictModel):
@@ -152,7 +211,8 @@ class XeroMapping(StrictModel):
     note: NoteMapping | None = None
     invoice: InvoiceMapping | None = None
     payment: PaymentMapping | None = None
-    notify: dict[Literal["contact", "invoice", "payment"], str] = {}  # automation -> message template
+    credit_note: CreditNoteMapping | None = None
+    notify: dict[Literal["contact", "invoice", "payment", "credit_note"], str] = {}  # automation -> template
     two_way: TwoWayMapping | None = None
 
     @property
@@ -209,14 +269,9 @@ class XeroMapping(StrictModel):
         if self.note:
             yield "note.contact", self.note.contact
             yield from (("note.text", column) for column in template_columns(self.note.text))
-        if self.invoice:
-            yield "invoice.when.column", self.invoice.when.column
-            yield "invoice.contact", self.invoice.contact
-            yield "invoice.date", self.invoice.date
-            yield "invoice.reference", self.invoice.reference
-            yield from (("invoice.description", column) for column in template_columns(self.invoice.description))
-            if isinstance(self.invoice.amount, str):
-                yield "invoice.amount", self.invoice.amount
+        for part in ("invoice", "credit_note"):
+            if getattr(self, part):
+                yield from getattr(self, part).columns(part)
         if self.payment:
             yield "payment.when.column", self.payment.when.column
         for automation, text in self.notify.items():

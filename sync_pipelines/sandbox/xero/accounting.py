@@ -757,16 +757,18 @@ def default_account(transaction_type: str) -> str:
     return PURCHASES_ACCOUNT if transaction_type in ("ACCPAY", "ACCPAYCREDIT") else GENERAL_EXPENSES_ACCOUNT
 
 
-def check_transition(current: str, target: str, has_payments: bool) -> None:
-    """DRAFT/SUBMITTED may be DELETED, unpaid AUTHORISED may be VOIDED; PAID is never set directly (xero.md §2.4)."""
+def check_transition(current: str, target: str, settled: bool, document: str = "invoice") -> None:
+    """DRAFT/SUBMITTED may be DELETED, an unsettled AUTHORISED one VOIDED; PAID is never set directly (xero.md
+    §2.4). An invoice is settled by payments, a credit note by allocations; the rules are the same."""
+    article, settlements = ("A", "allocations") if document == "credit note" else ("An", "payments")
     if target == "PAID":
-        raise Invalid("An invoice becomes PAID only when payments cover its total")
+        raise Invalid(f"{article} {document} becomes PAID only when its {settlements} cover its total")
     if target == "DELETED" and current not in ("DRAFT", "SUBMITTED"):
-        raise Invalid(f"An invoice with status {current} cannot be DELETED; void it instead")
-    if target == "VOIDED" and (current != "AUTHORISED" or has_payments):
-        raise Invalid(f"Only AUTHORISED invoices without payments can be VOIDED (status is {current})")
+        raise Invalid(f"{article} {document} with status {current} cannot be DELETED; void it instead")
+    if target == "VOIDED" and (current != "AUTHORISED" or settled):
+        raise Invalid(f"Only AUTHORISED {document}s without {settlements} can be VOIDED (status is {current})")
     if target in ("DRAFT", "SUBMITTED") and current in ("AUTHORISED", "PAID"):
-        raise Invalid(f"An invoice with status {current} cannot go back to {target}")
+        raise Invalid(f"{article} {document} with status {current} cannot go back to {target}")
 
 
 def valid_email(email: Any) -> bool:

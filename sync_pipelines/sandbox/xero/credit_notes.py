@@ -17,6 +17,7 @@ from sync_pipelines.sandbox.xero.accounting import (
     BASE_CURRENCY,
     Ledger,
     check_transaction_enums,
+    check_transition,
     contact_summary,
     parse_date_input_or_fail,
     price_lines,
@@ -92,18 +93,6 @@ def refresh_credit_note_amounts(note: dict) -> None:
     note.update(SubTotal=money(subtotal), TotalTax=money(tax), Total=money(total), RemainingCredit=money(remaining))
 
 
-def check_credit_note_transition(current: str, target: str, allocated: bool) -> None:
-    """The invoice status rules (xero.md §2.4), with allocations in the place of payments."""
-    if target == "PAID":
-        raise Invalid("A credit note becomes PAID only when all of its credit is allocated")
-    if target == "DELETED" and current not in ("DRAFT", "SUBMITTED"):
-        raise Invalid(f"A credit note with status {current} cannot be DELETED; void it instead")
-    if target == "VOIDED" and (current != "AUTHORISED" or allocated):
-        raise Invalid(f"Only AUTHORISED credit notes without allocations can be VOIDED (status is {current})")
-    if target in ("DRAFT", "SUBMITTED") and current in ("AUTHORISED", "PAID"):
-        raise Invalid(f"A credit note with status {current} cannot go back to {target}")
-
-
 class CreditNotes:
     """Credit-note writes on the ledger's store, contacts, line items and save hook (webhooks, stock)."""
 
@@ -176,7 +165,7 @@ class CreditNotes:
             raise Invalid("The Type of an existing credit note cannot be changed")
         status = element.get("Status", current)
         if status != current:
-            check_credit_note_transition(current, status, allocated)
+            check_transition(current, status, allocated, "credit note")
         if "Contact" in element:
             note["Contact"] = contact_summary(self.ledger.contact_for(conn, element["Contact"], now, None))
         if "LineItems" in element:

@@ -111,3 +111,102 @@ def flatten_user(record: dict) -> dict:
         "first_seen_at": parse_timestamp(record.get("first_seen_at")),
         "updated_at": parse_timestamp(record.get("timestamp")),
     }
+
+
+# What the read adds to each landed message: the name of the source that sent it (from the Public API).
+RESOLVED = "sync_pipelines"
+
+
+class SegmentOrder(pa.DataFrameModel):
+    """An `Order Completed` event (https://segment.com/docs/connections/spec/ecommerce/v2/#order-completed): one
+    Xero sales invoice, its products as item lines, its source as the sales channel."""
+
+    order_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="order_id")
+    user_id: Series[pd.StringDtype] = pa.Field(description="userId: whose Xero contact is invoiced")
+    channel: Series[pd.StringDtype] = pa.Field(description="the sending source's name, else its id")
+    currency: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$", description="ISO 4217")
+    total: Series[float] = pa.Field(nullable=True, ge=0, description="total (revenue when no total is given)")
+    shipping: Series[float] = pa.Field(nullable=True, ge=0)
+    discount: Series[float] = pa.Field(nullable=True, ge=0)
+    tax: Series[float] = pa.Field(nullable=True, ge=0, description="kept for reference: Xero taxes by item")
+    coupon: Series[pd.StringDtype] = pa.Field(nullable=True)
+    products: Series[pd.StringDtype] = pa.Field(description="JSON array of {sku, name, quantity, price}")
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the event's timestamp")
+
+    @pa.check("products", name="products_have_sku_quantity_and_price")
+    def _products(cls, products: Series[str]) -> Series[bool]:
+        return products.map(_valid_products)
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+class SegmentRefund(pa.DataFrameModel):
+    """An `Order Refunded` event (https://segment.com/docs/connections/spec/ecommerce/v2/#order-refunded): a Xero
+    credit note, allocated to the order's invoice; the products refunded, or the whole order when none are named."""
+
+    order_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="order_id")
+    user_id: Series[pd.StringDtype] = pa.Field(description="userId")
+    channel: Series[pd.StringDtype] = pa.Field(description="the sending source's name, else its id")
+    currency: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=r"^[A-Z]{3}$", description="ISO 4217")
+    total: Series[float] = pa.Field(nullable=True, ge=0, description="the amount refunded, when no products are")
+    products: Series[pd.StringDtype] = pa.Field(description="JSON array of the products refunded (may be empty)")
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the event's timestamp")
+
+    @pa.check("products", name="products_have_sku_quantity_and_price")
+    def _products(cls, products: Series[str]) -> Series[bool]:
+        return products.map(lambda text: text == "[]" or _valid_products(text))
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+def _valid_products(text: str) -> bool:
+    """A non-empty array of products, each with a sku, a positive quantity and a price of at least 0."""
+    try:
+        products = json.loads(text)
+        return bool(products) and all(
+            isinstance(p.get("sku"), str) and p["sku"] and float(p["quantity"]) > 0 and float(p["price"]) >= 0
+            for p in products
+        )
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def _amount(value: object) -> object:
+    """A money property as a number; anything else as it came, for the contract to judge."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _products(properties: dict) -> str:
+    listed = properties.get("products") or []
+    if not isinstance(listed, list):
+        return json.dumps(listed)
+    keep = ("sku", "name", "quantity", "price")
+    return json.dumps([{k: p.get(k) for k in keep} if isinstance(p, dict) else p for p in listed], sort_keys=True)
+
+
+def flatten_order(record: dict) -> dict:
+    """An `Order Completed` or `Order Refunded` message as a contract row."""
+    properties = record.get("properties") or {}
+    currency = properties.get("currency")
+    return {
+        "order_id": None if properties.get("order_id") is None else str(properties["order_id"]),
+        "user_id": record.get("userId"),
+        "channel": (record.get(RESOLVED) or {}).get("source_name") or record.get("projectId"),
+        "currency": currency.upper() if isinstance(currency, str) else currency,
+        "total": _amount(properties.get("total", properties.get("revenue"))),
+        "shipping": _amount(properties.get("shipping")),
+        "discount": _amount(properties.get("discount")),
+        "tax": _amount(properties.get("tax")),
+        "coupon": optional_text(properties.get("coupon")),
+        "products": _products(properties),
+        "updated_at": parse_timestamp(record.get("timestamp")),
+    }
+
+
+def flatten_refund(record: dict) -> dict:
+    row = flatten_order(record)
+    return {key: row[key] for key in ("order_id", "user_id", "channel", "currency", "total", "products", "updated_at")}

@@ -12,8 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sync_pipelines.lib.entities import Entity
-from sync_pipelines.vendors.segment.contracts import SegmentUser, flatten_user, parse_timestamp
-from sync_pipelines.webhooks.inbox import WebhookInboxResource
+from sync_pipelines.vendors.segment.contracts import (
+    RESOLVED,
+    SegmentOrder,
+    SegmentRefund,
+    SegmentUser,
+    flatten_order,
+    flatten_refund,
+    flatten_user,
+    parse_timestamp,
+)
+from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 
 # Messages read from the inbox at a time (and people merged per landed page).
 PAGE_SIZE = 500
@@ -34,15 +43,38 @@ def merged_profile(user_id: str, identifies: list[dict]) -> dict:
     }
 
 
+class Page(list):
+    """A page of records and the inbox seq it reads up to: the cursor moves past messages that land nothing (an
+    anonymous identify, another event) as well."""
+
+    def __init__(self, records: list[dict], seq: int):
+        super().__init__(records)
+        self.seq = seq
+
+
+class _Segment:
+    """What every Segment source shares: the change time is the message's timestamp, the cursor the inbox's seq."""
+
+    def updated_at(self, record: dict) -> datetime | None:
+        stamp = parse_timestamp(record.get("timestamp"))
+        return stamp if isinstance(stamp, datetime) else None
+
+    def checkpoint(self, cursor: dict | None, page: Page) -> dict | None:
+        return {"seq": page.seq}
+
+    def figures(self, workspace: SegmentWorkspaceResource) -> dict[str, int | float]:
+        return {}
+
+
 @dataclass(frozen=True)
-class SegmentPeople:
+class SegmentPeople(_Segment):
     """People whose identify calls arrived since the cursor, each merged from every identify the inbox keeps."""
 
     id_field: str = "userId"
     webhook_category: str = "identify"
 
-    def read(self, webhook_inbox: WebhookInboxResource, cursor: dict | None) -> Iterator[list[dict]]:
-        inbox, after = webhook_inbox.get_inbox(), (cursor or {}).get("seq", 0)
+    def read(self, workspace: SegmentWorkspaceResource, cursor: dict | None) -> Iterator[list[dict]]:
+        inbox, after = workspace.get_inbox(), (cursor or {}).get("seq", 0)
         while page := inbox.events("segment", self.webhook_category, after, PAGE_SIZE):
             after = page[-1][0]
             # An anonymous visitor's identify (no userId) has no person to land yet.
@@ -50,23 +82,37 @@ class SegmentPeople:
             history: dict[str, list[dict]] = {}
             for message in inbox.history("segment", self.webhook_category, people):
                 history.setdefault(str(message["userId"]), []).append(message)
-            # Each person carries the page's last seq, the cursor once the page has landed (a page of anonymous
-            # calls alone lands nothing and leaves the cursor: the next run reads past it again).
-            yield [{**merged_profile(user_id, history[user_id]), "seq": after} for user_id in people]
+            yield Page([merged_profile(user_id, history[user_id]) for user_id in people], after)
 
-    def updated_at(self, record: dict) -> datetime | None:
-        stamp = parse_timestamp(record.get("timestamp"))
-        return stamp if isinstance(stamp, datetime) else None
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
-        return {"seq": page[-1]["seq"]} if page else None
+@dataclass(frozen=True)
+class SegmentEvents(_Segment):
+    """One track event's messages, as they arrived since the cursor, each with its source's name."""
 
-    def figures(self, webhook_inbox: WebhookInboxResource) -> dict[str, int | float]:
-        return {}
+    event: str  # e.g. "Order Completed"
+    id_field: str = "messageId"
+    webhook_category: str = "track"
+
+    def read(self, workspace: SegmentWorkspaceResource, cursor: dict | None) -> Iterator[list[dict]]:
+        inbox, after = workspace.get_inbox(), (cursor or {}).get("seq", 0)
+        names = workspace.source_names()
+        while page := inbox.events("segment", self.webhook_category, after, PAGE_SIZE):
+            after = page[-1][0]
+            events = [message for _, message in page if message.get("event") == self.event]
+            resolved = [{**m, RESOLVED: {"source_name": names.get(str(m.get("projectId")))}} for m in events]
+            yield Page(resolved, after)
 
 
 USERS = Entity(
     "segment", "users", "People identified in Segment, their traits merged", SegmentPeople(), SegmentUser, "user_id",
     flatten_user,
 )  # fmt: skip
-ENTITIES = (USERS,)
+ORDERS = Entity(
+    "segment", "orders", "Orders completed, from any source (web, app, point of sale)",
+    SegmentEvents("Order Completed"), SegmentOrder, "order_id", flatten_order,
+)  # fmt: skip
+REFUNDS = Entity(
+    "segment", "refunds", "Orders refunded, whole or in part", SegmentEvents("Order Refunded"), SegmentRefund,
+    "order_id", flatten_refund,
+)  # fmt: skip
+ENTITIES = (USERS, ORDERS, REFUNDS)

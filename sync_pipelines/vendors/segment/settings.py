@@ -23,3 +23,11 @@ SIGNATURE_HEADER = "X-Signature"
 # Webhooks Actions batches hold at most 4,000 events (the Actions page above), each at most MAX_EVENT_BYTES.
 MAX_WEBHOOK_EVENTS = 4000
 MAX_WEBHOOK_BODY_BYTES = MAX_WEBHOOK_EVENTS * MAX_EVENT_BYTES
+
+# Public API (workspace management), segment.md §8: US host, and EU1 for EU workspaces
+# (https://docs.segmentapis.com/tag/Getting-Started); Bearer token; the v1 media type the SDKs ask for first.
+PUBLIC_API_URL = "https://api.segmentapis.com"
+PUBLIC_API_EU_URL = "https://eu1.api.segmentapis.com"
+PUBLIC_API_ACCEPT = "application/vnd.segment.v1+json"
+# pagination.count is 1-1000 (https://docs.segmentapis.com/tag/Pagination); the largest page means fewest calls.
+PUBLIC_API_MAX_PAGE_SIZE = 1000

@@ -245,6 +245,74 @@ def pay_invoice(client, payload: dict, again: bool) -> dict:
     return _written(client.write("PUT", "Payments", [body], payload["messageId"]))
 
 
+# What a credit note copies of each line of the invoice it credits whole.
+CREDITED = ("Description", "ItemCode", "Quantity", "UnitAmount", "AccountCode", "TaxType", "DiscountRate", "Tracking")
+
+
+def raise_credit_note(client, payload: dict, again: bool) -> dict:
+    """Raise the credit note (once: under the message's own key, looked for by Reference when sent again) and
+    allocate what it can to the invoice with the same Reference: a refund credits its order's invoice
+    (https://developer.xero.com/documentation/api/accounting/creditnotes#allocations)."""
+    reference = payload["CreditNote"]["Reference"]
+    invoice = _invoice_by_reference(client, reference)
+    if invoice is None:
+        raise WaitingFor(f"no invoice with Reference {reference!r} in Xero yet to credit")
+    note = _invoice_by_reference(client, reference, "CreditNotes", "ACCRECCREDIT") if again else None
+    if note is None:
+        body = payload["CreditNote"]
+        if not body["LineItems"]:  # a whole refund: the invoice's lines, credited as they were sold
+            (sold,) = client.read(f"Invoices/{invoice['InvoiceID']}", key="Invoices")
+            body = {
+                **body,
+                "LineItems": [{k: v for k, v in line.items() if k in CREDITED} for line in sold["LineItems"]],
+            }
+        note = _written(client.write("PUT", "CreditNotes", [body], payload["messageId"]))
+    amount = min(float(note.get("RemainingCredit") or 0), float(invoice.get("AmountDue") or 0))
+    if amount > 0:
+        allocation = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Amount": amount, "Date": note.get("DateString",
+                      payload["CreditNote"]["Date"])[:10]}  # fmt: skip
+        path = f"CreditNotes/{note['CreditNoteID']}/Allocations"
+        _written(client.write("PUT", path, [allocation], f"{payload['messageId']}:allocate", key="Allocations"))
+    return note
+
+
+def ensure_tracking_options(client, documents: list[dict]) -> bool:
+    """Make the tracking categories and options the documents' lines name where Xero has none by that name
+    (Xero refuses a line naming an unknown one); True once all exist."""
+    wanted: dict[str, set[str]] = {}
+    for document in documents:
+        for line in document.get("LineItems", []):
+            for tracking in line.get("Tracking", []):
+                wanted.setdefault(tracking["Name"], set()).add(tracking["Option"])
+    if not wanted:
+        return True
+    categories = {c["Name"].lower(): c for c in client.read("TrackingCategories", key="TrackingCategories")}
+    for name, options in sorted(wanted.items()):
+        category = categories.get(name.lower())
+        if category is None:
+            category = _written(client.write("PUT", "TrackingCategories", [{"Name": name}], _key("tracking", name)))
+        held = {option["Name"].lower() for option in category.get("Options", [])}
+        missing = sorted(option for option in options if option.lower() not in held)
+        if missing:
+            path = f"TrackingCategories/{category['TrackingCategoryID']}/Options"
+            added = client.write(
+                "PUT", path, [{"Name": o} for o in missing], _key("options", name, *missing), key="Options"
+            )
+            _problems_of_all(added)
+    return True
+
+
+def _key(*parts: str) -> str:
+    """An Idempotency-Key for a write made of these parts, within Xero's length."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _problems_of_all(results: list[dict]) -> None:
+    problems = [p for result in results if (p := _problems(result))]
+    if problems:
+        raise Rejected("; ".join(problems))
+
+
 def _written(results: list[dict]) -> dict:
     """The one element a single write returns, or Rejected with Xero's validation messages."""
     (result,) = results
@@ -254,11 +322,11 @@ def _written(results: list[dict]) -> dict:
     return result
 
 
-def _invoice_by_reference(client, reference: str) -> dict | None:
-    """The live sales invoice raised for a record (xero.md §3.3: where on Reference)."""
-    where = f'Type=="ACCREC" AND Reference=="{reference}"'
-    for page in client.iter_pages("Invoices", where=where):
-        for invoice in page:
-            if invoice["Status"] not in ("DELETED", "VOIDED"):
-                return invoice
+def _invoice_by_reference(client, reference: str, collection: str = "Invoices", kind: str = "ACCREC") -> dict | None:
+    """The live sales invoice (or credit note) raised for a record (xero.md §3.3: where on Reference)."""
+    where = f'Type=="{kind}" AND Reference=="{reference}"'
+    for page in client.iter_pages(collection, where=where):
+        for document in page:
+            if document["Status"] not in ("DELETED", "VOIDED"):
+                return document
     return None

@@ -1,0 +1,28 @@
+"""What the Segment entities read: the messages Segment's Webhooks destination delivered, and the workspace's
+sources by name; bind the paths and token with dg.EnvVar."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from sync_pipelines.vendors.segment.public_api import SegmentPublicApi
+from sync_pipelines.webhooks.inbox import WebhookInbox
+
+
+class SegmentWorkspaceResource(dg.ConfigurableResource):
+    """Segment pushes its messages, so an extract reads the receiver's inbox; the Public API (Team and Business
+    plans) names the source each message came from, for the sales channel."""
+
+    inbox_path: str = Field(description="SQLite file of received webhook events, e.g. data/webhook_inbox.sqlite.")
+    public_api_url: str = Field("", description="Segment's Public API, e.g. https://api.segmentapis.com; empty: none")
+    public_api_token: str = Field("", description="A workspace token for the Public API")
+
+    def get_inbox(self) -> WebhookInbox:
+        return WebhookInbox(self.inbox_path)
+
+    def source_names(self) -> dict[str, str]:
+        """Source id -> name; empty without a Public API (messages then name their source by its id)."""
+        if not self.public_api_url:
+            return {}
+        return SegmentPublicApi(self.public_api_url, self.public_api_token).source_names()
