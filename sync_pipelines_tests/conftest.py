@@ -76,6 +76,20 @@ class SandboxAdmin:
         """[{seq, message_ids, attempts, delivered}] in the order they were sent."""
         return self.call("GET", "/segment/webhook-deliveries")
 
+    def segment_seed(self, **body) -> dict:
+        """The sources emit a seeded history (seed, people); returns {seed, people, messages, counts: {types, events,
+        sources}, message_ids}."""
+        return self.call("POST", "/segment/seed", body)
+
+    def segment_archive(self, path: Path, **body) -> dict:
+        """The seeded history (seed, people; messages: only the first n) written under `path` as Segment's AWS S3
+        destination lays it out; returns {path, files (keys under path), messages}."""
+        return self.call("POST", "/segment/archive", {"path": str(path), **body})
+
+    def segment_settings(self, **body) -> dict:
+        """{forward_tracking_api}: whether Tracking API messages reach the destination; given ones are PUT first."""
+        return self.call("PUT", "/segment/settings", body) if body else self.call("GET", "/segment/settings")
+
     def webhooks(self, **options) -> dict:
         """The Xero webhook subscription; options (url, key, attempts, backoff_seconds) are PUT first."""
         return self.call("PUT", "/xero/webhooks", options) if options else self.call("GET", "/xero/webhooks")

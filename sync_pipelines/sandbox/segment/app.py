@@ -7,13 +7,18 @@ That includes a wrong write key: Segment's edge does not validate keys, it answe
 messages never reach a source (maintainers in segmentio/analytics-node#59 and segmentio/analytics-ruby#136,
 reproduced with curl in segmentio/analytics-go#205, which also finds an empty key refused with 400). The sandbox
 drops such messages with reason "invalid_write_key".
+
+The write key belongs to a source of the workspace, "Xero (sync_pipelines)" (sources.TRACKING_API_SOURCE), and every
+source is connected to the Webhooks destination: an accepted message is also queued for it, completed as Segment
+passes a server-side message on (workspace.SegmentWorkspace.forward), in the transaction that stores it. A batch's
+top-level sentAt is each item's unless the item has its own, as analytics-python sends it once per batch
+(segment.md §5) and Segment corrects every item's timestamp with it (§3).
 """
 
 import base64
 import gzip
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync_pipelines.sandbox.runtime import Runtime
+from sync_pipelines.sandbox.segment.sources import iso, now
 from sync_pipelines.sandbox.segment.spec import CALL_TYPES, SINGLE_LIMIT, drop_reason
 from sync_pipelines.sandbox.store import dumps
 
@@ -88,13 +94,15 @@ class SegmentSandbox:
             items = [_merge_batch_defaults(item, body) for item in items]
         else:
             items = [{**{k: v for k, v in body.items() if k != "writeKey"}, "type": call}]
-        self._record(items, write_key == self.runtime.settings.write_key)
+        sent_at = body.get("sentAt") if batch else None
+        self._record(items, write_key == self.runtime.settings.write_key, sent_at)
         return JSONResponse({"success": True})
 
-    def _record(self, items: list[Any], known_key: bool) -> None:
-        """Accept or silently drop each message; dedupe is on messageId only (segment.md §4)."""
+    def _record(self, items: list[Any], known_key: bool, sent_at: Any) -> None:
+        """Accept or silently drop each message, dedupe on messageId only (segment.md §4); forward what is
+        accepted to the destination (the module docstring)."""
         store = self.runtime.store
-        received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        received = now()
         with store.transaction() as conn:
             batch_reason = None if known_key else "invalid_write_key"
             if batch_reason is None and len(items) > MAX_BATCH_ITEMS:
@@ -109,9 +117,11 @@ class SegmentSandbox:
                     message = {
                         **item,
                         "messageId": item.get("messageId") or str(uuid.uuid4()),
-                        "receivedAt": received_at,
+                        "receivedAt": iso(received),
                     }
                     if store.accept_message(conn, str(message["messageId"]), message):
+                        sent = {"sentAt": sent_at} if sent_at is not None and "sentAt" not in item else {}
+                        self.runtime.segment.forward(conn, {**message, **sent}, received)
                         continue
                     reason = "duplicate_message_id"
                 store.drop_message(conn, item, reason)

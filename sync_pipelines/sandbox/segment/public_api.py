@@ -2,7 +2,7 @@
 https://api.segmentapis.com, so a client differs only by base URL, "{base}/segmentapis" (segment.md §8).
 
 Served: GET /sources, /sources/{sourceId}, /sources/{sourceId}/connected-destinations, /destinations and
-/destinations/{destinationId}, over the workspace's four sources (sources.py) and its Webhooks destination
+/destinations/{destinationId}, over the workspace's five sources (sources.py) and its Webhooks destination
 (destination.py). What the docs say, and what the sandbox does with it:
 
 - Auth: `Authorization: Bearer <token>` on every request (https://docs.segmentapis.com/tag/Authentication); the

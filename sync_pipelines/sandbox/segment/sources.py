@@ -14,11 +14,15 @@ the common fields define (https://segment.com/docs/connections/spec/common/#time
 
 All four are ISO-8601 in UTC with milliseconds and "Z". A message without messageId gets one in its library's
 format (analytics.js "ajs-next-<hex>", analytics-ios an upper-case UUID, analytics-python a UUID4, the HTTP API
-"api-<id>"); channel is "client" for analytics.js (partner spec) and "server" otherwise, the HTTP API's messages
-carry context.library {"name": "unknown", "version": "unknown"} (the message in segmentio/action-destinations'
-README, https://github.com/segmentio/action-destinations#test-actions-locally); Segment's servers add context.ip
-to client-side messages only (common fields, "Context fields automatically collected"). The rest of the context a
+"api-<id>") from a random UUID (a seeded history draws its own: seed.py); channel is "client" for analytics.js
+(partner spec) and "server" otherwise, the HTTP API's messages carry context.library {"name": "unknown",
+"version": "unknown"} (the message in segmentio/action-destinations' README,
+https://github.com/segmentio/action-destinations#test-actions-locally); Segment's servers add context.ip to
+client-side messages only (common fields, "Context fields automatically collected"). The rest of the context a
 library collects (page, userAgent, device, os...) is the caller's to give.
+
+The fifth source, "Xero (sync_pipelines)", is an HTTP API source that owns the sandbox's write key: what our
+product sends to the Tracking API (app.py) arrives through it, and goes on to the destination like any source's.
 """
 
 import uuid
@@ -54,7 +58,10 @@ class Source:
     library: dict[str, str]
     channel: str
     client_side: bool
-    new_message_id: Callable[[], str] = field(repr=False)
+    message_id: Callable[[uuid.UUID], str] = field(repr=False)  # a UUID in the library's messageId format
+
+    def new_message_id(self) -> str:
+        return self.message_id(uuid.uuid4())
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,15 +75,20 @@ class Source:
         }
 
 
+_HTTP_API_LIBRARY = {"name": "unknown", "version": "unknown"}
+# The source the sandbox's write key (SandboxSettings.write_key) belongs to: what our product sends.
+TRACKING_API_SOURCE = Source("Kq4Ztr7XeV2mNw8bLc5sYd", "xero-sync", "Xero (sync_pipelines)", "http-api",
+                             _HTTP_API_LIBRARY, "server", False, lambda value: f"api-{value.hex}")  # fmt: skip
 SOURCES = (
     Source("e8TeW6t8xWVp9uNMB5VZ2g", "web", "Web", "javascript", {"name": "analytics.js", "version": "next-1.39.1"},
-           "client", True, lambda: f"ajs-next-{uuid.uuid4().hex}"),
+           "client", True, lambda value: f"ajs-next-{value.hex}"),
     Source("W4j9zpbQ0WD950S8RIrsx5", "ios", "iOS", "ios", {"name": "analytics-ios", "version": "4.1.6"},
-           "server", True, lambda: str(uuid.uuid4()).upper()),
+           "server", True, lambda value: str(value).upper()),
     Source("6ShqYokJlyTHn6a2gxBkwW", "server", "Server", "python", {"name": "analytics-python", "version": "2.3.4"},
-           "server", False, lambda: str(uuid.uuid4())),
-    Source("xU9ROdsd2N0Q6dFHlCtMFW", "point-of-sale", "Point of Sale", "http-api",
-           {"name": "unknown", "version": "unknown"}, "server", False, lambda: f"api-{uuid.uuid4().hex}"),
+           "server", False, str),
+    Source("xU9ROdsd2N0Q6dFHlCtMFW", "point-of-sale", "Point of Sale", "http-api", _HTTP_API_LIBRARY, "server", False,
+           lambda value: f"api-{value.hex}"),
+    TRACKING_API_SOURCE,
 )  # fmt: skip
 
 

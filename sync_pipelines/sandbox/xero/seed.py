@@ -12,6 +12,7 @@ from typing import Any
 
 from faker import Faker
 
+from sync_pipelines.sandbox.segment.catalogue import CATALOGUE, OPENING_STOCK
 from sync_pipelines.sandbox.xero.accounting import (
     BANK_ACCOUNT,
     BANK_ACCOUNT_ID,
@@ -24,7 +25,8 @@ from sync_pipelines.sandbox.xero.accounting import (
     new_invoice,
     new_payment,
 )
-from sync_pipelines.sandbox.xero.dates import add_days, datetime_literal, day_start
+from sync_pipelines.sandbox.xero.dates import add_days, datetime_literal, day_start, net
+from sync_pipelines.sandbox.xero.values import money
 
 ANCHOR_MS = datetime_literal(2025, 1, 1)
 HISTORY_DAYS = 365
@@ -35,6 +37,8 @@ _SHARED_TIMESTAMP_SHARE = 0.1
 _INDIVIDUAL_SHARE = 0.25  # contacts that are people (Name == "First Last"); the rest are organisations
 _PURCHASES_BILL_SHARE = 0.5  # bills posted to 300 Purchases; the others to one expense account each
 _MALFORMED_KINDS = ("missing InvoiceID", "bad Date", "non-numeric Total")
+# Xero's default chart of accounts: 310 Cost of Goods Sold, 630 Inventory (the tracked items' asset account).
+COGS_ACCOUNT, INVENTORY_ACCOUNT = "310", "630"
 
 Records = dict[str, list[tuple[str, dict, str | None]]]
 
@@ -76,6 +80,7 @@ def generate(seed: int, invoices: int, contacts: int, malformed: int = 0) -> tup
         "Invoices": invoice_rows,
         "Payments": payment_rows,
         "BankTransactions": bank_rows,
+        "Items": [(item["ItemID"], item, None) for item in _catalogue_items(seed)],
     }
     meta = {
         "seed": seed,
@@ -96,6 +101,37 @@ def _connection(seed: int) -> dict[str, Any]:
     rng = random.Random(f"connection:{seed}")
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2)]
     return {"id": ids[0], "auth_event_id": ids[1], "created_ms": ANCHOR_MS, "updated_ms": ANCHOR_MS, "connected": True}
+
+
+def _catalogue_items(seed: int) -> list[dict]:
+    """The shop's catalogue (sandbox/segment/catalogue.py) as tracked items, each holding its opening stock.
+
+    The stock sits on the item with no document behind it, as it stands once brought in before the seeded history:
+    a bill would add an invoice to the seeded ones, whose counts and accounts are fixed. Nothing later undoes it,
+    as stock movements only ever reverse what a document moved (inventory.py). Its own random stream leaves every
+    other seeded record as it was.
+    """
+    rng = random.Random(f"items:{seed}")
+    stocked = net(ANCHOR_MS - HISTORY_DAYS * _DAY_MS)
+    return [
+        {
+            "ItemID": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "Code": product.sku,
+            "Description": product.description,
+            "PurchaseDescription": product.description,
+            "UpdatedDateUTC": stocked,
+            "PurchaseDetails": {"UnitPrice": float(product.cost), "COGSAccountCode": COGS_ACCOUNT, "TaxType": "NONE"},
+            "SalesDetails": {"UnitPrice": float(product.price), "AccountCode": SALES_ACCOUNT, "TaxType": "NONE"},
+            "Name": product.name,
+            "IsTrackedAsInventory": True,
+            "InventoryAssetAccountCode": INVENTORY_ACCOUNT,
+            "TotalCostPool": money(product.cost * OPENING_STOCK),
+            "QuantityOnHand": float(OPENING_STOCK),
+            "IsSold": True,
+            "IsPurchased": True,
+        }
+        for product in CATALOGUE
+    ]
 
 
 def _past_ms(rng: random.Random) -> int:

@@ -33,7 +33,7 @@ def test_every_source_comes_in_one_page_of_the_largest_size(admin, client):
 def test_small_pages_are_followed_to_the_end(admin, base_url):
     client = SegmentPublicApi(base_url, TOKEN, page_size=1)
     assert [s["id"] for s in client.sources()] == [s["id"] for s in admin.segment_sources()]
-    assert client.stats.calls == 4
+    assert client.stats.calls == len(admin.segment_sources())
 
 
 def test_source_names_name_every_message_source(admin, client):
