@@ -127,7 +127,7 @@ def derive(conn: duckdb.DuckDBPyConnection, delivery: Delivery, run_id: str) -> 
         staging.write_cursor(conn, cursor_name, cursor)
     for batch in staging.feed_batches(conn, entity.feed, after=cursor["batch"]):
         conn.execute("BEGIN TRANSACTION")
-        changed = entity.contract.to_schema().coerce_dtype(batch.changed)
+        changed = without_echoes(conn, delivery, entity.contract.to_schema().coerce_dtype(batch.changed))
         messages = delivery.target.messages_for(conn, Changes(entity, changed, batch.replaced, delivery.memory))
         messages, rejected = refuse_what_the_target_would(delivery, changed, messages)
         staging.quarantine_rows(
@@ -142,6 +142,19 @@ def derive(conn: duckdb.DuckDBPyConnection, delivery: Delivery, run_id: str) -> 
         conn.execute("COMMIT")
         changes, refused = changes + len(changed), refused + len(rejected)
     return Derived(changes, enqueued, refused)
+
+
+def without_echoes(conn: duckdb.DuckDBPyConnection, delivery: Delivery, changed: pd.DataFrame) -> pd.DataFrame:
+    """The changes that are not the echo of a write a flow from the delivery's target made: a Xero contact that
+    segment_to_xero wrote does not go back to Segment, yet a person edits it after and that change does."""
+    entity = delivery.entity
+    if changed.empty:
+        return changed
+    versions = list(
+        zip(changed[entity.key].astype(str), map(staging.version_text, changed[entity.version]), strict=True)
+    )
+    echoes = staging.own_versions(conn, system=entity.vendor, source=delivery.target.system, versions=versions)
+    return changed[[version not in echoes for version in versions]] if echoes else changed
 
 
 def refuse_what_the_target_would(

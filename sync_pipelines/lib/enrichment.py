@@ -168,6 +168,9 @@ def enrichment_asset(flow: str, reads: Sequence[Entity]) -> dg.AssetsDefinition:
         with staging_db.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             traits = contact_traits(conn, as_of)
+            # A contact made of a Segment user is that user in Segment (its traits land on the profile it came from).
+            user_ids = staging.source_ids(conn, source_system="segment", target_system="xero", target_ids=list(traits))
+            traits = {user_ids.get(contact_id, contact_id): found for contact_id, found in traits.items()}
             changed = staging.changed_identities(conn, namespace, traits)
             versions = staging.remember_identities(conn, namespace, changed)
             messages = identify_messages(changed, versions, namespace=namespace)

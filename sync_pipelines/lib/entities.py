@@ -68,6 +68,8 @@ class Entity:
     key: str  # the contract column that identifies a record
     flatten: Callable[[dict], dict]  # vendor record -> contract row
     quarantine_threshold: float = 0.2  # share of a batch; above it the batch's changes are held for a person
+    # The contract column telling one version of a record from the next: what an echo of our own write is known by.
+    version: str = "updated_at"
 
     @property
     def label(self) -> str:

@@ -92,6 +92,10 @@ class Journal:
                 conn, entity=self._entity, source_system=self._source, target_system=system,
                 pairs=[(record_of[m], target_id) for m, target_id in settled.target_ids.items()],
             )  # fmt: skip
+            staging.remember_own_writes(
+                conn, system=system, source=self._source, flow=self._flow,
+                writes=[written for versions in settled.versions.values() for written in versions],
+            )  # fmt: skip
             for failures, retryable in ((settled.failed, True), (settled.rejected, False)):
                 staging.dead_letter(
                     conn, failures=[(m, record_of[m], error) for m, error in failures], retryable=retryable, **where

@@ -109,6 +109,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE quarantine ADD COLUMN delivery VARCHAR",
         "ALTER TABLE reconciliation ADD COLUMN refused BIGINT",
     ),
+    # Our own writes, by the version of the record they left at the target: reading that version back is the
+    # write's echo, which a flow back to where the write came from does not send.
+    (
+        """CREATE TABLE own_writes (
+            system VARCHAR NOT NULL, record_id VARCHAR NOT NULL, version VARCHAR NOT NULL,
+            source VARCHAR NOT NULL, flow VARCHAR NOT NULL, written_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (system, record_id, version))""",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -406,6 +414,58 @@ def linked_ids(
             conn.execute(
                 """SELECT x.source_id, any_value(x.target_id) FROM xrefs x JOIN wanted w USING (source_id)
                    WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.source_id""",
+                [source_system, target_system],
+            ).fetchall()
+        )
+
+
+def version_text(value: object) -> str:
+    """A record's version as own_writes keeps it: a change time as epoch milliseconds, anything else as text."""
+    if isinstance(value, datetime | pd.Timestamp):
+        return str(pd.Timestamp(value).value // 1_000_000)
+    return str(value)
+
+
+def remember_own_writes(
+    conn: duckdb.DuckDBPyConnection, *, system: str, source: str, flow: str, writes: Sequence[tuple[str, str]]
+) -> None:
+    """Remember (record id, version) as written at `system` by a flow from `source`."""
+    if not writes:
+        return
+    with frame_as(conn, "written", pd.DataFrame(writes, columns=["record_id", "version"], dtype="string")):
+        conn.execute(
+            "INSERT OR REPLACE INTO own_writes SELECT ?, record_id, version, ?, ?, ? FROM written",
+            [system, source, flow, utcnow()],
+        )
+
+
+def own_versions(
+    conn: duckdb.DuckDBPyConnection, *, system: str, source: str, versions: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Those of the (record id, version) pairs of `system` that a flow from `source` wrote."""
+    if not versions:
+        return set()
+    with frame_as(conn, "read_back", pd.DataFrame(versions, columns=["record_id", "version"], dtype="string")):
+        rows = conn.execute(
+            """SELECT r.record_id, r.version FROM read_back r
+               JOIN own_writes o ON o.system = ? AND o.source = ? AND o.record_id = r.record_id
+                AND o.version = r.version""",
+            [system, source],
+        ).fetchall()
+    return set(rows)
+
+
+def source_ids(
+    conn: duckdb.DuckDBPyConnection, *, source_system: str, target_system: str, target_ids: list[str]
+) -> dict[str, str]:
+    """The source ids these target ids were linked from: target id -> source id."""
+    if not target_ids:
+        return {}
+    with frame_as(conn, "wanted", pd.DataFrame({"target_id": target_ids})):
+        return dict(
+            conn.execute(
+                """SELECT x.target_id, any_value(x.source_id) FROM xrefs x JOIN wanted w USING (target_id)
+                   WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.target_id""",
                 [source_system, target_system],
             ).fetchall()
         )

@@ -23,6 +23,9 @@ class DeliveryReport:
     rejected: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # would be refused again
     # message id -> the id the target gave the record, for targets that assign ids (e.g. a new Xero ContactID)
     target_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+    # message id -> (record id, version) of each record the write left as it now is at the target, so that the
+    # change reading back from the target is known for the write's own echo and not sent back
+    versions: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)
     journal: Journal | None = dataclasses.field(default=None, repr=False, compare=False)
     _settled: tuple[int, int, int] = dataclasses.field(default=(0, 0, 0), repr=False, compare=False)
 
@@ -45,6 +48,7 @@ class DeliveryReport:
             failed=self.failed[failed:],
             rejected=self.rejected[rejected:],
             target_ids={m: self.target_ids[m] for m in fresh if m in self.target_ids},
+            versions={m: self.versions[m] for m in fresh if m in self.versions},
         )
 
 

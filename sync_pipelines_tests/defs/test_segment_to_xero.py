@@ -2,6 +2,7 @@
 a late message never overwrites a newer trait; a rerun writes nothing."""
 
 import json
+from collections import Counter
 
 import dagster as dg
 
@@ -105,7 +106,8 @@ def test_a_person_xero_already_has_is_matched_by_email_not_made_twice(admin, run
 
 
 MUG = {
-    "Code": "MUG", "Name": "Mug", "Description": "Mug", "PurchaseDescription": "Mug, bought in", "SalesDetails": {"UnitPrice": 12.5, "AccountCode": "200"},
+    "Code": "MUG", "Name": "Mug", "Description": "Mug", "PurchaseDescription": "Mug, bought in",
+    "SalesDetails": {"UnitPrice": 12.5, "AccountCode": "200"},
     "PurchaseDetails": {"UnitPrice": 4, "COGSAccountCode": "310"}, "InventoryAssetAccountCode": "630",
 }  # fmt: skip
 
@@ -175,3 +177,76 @@ def test_orders_become_invoices_of_items_per_channel_and_a_refund_a_credit_note_
     writes = _writes(admin)
     assert run_sync(_flow_assets()).success
     assert _writes(admin) == writes
+
+
+def _write_calls(admin) -> Counter:
+    """Xero's write requests by route, record ids left out ("PUT Contacts/History")."""
+    return Counter(
+        {
+            " ".join((method, "/".join(part for part in path.split("/")[3:] if "-" not in part))): count
+            for call, count in admin.stats()["xero"].items()
+            for method, path in [call.split(" ", 1)]
+            if method != "GET" and path.startswith("/api.xro/")
+        }
+    )
+
+
+def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, run_sync, sync_env):
+    """Segment -> Xero and Xero -> Segment, run one after the other ten times after each change, with what the
+    product sends Segment coming back through Segment's Webhooks destination as any source's messages do."""
+    definitions = defs().resolve_asset_graph()
+    to_segment = list(dg.AssetSelection.groups("xero_to_segment").upstream().resolve(definitions))
+    secret = sync_env["SEGMENT_WEBHOOK_SECRET"]
+    _stock_mugs(sync_env, 10)
+    admin.limits(minute_limit=10_000)  # thirty runs read Xero more often than its 60 calls a minute (xero.md §5)
+    with WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"segment": secret}) as receiver:
+        admin.segment_destination(url=receiver.url_for("segment"), secret=secret)
+
+        def in_turn(times: int) -> tuple[Counter, list[dict]]:
+            """Both flows `times` times; the Xero writes and the Segment messages each received meanwhile."""
+            xero, segment = _write_calls(admin), len(admin.segment_messages())
+            for _ in range(times):
+                assert run_sync(_flow_assets()).success
+                assert run_sync(to_segment).success
+                admin.segment_flush_webhooks()
+            return _write_calls(admin) - xero, admin.segment_messages()[segment:]
+
+        in_turn(1)  # the seeded Xero organisation reaches Segment, and comes back as Segment's own messages
+        assert in_turn(1) == (Counter(), [])
+
+        # A change in Segment: someone signs up and buys. Xero gets the contact (and its History note), the invoice
+        # (and the Channel tracking option its lines name, made once); Segment gets no echo of either, only the
+        # balance Xero now computes for the person, on their own profile.
+        person = _identify("user-rt", "2026-03-01T09:00:00Z", email="rt@example.test", name="Rae Tan", phone="111")
+        order = {**_order("Order Completed", "ord-rt", "2026-03-01T10:00:00Z", products=_mugs(2), total=25),
+                 "userId": "user-rt"}  # fmt: skip
+        admin.segment_emit("web", person, order)
+        xero_writes, segment_messages = in_turn(10)
+        assert xero_writes == Counter(
+            {"POST Contacts": 1, "PUT Contacts/History": 1, "PUT Invoices": 1, "PUT TrackingCategories": 1,
+             "PUT TrackingCategories/Options": 1}
+        )  # fmt: skip
+        (balances,) = segment_messages
+        assert (balances["type"], balances["userId"], balances["traits"]["outstanding_balance_usd"]) == (
+            "identify", "user-rt", 28.75
+        )  # fmt: skip
+
+        # A change in Xero: the invoice is paid. Segment hears it once, for the person the order came from.
+        client = xero_resource(sync_env).get_client()
+        (invoice,) = [i for page in client.iter_pages("Invoices", where='Reference=="ord-rt"') for i in page]
+        admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
+        xero_writes, segment_messages = in_turn(5)
+        assert xero_writes == Counter()
+        assert {m["userId"] for m in segment_messages} == {"user-rt"}
+        assert sorted(m.get("event") or m["type"] for m in segment_messages) == [
+            "Invoice Paid", "Payment Received", "identify", "identify"
+        ]  # fmt: skip
+
+        # A person edits the contact's phone in Xero: Segment gets one identify; its echo writes nothing to Xero.
+        contact = _contacts_by_number(admin)["user-rt"]
+        phones = [{"PhoneType": "DEFAULT", "PhoneNumber": "222"}]
+        client.write("POST", "Contacts", [{"ContactID": contact["ContactID"], "Phones": phones}], "test:edit:phone")
+        xero_writes, segment_messages = in_turn(5)
+        assert xero_writes == Counter()
+        (identify,) = segment_messages
+        assert (identify["type"], identify["userId"], identify["traits"]["phone"]) == ("identify", "user-rt", "222")

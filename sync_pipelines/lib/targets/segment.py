@@ -45,12 +45,19 @@ def _message_id(*parts: str) -> str:
 
 
 def track_messages(
-    track: TrackMapping, changed: pd.DataFrame, previous: pd.DataFrame, *, key: str, source: str
+    track: TrackMapping,
+    changed: pd.DataFrame,
+    previous: pd.DataFrame,
+    *,
+    key: str,
+    source: str,
+    user_ids: Mapping[str, str],
 ) -> list[OutboxMessage]:
     """One track call per real state change: first sight, a status with an event, or changed properties.
 
-    `changed` rows carry their staged `content_hash`, which covers UpdatedDateUTC: a change back to earlier
-    values is still a new version, so its message id is new too.
+    The user is the row's `user_id`, or the Segment userId it was linked from (`user_ids`). `changed` rows carry
+    their staged `content_hash`, which covers UpdatedDateUTC: a change back to earlier values is still a new
+    version, so its message id is new too.
     """
     if changed.empty:
         return []
@@ -98,7 +105,7 @@ def track_messages(
             payload = {"type": "track", "messageId": message_id, "event": track.event(action)}
             # segment.md §3: a call needs userId or anonymousId; a record with no person (a bank fee) is anonymous.
             if row[track.user_id] is not None or not track.anonymous_id:
-                payload["userId"] = str(row[track.user_id])
+                payload["userId"] = user_ids.get(str(row[track.user_id]), str(row[track.user_id]))
             else:
                 payload["anonymousId"] = str(row[track.anonymous_id])
             payload.update(properties=event_props, timestamp=row[track.timestamp])
@@ -202,14 +209,18 @@ class SegmentTarget:
         entity, changed, previous, namespace = changes.entity, changes.changed, changes.previous, changes.namespace
         mapping, messages, name, source, key = self.mapping, [], namespace, entity.vendor, entity.key
         order_by = mapping.track.timestamp if mapping.track else None
+        user_ids = self._segment_user_ids(conn, changes)
         if mapping.identify:
             found = latest_traits(changed, mapping.identify.user_id, mapping.identify.traits, order_by)
+            found = {user_ids.get(owner, owner): traits for owner, traits in found.items()}
             identities = staging.changed_identities(conn, name, found)
             versions = staging.remember_identities(conn, name, identities)
-            # The Segment userId of a record's owner is its id in the source (segment.md §3: a stable id of ours).
+            # The Segment userId of a record's owner is its id in the source (segment.md §3: a stable id of ours),
+            # or the userId the owner was made from in Segment.
             staging.link_ids(
                 conn, entity="users", source_system=source, target_system=self.system,
-                pairs=[(user_id, user_id) for user_id in identities],
+                pairs=[(owner, user_id) for owner, user_id in ({**{u: u for u in identities}, **user_ids}).items()
+                       if user_id in identities],
             )  # fmt: skip
             messages += identify_messages(identities, versions, namespace=name)
         if mapping.group:
@@ -218,22 +229,39 @@ class SegmentTarget:
             found = latest_traits(rows, group.group_id, group.traits, order_by)
             groups = staging.changed_identities(conn, f"{name}:group", found)
             versions = staging.remember_identities(conn, f"{name}:group", groups)
-            members = dict(zip(rows[group.group_id].astype(str), rows[group.user_id].astype(str), strict=True))
+            pairs = zip(rows[group.group_id].astype(str), rows[group.user_id].astype(str), strict=True)
+            members = {group_id: user_ids.get(member, member) for group_id, member in pairs}
             messages += group_messages(groups, versions, members, namespace=name)
         if mapping.track:
-            tracks = track_messages(mapping.track, changed, previous, key=key, source=source)
+            tracks = track_messages(mapping.track, changed, previous, key=key, source=source, user_ids=user_ids)
             messages += tracks
             if mapping.notify:
                 messages += notify_messages(mapping.notify, mapping.track, tracks, changed, key)
         return messages
 
+    def _segment_user_ids(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> dict[str, str]:
+        """The record's people that came from Segment (a Xero contact made of a Segment user) -> their Segment
+        userId: what Xero sends about them then lands on the profile they came from."""
+        mapping, changed = self.mapping, changes.changed
+        columns = {part.user_id for part in (mapping.identify, mapping.group, mapping.track) if part is not None}
+        people = sorted({str(value) for column in columns for value in changed[column].dropna()})
+        return staging.source_ids(
+            conn, source_system=self.system, target_system=changes.entity.vendor, target_ids=people
+        )
+
     def deliver(self, resources, payloads: list[dict], deliveries: Deliveries) -> None:
         """Notifications to the team's webhook, everything else to Segment, whose messageId dedupe makes a resend
-        after a crash harmless (segment.md §4)."""
+        after a crash harmless (segment.md §4). An identify or group call, once delivered, is the version of the
+        profile it leaves: coming back through a Segment destination, it is known as our own echo."""
         calls = [p for p in payloads if p["type"] != "notify"]
         notifications = [p for p in payloads if p["type"] == "notify"]
         if calls:
-            resources.segment.get_client().send(calls, deliveries.report(self.system))
+            report = deliveries.report(self.system)
+            for call in calls:
+                if call["type"] in ("identify", "group"):
+                    subject = call["userId"] if call["type"] == "identify" else call["groupId"]
+                    report.versions[call["messageId"]] = [(subject, call["messageId"])]
+            resources.segment.get_client().send(calls, report)
         if notifications:
             resources.notifier.get_client().send(notifications, deliveries.report("notifier"))
 

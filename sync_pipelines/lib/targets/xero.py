@@ -51,6 +51,7 @@ from sync_pipelines.vendors.xero.writes import (
     raise_credit_note,
     raise_invoice,
     write_contacts,
+    written_versions,
 )
 
 MAX_CONTACT_NUMBER = 50  # xero.md §2.5
@@ -459,9 +460,11 @@ class XeroTarget:
         )
         for kind, write in writes:
             for payload in by_type.get(kind, []):
-                again = payload["messageId"] in resending
-                if attempt(report, [payload["messageId"]], partial(write, client, payload, again)) is not None:
-                    report.delivered.append(payload["messageId"])
+                message_id = payload["messageId"]
+                written = attempt(report, [message_id], partial(write, client, payload, message_id in resending))
+                if written is not None:
+                    report.versions[message_id] = written_versions(written)
+                    report.delivered.append(message_id)
         notifications = by_type.get("notify", [])
         if notifications:
             unsent = {m for m, _ in report.failed + report.rejected}

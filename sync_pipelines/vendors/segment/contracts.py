@@ -71,6 +71,7 @@ class SegmentUser(pa.DataFrameModel):
     other_traits: Series[pd.StringDtype] = pa.Field(description="JSON object of the traits without a column")
     first_seen_at: Series[UTC_TIMESTAMP] = pa.Field(description="the earliest identify's timestamp")
     updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the latest identify's timestamp")
+    message_id: Series[pd.StringDtype] = pa.Field(description="the latest identify's messageId: the version")
 
     class Config:
         coerce = True
@@ -110,6 +111,7 @@ def flatten_user(record: dict) -> dict:
         "other_traits": json.dumps({k: v for k, v in traits.items() if k not in READ_TRAITS}, sort_keys=True),
         "first_seen_at": parse_timestamp(record.get("first_seen_at")),
         "updated_at": parse_timestamp(record.get("timestamp")),
+        "message_id": record["messageIds"][-1],
     }
 
 

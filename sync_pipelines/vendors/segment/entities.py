@@ -105,7 +105,7 @@ class SegmentEvents(_Segment):
 
 USERS = Entity(
     "segment", "users", "People identified in Segment, their traits merged", SegmentPeople(), SegmentUser, "user_id",
-    flatten_user,
+    flatten_user, version="message_id",
 )  # fmt: skip
 ORDERS = Entity(
     "segment", "orders", "Orders completed, from any source (web, app, point of sale)",

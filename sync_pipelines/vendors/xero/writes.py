@@ -8,6 +8,7 @@ invoice by its Reference): past the Idempotency-Key window (xero.md §4.3) Xero 
 
 import hashlib
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ import requests
 from sync_pipelines.vendors.delivery import DeliveryReport
 from sync_pipelines.vendors.retrying import RetryableResponse
 from sync_pipelines.vendors.xero.client import XeroApiError, XeroDailyLimitReached
+from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 
 # xero.md §4: batch writes, each element answered on its own with summarizeErrors=false. Fifty keeps a request
 # small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
@@ -164,7 +166,20 @@ def _write_contact_batch(client, batch: list[dict], report: DeliveryReport) -> l
         else:
             report.delivered.append(payload["messageId"])
             report.target_ids[payload["messageId"]] = result["ContactID"]
+            report.versions[payload["messageId"]] = written_versions([result])
     return clashes
+
+
+def written_versions(records: list[dict]) -> list[tuple[str, str]]:
+    """(id, version) of each record as a write left it: its UpdatedDateUTC in epoch milliseconds, as staging keeps
+    a record's version (lib/staging.version_text), so reading that version back is known as our own echo."""
+    versions = []
+    for record in records:
+        moment = parse_xero_date(record.get("UpdatedDateUTC"))
+        record_id = next((record[key] for key in ("ContactID", "InvoiceID", "CreditNoteID") if record.get(key)), None)
+        if record_id and isinstance(moment, datetime):
+            versions.append((str(record_id), str(round(moment.timestamp() * 1000))))
+    return versions
 
 
 def own_name(contact: dict) -> str | None:
@@ -207,52 +222,53 @@ def _contact_by_number(client, contact_number: str) -> str:
     return contact["ContactID"]
 
 
-def add_note(client, payload: dict, again: bool, contact_id: ContactIds) -> dict:
+def add_note(client, payload: dict, again: bool, contact_id: ContactIds) -> list[dict]:
     """xero.md §2.7: a History note, under the message's own key, so a replay adds no second one; sent again
-    past the key's window, it is first looked for among the contact's notes."""
+    past the key's window, it is first looked for among the contact's notes. A note changes no record's
+    UpdatedDateUTC, so it leaves no record written."""
     path = f"Contacts/{contact_id(payload)}/History"
     if again:
         notes = client.read(path, key="HistoryRecords")
-        if (note := next((n for n in notes if n.get("Details") == payload["Details"]), None)) is not None:
-            return note
-    return _written(
-        client.write("PUT", path, [{"Details": payload["Details"]}], payload["messageId"], key="HistoryRecords")
-    )
+        if any(n.get("Details") == payload["Details"] for n in notes):
+            return []
+    _written(client.write("PUT", path, [{"Details": payload["Details"]}], payload["messageId"], key="HistoryRecords"))
+    return []
 
 
-def raise_invoice(client, payload: dict, again: bool) -> dict:
+def raise_invoice(client, payload: dict, again: bool) -> list[dict]:
     """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice;
     sent again past the key's window, the invoice is first looked for by its Reference."""
     if again and (invoice := _invoice_by_reference(client, payload["Invoice"]["Reference"])) is not None:
-        return invoice
-    return _written(client.write("PUT", "Invoices", [payload["Invoice"]], payload["messageId"]))
+        return [invoice]
+    return [_written(client.write("PUT", "Invoices", [payload["Invoice"]], payload["messageId"]))]
 
 
-def pay_invoice(client, payload: dict, again: bool) -> dict:
+def pay_invoice(client, payload: dict, again: bool) -> list[dict]:
     """Pay what is due on the record's invoice; nothing due (already paid, e.g. a replay) is success. It always
     looks first, so sending it again (`again`) needs nothing more."""
     invoice = _invoice_by_reference(client, payload["reference"])
     if invoice is None:
         raise WaitingFor(f"no invoice with Reference {payload['reference']!r} in Xero yet")
     if not invoice.get("AmountDue"):
-        return invoice
+        return [invoice]
     if invoice["Status"] == "DRAFT":
         # xero.md §2.4, §2.9: only AUTHORISED invoices take payments; a paid deal's draft is approved first.
         approval = {"InvoiceID": invoice["InvoiceID"], "Status": "AUTHORISED"}
         _written(client.write("POST", "Invoices", [approval], f"{payload['messageId']}:approve"))
     body = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": payload["Account"], "Date": payload["Date"],
             "Amount": invoice["AmountDue"], "Reference": payload["reference"]}  # fmt: skip
-    return _written(client.write("PUT", "Payments", [body], payload["messageId"]))
+    return [_written(client.write("PUT", "Payments", [body], payload["messageId"]))]
 
 
 # What a credit note copies of each line of the invoice it credits whole.
 CREDITED = ("Description", "ItemCode", "Quantity", "UnitAmount", "AccountCode", "TaxType", "DiscountRate", "Tracking")
 
 
-def raise_credit_note(client, payload: dict, again: bool) -> dict:
+def raise_credit_note(client, payload: dict, again: bool) -> list[dict]:
     """Raise the credit note (once: under the message's own key, looked for by Reference when sent again) and
     allocate what it can to the invoice with the same Reference: a refund credits its order's invoice
-    (https://developer.xero.com/documentation/api/accounting/creditnotes#allocations)."""
+    (https://developer.xero.com/documentation/api/accounting/creditnotes#allocations). Both records as the
+    allocation left them (it changes the invoice's amounts, so its UpdatedDateUTC)."""
     reference = payload["CreditNote"]["Reference"]
     invoice = _invoice_by_reference(client, reference)
     if invoice is None:
@@ -273,7 +289,9 @@ def raise_credit_note(client, payload: dict, again: bool) -> dict:
                       payload["CreditNote"]["Date"])[:10]}  # fmt: skip
         path = f"CreditNotes/{note['CreditNoteID']}/Allocations"
         _written(client.write("PUT", path, [allocation], f"{payload['messageId']}:allocate", key="Allocations"))
-    return note
+        (note,) = client.read(f"CreditNotes/{note['CreditNoteID']}", key="CreditNotes")
+        (invoice,) = client.read(f"Invoices/{invoice['InvoiceID']}", key="Invoices")
+    return [note, invoice]
 
 
 def ensure_tracking_options(client, documents: list[dict]) -> bool:

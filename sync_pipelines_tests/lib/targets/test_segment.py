@@ -13,7 +13,9 @@ INVOICE = MAPPINGS["invoices"]
 def _tracks(mapping, changed: list[dict], previous: list[dict] | None = None, key: str = "invoice_id"):
     rows = pd.DataFrame(changed)
     before = pd.DataFrame(previous) if previous else pd.DataFrame()
-    return track_messages(mapping.track, rows.assign(content_hash=row_versions(rows)), before, key=key, source="xero")
+    return track_messages(
+        mapping.track, rows.assign(content_hash=row_versions(rows)), before, key=key, source="xero", user_ids={}
+    )
 
 
 def _invoice(**changes) -> dict:
