@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +18,16 @@ from tabulate import tabulate
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.flows import registered_deliveries, registered_flows
+from sync_pipelines.defs.segment_to_xero import FLOW as SEGMENT_TO_XERO
+from sync_pipelines.lib import migration
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
+from sync_pipelines.vendors.segment.archive import import_archive
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import auth
 from sync_pipelines.vendors.xero.settings import SCOPES
+from sync_pipelines.webhooks.inbox import WebhookInbox
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 
 SANDBOX_PORT = 8765
@@ -152,6 +157,21 @@ def main() -> None:
     """Keep Xero, Segment, Salesforce and Intercom in step."""
 
 
+# The demo's Segment history: a dozen people signing up, ordering and getting refunds from the four sources.
+DEMO_SEGMENT_PEOPLE = 12
+
+
+def _import_segment_history(env: dict[str, str], data_dir: Path) -> None:
+    """The sandbox's seeded Segment history, archived as Segment's S3 destination keeps it and put in the inbox as
+    a migration does (`sync-pipelines migrate`); again on a second demo, it lands nothing twice."""
+    bucket = (data_dir / "segment-archive").resolve()
+    bucket.mkdir(parents=True, exist_ok=True)
+    sandbox = env["XERO_API_URL"].removesuffix("/xero/api")
+    history = {"path": str(bucket), "seed": 7, "people": DEMO_SEGMENT_PEOPLE}
+    requests.post(f"{sandbox}/_admin/segment/archive", json=history, timeout=60).raise_for_status()
+    import_archive(bucket, WebhookInbox(env["SYNC_PIPELINES_WEBHOOK_INBOX"]))
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True)
 @click.option("--port", default=0, help="Sandbox port (0: any free port).")
@@ -164,6 +184,7 @@ def demo(data_dir: Path, port: int, invoices: int, malformed: int) -> None:
     before Xero -> Segment), so the Xero contacts they write reach Segment in the same demo.
     """
     with running_sandbox(data_dir, port, invoices=invoices, malformed=malformed) as env:
+        _import_segment_history(env, data_dir)
         definitions, instance = defs(), _dagster_instance()
         jobs = [definitions.resolve_job_def(flow.job_name) for flow in registered_flows()]
         everything = definitions.resolve_implicit_global_asset_job_def()
@@ -312,6 +333,72 @@ def replay(include_exhausted: bool) -> None:
     result = job.execute_in_process(
         instance=_dagster_instance(), asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS
     )
+    sys.exit(0 if result.success else 1)
+
+
+@contextmanager
+def _environment(overrides: dict[str, str]) -> Iterator[None]:
+    """os.environ with `overrides` set, as it was again afterwards (the resources read it when a run starts)."""
+    before = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@main.command()
+@click.option(
+    "--archive",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder in the layout of Segment's AWS S3 destination (segment-logs/{source}/{day}/...).",
+)
+@click.option("--dry-run", is_flag=True, help="Rehearse on copies of the staging store and inbox: nothing is written.")
+def migrate(archive: Path, dry_run: bool) -> None:
+    """Migrate Segment's history into Xero through the segment_to_xero flow: rehearse with --dry-run, then run.
+
+    The archive's messages go into the webhook inbox as if Segment had delivered them (each once, by messageId),
+    and the flow's sync job runs. A dry run does that on copies and derives every Xero write without sending
+    it. Either way the writes are printed, per delivery, and kept in the staging store's `migrations` table.
+    """
+    database, inbox = Path(os.environ["SYNC_PIPELINES_DUCKDB"]), Path(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"])
+    flow = SEGMENT_TO_XERO
+    with tempfile.TemporaryDirectory() as rehearsal:
+        if dry_run:
+            staging_copy, inbox_copy = migration.copy_stores(database, inbox, Path(rehearsal))
+            overrides = {"SYNC_PIPELINES_DUCKDB": str(staging_copy), "SYNC_PIPELINES_WEBHOOK_INBOX": str(inbox_copy)}
+        else:
+            overrides = {}
+        with _environment(overrides):
+            imported = import_archive(archive, WebhookInbox(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"]))
+            job = defs().resolve_job_def(flow.job_name)
+            result = job.execute_in_process(
+                # A rehearsal's runs are not the real store's history: they stay out of the UI's instance.
+                instance=dg.DagsterInstance.ephemeral() if dry_run else _dagster_instance(),
+                raise_on_error=False,
+                run_config=QUIET_LOGS,
+                tags={migration.DRY_RUN_TAG: "true"} if dry_run else None,
+            )
+            with StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+                writes = migration.writes_of_run(conn, flow=flow.name, run_id=result.run_id, delivered=not dry_run)
+    with StagingResource(database=str(database)).connect() as conn:
+        migration.record(
+            conn, run_id=result.run_id, flow=flow.name, archive=str(archive), dry_run=dry_run, writes=writes
+        )
+    click.echo(
+        f"{'dry run' if dry_run else 'migration'} {result.run_id}: {imported.messages} messages from "
+        f"{imported.files} files, {len(imported.refused)} refused; run {'succeeded' if result.success else 'FAILED'}"
+    )
+    for where, reason in imported.refused[:20]:
+        click.echo(f"  refused {where}: {reason}")
+    column = "would write" if dry_run else "written"
+    rows = [{"delivery": delivery, "write": write, column: n} for (delivery, write), n in sorted(writes.items())]
+    click.echo(tabulate(rows, headers="keys", tablefmt="github"))
     sys.exit(0 if result.success else 1)
 
 

@@ -274,3 +274,28 @@ def xero_resource(env: dict[str, str], **overrides) -> XeroResource:
         token_key=env["SYNC_PIPELINES_TOKEN_KEY"],
         **overrides,
     )
+
+
+# Segment -> Xero: an order's products must be Xero items. One tracked item, stocked by a bill.
+ITEM = {
+    "Code": "MUG", "Name": "Mug", "Description": "Mug", "PurchaseDescription": "Mug, bought in",
+    "SalesDetails": {"UnitPrice": 12.5, "AccountCode": "200"},
+    "PurchaseDetails": {"UnitPrice": 4, "COGSAccountCode": "310"}, "InventoryAssetAccountCode": "630",
+}  # fmt: skip
+
+
+def stock_item(env: dict[str, str], quantity: float) -> None:
+    """ITEM in Xero, and a bill that brings `quantity` of it into stock (Xero sells no more than is on hand)."""
+    client = xero_resource(env).get_client()
+    client.write("PUT", "Items", [ITEM], "test:item:mug")
+    supplier = next(c for c in client.read("Contacts") if c["ContactStatus"] == "ACTIVE")
+    bill = {
+        "Type": "ACCPAY",
+        "Contact": {"ContactID": supplier["ContactID"]},
+        "Status": "AUTHORISED",
+        "Date": "2026-02-01",
+        "DueDate": "2026-03-01",
+        "LineItems": [{"ItemCode": ITEM["Code"], "Quantity": quantity}],
+    }
+    if client.write("PUT", "Invoices", [bill], "test:bill:mugs")[0]["StatusAttributeString"] != "OK":
+        raise RuntimeError(f"could not stock {quantity} of {ITEM['Code']}")

@@ -1,10 +1,13 @@
 """The `sync-pipelines` commands a new user runs, run the same way (in process, real sandbox, temp data)."""
 
+import gzip
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from unittest.mock import patch
 
@@ -15,9 +18,10 @@ from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.defs.flows import registered_deliveries
-from sync_pipelines.lib import staging
+from sync_pipelines.lib import migration, staging
 from sync_pipelines.lib.enrichment import ENRICHMENT
-from sync_pipelines_tests.conftest import SandboxAdmin
+from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines_tests.conftest import SandboxAdmin, xero_resource
 from sync_pipelines_tests.webhooks.conftest import stored_events
 
 
@@ -144,3 +148,66 @@ def test_the_webhooks_command_needs_a_vendor_secret_from_the_environment():
 
     assert result.exit_code == 2
     assert "XERO_WEBHOOK_KEY" in result.output
+
+
+def _xero_writes(admin: SandboxAdmin) -> int:
+    return sum(n for call, n in admin.stats()["xero"].items() if call.startswith(("POST /api", "PUT /api")))
+
+
+def _migration_reports(database: str) -> dict[bool, Counter]:
+    with StagingResource(database=database).connect() as conn:
+        return migration.latest_reports(conn, "segment_to_xero")
+
+
+def test_a_dry_run_of_a_segment_archive_reports_the_writes_the_migration_then_makes(
+    admin, sync_env, tmp_path, monkeypatch
+):
+    # A migration makes thousands of calls: more than a real organisation's 60 a minute and 5,000 a day (xero.md §5).
+    admin.limits(minute_limit=1_000_000, day_limit=1_000_000, app_minute_limit=1_000_000)
+    monkeypatch.setenv("XERO_CALLS_PER_MINUTE", "1000000")
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    # benchmarks/segment_migration.py does the same with 10,000 messages.
+    assert admin.segment_archive(bucket, seed=11, people=500, messages=2_000)["messages"] == 2_000
+    contacts, writes = len(admin.get("/xero/contacts")), _xero_writes(admin)
+
+    rehearsal = CliRunner().invoke(main, ["migrate", "--archive", str(bucket), "--dry-run"])
+    assert rehearsal.exit_code == 0, rehearsal.output
+    assert "2000 messages" in rehearsal.output
+    # Nothing was written: not to Xero, not to the real staging store's outbox or inbox.
+    assert (_xero_writes(admin), len(admin.get("/xero/contacts"))) == (writes, contacts)
+    with duckdb.connect(sync_env["SYNC_PIPELINES_DUCKDB"]) as conn:
+        assert conn.execute("SELECT count(*) FROM outbox WHERE flow = 'segment_to_xero'").fetchone() == (0,)
+    planned = _migration_reports(sync_env["SYNC_PIPELINES_DUCKDB"])[True]
+    assert planned[("users", "contact created")] > 100 and planned[("orders", "invoice raised")] > 100
+
+    migrated = CliRunner().invoke(main, ["migrate", "--archive", str(bucket)])
+    assert migrated.exit_code == 0, migrated.output
+    assert _migration_reports(sync_env["SYNC_PIPELINES_DUCKDB"])[False] == planned
+    # What the reports say is what Xero now holds (people and organisations are both contacts).
+    invoices = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and i.get("Reference")]
+    credit_notes = xero_resource(sync_env).get_client().iter_pages("CreditNotes")
+    made = {
+        "contact created": len(admin.get("/xero/contacts")) - contacts,
+        "invoice raised": len({i["Reference"] for i in invoices} & _orders(bucket)),
+        "credit_note raised": sum(map(len, credit_notes)),
+    }
+    by_write = Counter()
+    for (_, write), count in planned.items():
+        by_write[write] += count
+    assert made == {write: by_write[write] for write in made}
+
+    again = _xero_writes(admin)
+    rerun = CliRunner().invoke(main, ["migrate", "--archive", str(bucket)])
+    assert rerun.exit_code == 0, rerun.output
+    assert _xero_writes(admin) == again
+
+
+def _orders(bucket: Path) -> set[str]:
+    """The order_ids of the archive's Order Completed messages."""
+    return {
+        str(message["properties"]["order_id"])
+        for path in bucket.rglob("*.gz")
+        for message in map(json.loads, gzip.decompress(path.read_bytes()).decode().splitlines())
+        if message.get("event") == "Order Completed"
+    }

@@ -3,6 +3,8 @@
 `sync-pipelines demo|dev` point these at the embedded sandbox; set them yourself for the real APIs (README).
 """
 
+import os
+
 import dagster as dg
 
 from sync_pipelines.lib.staging import StagingResource
@@ -11,6 +13,7 @@ from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
+from sync_pipelines.vendors.xero import settings
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
@@ -27,6 +30,9 @@ def defs() -> dg.Definitions:
                 client_secret=dg.EnvVar("XERO_CLIENT_SECRET"),
                 token_path=dg.EnvVar("XERO_TOKEN_PATH"),
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
+                # Xero's limit is 60 a minute (https://developer.xero.com/documentation/guides/oauth2/limits/);
+                # a sandbox set to allow more (a migration rehearsed at speed) says so here.
+                calls_per_minute=int(os.environ.get("XERO_CALLS_PER_MINUTE", settings.CALLS_PER_MINUTE)),
             ),
             "salesforce": SalesforceResource(
                 login_url=dg.EnvVar("SALESFORCE_LOGIN_URL"),

@@ -18,6 +18,7 @@ import pandas as pd
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.migration import DRY_RUN_TAG
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_delivery
 from sync_pipelines.lib.resources import with_resource_parameters
@@ -207,6 +208,12 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         started, resources = time.monotonic(), SimpleNamespace(**resources)
         with resources.staging_db.connect() as conn:
             derived = derive(conn, delivery, context.run.run_id)
+        if context.run.tags.get(DRY_RUN_TAG) == "true":
+            # A rehearsal on a copy of the staging store (lib/migration.py): the writes are planned, none is sent.
+            metadata = {"dry_run": True, "changes_read": derived.changes, "messages_planned": derived.enqueued}
+            yield dg.MaterializeResult(metadata={**metadata, "rows_refused": derived.refused})
+            yield dg.AssetCheckResult(check_name="reconciliation", passed=True, metadata={"dry_run": "nothing sent"})
+            return
         figures = deliver_outbox(
             context, resources, flow=delivery.flow, entity=delivery.partition, source=entity.vendor, target=target
         )

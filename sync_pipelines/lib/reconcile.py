@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
+import pandas as pd
 
 from sync_pipelines.lib import staging
 
@@ -109,8 +110,10 @@ def _totals_mismatch(conn: duckdb.DuckDBPyConnection, delivery: Delivery, staged
     totals, entity = delivery.target.totals, delivery.entity
     if totals is None:
         return 0
-    (mismatched,) = conn.execute(
-        f"""WITH latest AS (
+    echoes = pd.DataFrame({"record_id": _echoes(conn, delivery)}, dtype="string")
+    with staging.frame_as(conn, "echoes", echoes):
+        (mismatched,) = conn.execute(
+            f"""WITH latest AS (
                 SELECT record_id, arg_max(payload, seq) AS payload FROM outbox
                 WHERE flow = ? AND entity = ? AND kind = 'track' AND status = 'delivered' GROUP BY record_id)
             SELECT count(*) FROM (
@@ -119,18 +122,29 @@ def _totals_mismatch(conn: duckdb.DuckDBPyConnection, delivery: Delivery, staged
                        round(sum(CAST(json_extract_string(l.payload, ?) AS DOUBLE)), 2) AS delivered
                 FROM "{entity.table}" s LEFT JOIN latest l ON l.record_id = s."{entity.key}"
                 WHERE s."{entity.key}" NOT IN ({_refused_ids(delivery, staged_ids)})
+                  AND s."{entity.key}" NOT IN (SELECT record_id FROM echoes)
                 GROUP BY 1)
             WHERE staged IS DISTINCT FROM delivered""",
-        [
-            delivery.flow,
-            delivery.partition,
-            totals.json_path,
-            delivery.label,
-            delivery.flow,
-            delivery.partition,
-        ],
-    ).fetchone()
+            [
+                delivery.flow,
+                delivery.partition,
+                totals.json_path,
+                delivery.label,
+                delivery.flow,
+                delivery.partition,
+            ],
+        ).fetchone()
     return mismatched
+
+
+def _echoes(conn: duckdb.DuckDBPyConnection, delivery: Delivery) -> list[str]:
+    """Staged records as a write from the delivery's target left them (an invoice raised for a Segment order): the
+    target holds them already, so they are sent nothing and their totals are the target's own."""
+    entity = delivery.entity
+    rows = conn.execute(f'SELECT "{entity.key}", "{entity.version}" FROM "{entity.table}"').fetchall()
+    versions = [(str(record_id), staging.version_text(version)) for record_id, version in rows]
+    echoes = staging.own_versions(conn, system=entity.vendor, source=delivery.target.system, versions=versions)
+    return sorted({record_id for record_id, _ in echoes})
 
 
 def latest_reconciliation(conn: duckdb.DuckDBPyConnection) -> list[dict]:

@@ -117,6 +117,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             source VARCHAR NOT NULL, flow VARCHAR NOT NULL, written_at TIMESTAMPTZ NOT NULL,
             PRIMARY KEY (system, record_id, version))""",
     ),
+    # Historical migrations: what a dry run planned and what the migration then wrote, per delivery and write.
+    (
+        """CREATE TABLE migrations (
+            run_id VARCHAR NOT NULL, flow VARCHAR NOT NULL, archive VARCHAR NOT NULL, dry_run BOOLEAN NOT NULL,
+            delivery VARCHAR NOT NULL, write VARCHAR NOT NULL, messages BIGINT NOT NULL,
+            reported_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (run_id, delivery, write))""",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.

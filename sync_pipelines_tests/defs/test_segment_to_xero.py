@@ -8,8 +8,10 @@ import dagster as dg
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
+from sync_pipelines.lib.reconcile import latest_reconciliation
+from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
-from sync_pipelines_tests.conftest import xero_resource
+from sync_pipelines_tests.conftest import stock_item, xero_resource
 
 GROUP = "Segment: paying customers"
 
@@ -105,27 +107,35 @@ def test_a_person_xero_already_has_is_matched_by_email_not_made_twice(admin, run
     assert matched["ContactNumber"] == "user-known"
 
 
-MUG = {
-    "Code": "MUG", "Name": "Mug", "Description": "Mug", "PurchaseDescription": "Mug, bought in",
-    "SalesDetails": {"UnitPrice": 12.5, "AccountCode": "200"},
-    "PurchaseDetails": {"UnitPrice": 4, "COGSAccountCode": "310"}, "InventoryAssetAccountCode": "630",
-}  # fmt: skip
+def test_a_group_call_makes_an_organisation_contact_with_its_people_as_contact_persons(admin, run_sync, sync_env):
+    people = [
+        _identify("user-gi", "2026-03-01T10:00:00Z", email="gi@acme.test", firstName="Gi", lastName="Park"),
+        _identify("user-ho", "2026-03-01T10:01:00Z", email="ho@acme.test", name="Ho Lee"),
+    ]
+    traits = {"name": "Acme Studio", "website": "https://acme.test", "industry": "Design", "employees": 12}
+    joined = [
+        {"type": "group", "userId": user, "groupId": "acct-acme", "timestamp": stamp, "traits": traits}
+        for user, stamp in (("user-gi", "2026-03-01T10:02:00Z"), ("user-ho", "2026-03-01T10:03:00Z"))
+    ]
+    _segment_sends(admin, sync_env, *people, *joined)
 
+    assert run_sync(_flow_assets()).success
 
-def _stock_mugs(sync_env, quantity: float) -> None:
-    """A tracked item in Xero, and a bill that brings `quantity` of it into stock."""
+    organisation = _contacts_by_number(admin)["acct-acme"]
+    assert (organisation["Name"], organisation["Website"]) == ("Acme Studio", "https://acme.test")
     client = xero_resource(sync_env).get_client()
-    client.write("PUT", "Items", [MUG], "test:item:mug")
-    supplier = next(c for c in client.read("Contacts") if c["ContactStatus"] == "ACTIVE")
-    bill = {
-        "Type": "ACCPAY",
-        "Contact": {"ContactID": supplier["ContactID"]},
-        "Status": "AUTHORISED",
-        "Date": "2026-02-01",
-        "DueDate": "2026-03-01",
-        "LineItems": [{"ItemCode": "MUG", "Quantity": quantity}],
-    }
-    assert client.write("PUT", "Invoices", [bill], "test:bill:mugs")[0]["StatusAttributeString"] == "OK"
+    (held,) = client.read(f"Contacts/{organisation['ContactID']}", key="Contacts")
+    assert [(p["FirstName"], p["LastName"], p["EmailAddress"]) for p in held["ContactPersons"]] == [
+        ("Gi", "Park", "gi@acme.test"), ("Ho", "Lee", "ho@acme.test")
+    ]  # fmt: skip
+    (note,) = [n["Details"] for n in admin.get(f"/xero/contacts/{organisation['ContactID']}/history")]
+    assert "industry Design, employees 12" in note
+    # Each person is a contact of their own too.
+    assert {"user-gi", "user-ho"} <= set(_contacts_by_number(admin))
+
+    writes = _writes(admin)
+    assert run_sync(_flow_assets()).success
+    assert _writes(admin) == writes
 
 
 def _mugs(quantity: int) -> list[dict]:
@@ -145,7 +155,7 @@ def _order(event: str, order_id: str, timestamp: str, **properties) -> dict:
 def test_orders_become_invoices_of_items_per_channel_and_a_refund_a_credit_note_on_its_invoice(
     admin, run_sync, sync_env
 ):
-    _stock_mugs(sync_env, 10)
+    stock_item(sync_env, 10)
     _segment_sends(admin, sync_env, _identify("user-cy", "2026-03-01T09:00:00Z", email="cy@example.test", name="Cy"))
     web = _order("Order Completed", "ord-1", "2026-03-01T10:00:00Z", products=_mugs(2), total=30, shipping=7.5,
                  discount=2.5, coupon="SPRING")  # fmt: skip
@@ -197,7 +207,7 @@ def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, 
     definitions = defs().resolve_asset_graph()
     to_segment = list(dg.AssetSelection.groups("xero_to_segment").upstream().resolve(definitions))
     secret = sync_env["SEGMENT_WEBHOOK_SECRET"]
-    _stock_mugs(sync_env, 10)
+    stock_item(sync_env, 10)
     admin.limits(minute_limit=10_000)  # thirty runs read Xero more often than its 60 calls a minute (xero.md §5)
     with WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"segment": secret}) as receiver:
         admin.segment_destination(url=receiver.url_for("segment"), secret=secret)
@@ -250,3 +260,7 @@ def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, 
         assert xero_writes == Counter()
         (identify,) = segment_messages
         assert (identify["type"], identify["userId"], identify["traits"]["phone"]) == ("identify", "user-rt", "222")
+
+    # Every delivery reconciles: an echo is not a change Segment was owed (its totals are Segment's own order's).
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        assert [(row["flow"], row["entity"]) for row in latest_reconciliation(conn) if not row["ok"]] == []

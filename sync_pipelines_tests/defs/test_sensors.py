@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import intercom_to_xero, xero_to_segment
+from sync_pipelines.defs import intercom_to_xero, segment_to_xero, xero_to_segment
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
@@ -18,6 +18,7 @@ from sync_pipelines.vendors.segment.webhooks import WEBHOOKS as SEGMENT
 from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
 from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
+from sync_pipelines_tests.conftest import stock_item
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 from sync_pipelines_tests.webhooks.conftest import (
     body_of,
@@ -31,6 +32,8 @@ from sync_pipelines_tests.webhooks.daemon import (
     HANG_GUARD_SECONDS,
     dagster_daemon,
     invoice_paid,
+    order_invoices,
+    person_and_order,
     wait_for,
     wait_for_message,
 )
@@ -46,6 +49,7 @@ def dead_letter_replay(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC = "xero_webhook_sync", "intercom_webhook_sync"
 XERO_WEBHOOK_SENSOR, INTERCOM_WEBHOOK_SENSOR = "xero_webhook_sensor", "intercom_webhook_sensor"
+SEGMENT_WEBHOOK_SYNC, SEGMENT_WEBHOOK_SENSOR = "segment_webhook_sync", "segment_webhook_sensor"
 XERO_DELIVERIES = xero_to_segment.FLOW.deliveries()
 
 
@@ -362,3 +366,39 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
         )
 
     assert _daemon_runs(sync_env) == {(INTERCOM_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SENSOR, None)}
+
+
+def _in_xero(admin, sandbox_url: str, user_id: str, order_id: str) -> tuple[dict, dict] | None:
+    """A Segment person's Xero contact (its ContactNumber is the userId) and their order's one sales invoice."""
+    contact = next((c for c in admin.get("/xero/contacts") if c.get("ContactNumber") == user_id), None)
+    invoices = order_invoices(sandbox_url, order_id)
+    return (contact, invoices[0]) if contact is not None and len(invoices) == 1 else None
+
+
+@pytest.mark.timeout(3 * HANG_GUARD_SECONDS)  # as above
+def test_a_segment_order_reaches_xero_by_webhook_under_the_real_daemon_with_no_schedule(
+    admin, sandbox, sync_env, run_sync, tmp_path
+):
+    """Segment source -> Webhooks destination -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero,
+    all real; every schedule is stopped, so only the webhook path can bring the person and their order."""
+    flow = dg.AssetSelection.groups(segment_to_xero.NAME).upstream().resolve(defs().resolve_asset_graph())
+    assert run_sync(list(flow)).success  # Xero's contacts and invoices landed: only the Segment messages are new
+    stock_item(sync_env, 1)
+    person, order = person_and_order("user-by-webhook", "ord-by-webhook")
+    secret = sync_env["SEGMENT_WEBHOOK_SECRET"]
+    with (
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"segment": secret}) as receiver,
+        dagster_daemon(sync_env, tmp_path / "daemon.log"),
+    ):
+        admin.segment_destination(url=receiver.url_for("segment"), secret=secret)
+        admin.segment_emit("web", person, order)
+        contact, invoice = wait_for(
+            lambda: _in_xero(admin, sandbox.url, "user-by-webhook", "ord-by-webhook"),
+            HANG_GUARD_SECONDS,
+            "the person's contact and their order's invoice",
+        )
+
+    assert all(delivery["delivered"] for delivery in admin.segment_webhook_deliveries())
+    assert _daemon_runs(sync_env) == {(SEGMENT_WEBHOOK_SYNC, SEGMENT_WEBHOOK_SENSOR, None)}
+    assert invoice["Contact"]["ContactID"] == contact["ContactID"]
+    assert [i["InvoiceID"] for i in order_invoices(sandbox.url, "ord-by-webhook")] == [invoice["InvoiceID"]]

@@ -1,5 +1,6 @@
 """A real `dagster-daemon` over the code location: for the tests that show a webhook's change arriving end to end,
-and for the benchmark (benchmarks/webhook_latency.py) that times it."""
+and for the benchmark (benchmarks/webhook_latency.py) that times it; with what those tests and the benchmark make
+and look for: a paid invoice's Segment message, a Segment person's order and its Xero invoice."""
 
 import os
 import signal
@@ -16,6 +17,7 @@ import requests
 
 from sync_pipelines.cli import DAGSTER_YAML
 from sync_pipelines.definitions import defs
+from sync_pipelines_tests.conftest import ITEM
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
@@ -114,3 +116,28 @@ def wait_for_message(sandbox_url: str, matches: Callable[[dict], bool], seconds:
 
 def invoice_paid(invoice_id: str) -> Callable[[dict], bool]:
     return lambda m: m.get("event") == "Invoice Paid" and m["properties"].get("invoice_id") == invoice_id
+
+
+def person_and_order(user_id: str, order_id: str) -> tuple[dict, dict]:
+    """A new person's identify call and their Order Completed of one ITEM, as a site sends them."""
+    person = {
+        "type": "identify", "userId": user_id, "timestamp": "2026-03-01T09:00:00Z",
+        "traits": {"email": f"{user_id}@example.test", "name": f"Person {user_id}"},
+    }  # fmt: skip
+    products = [{"sku": ITEM["Code"], "name": ITEM["Name"], "quantity": 1, "price": 12.5}]
+    order = {
+        "type": "track", "userId": user_id, "event": "Order Completed", "timestamp": "2026-03-01T10:00:00Z",
+        "properties": {"order_id": order_id, "currency": "USD", "products": products, "total": 12.5},
+    }  # fmt: skip
+    return person, order
+
+
+def order_invoices(sandbox_url: str, order_id: str) -> list[dict]:
+    """The sandbox's Xero sales invoices of an order (its Reference is the order_id)."""
+    invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=10).json()
+    return [i for i in invoices if i["Type"] == "ACCREC" and i.get("Reference") == order_id]
+
+
+def wait_for_invoice(sandbox_url: str, order_id: str, seconds: float = HANG_GUARD_SECONDS) -> dict:
+    """Poll the sandbox's Xero until an order's invoice is there, or fail at the deadline."""
+    return wait_for(lambda: next(iter(order_invoices(sandbox_url, order_id)), None), seconds, f"{order_id}'s invoice")

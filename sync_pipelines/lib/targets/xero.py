@@ -104,8 +104,13 @@ class ContactPersons:
     last_name: str
     email: str
 
-    def of(self, conn: duckdb.DuckDBPyConnection, record_ids: list[str]) -> dict[str, list[dict]]:
+    @property
+    def reads(self) -> tuple[Entity, ...]:
+        return (self.entity,)
+
+    def of(self, conn: duckdb.DuckDBPyConnection, rows: dict[str, dict]) -> dict[str, list[dict]]:
         """Each organisation's first five people with an email (Xero keeps at most five), by email."""
+        record_ids = list(rows)
         if not record_ids or not staging.table_exists(conn, self.entity.table):
             return {}
         with staging.frame_as(conn, "organisations", pd.DataFrame({"record_id": record_ids})):
@@ -125,6 +130,17 @@ class ContactPersons:
 
 
 @dataclass(frozen=True)
+class ListedPersons:
+    """An organisation whose row lists its people as Xero ContactPersons already (a JSON array column)."""
+
+    column: str
+    reads: tuple[Entity, ...] = ()
+
+    def of(self, conn: duckdb.DuckDBPyConnection, rows: dict[str, dict]) -> dict[str, list[dict]]:
+        return {record_id: json.loads(row[self.column] or "[]") for record_id, row in rows.items()}
+
+
+@dataclass(frozen=True)
 class XeroTarget:
     """Writes what a mapping makes of each changed record: a contact and its groups, an invoice, a payment.
 
@@ -137,7 +153,7 @@ class XeroTarget:
 
     mapping: XeroMapping
     lines: InvoiceLines | None = None
-    persons: ContactPersons | None = None
+    persons: ContactPersons | ListedPersons | None = None
     system: str = "xero"
     totals: Totals | None = None
     # What Xero refuses as too long: a record that would write more is quarantined when staged.
@@ -153,7 +169,8 @@ class XeroTarget:
         """What matching reads (Xero's contacts; its invoices when raising them), and the lines or people it
         writes."""
         invoices = (xero.INVOICES,) if self.mapping.invoice else ()
-        return (xero.CONTACTS, *invoices, *(part.entity for part in (self.lines, self.persons) if part))
+        lines = (self.lines.entity,) if self.lines else ()
+        return (xero.CONTACTS, *invoices, *lines, *(self.persons.reads if self.persons else ()))
 
     def messages_for(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> list[OutboxMessage]:
         """The contact, group, invoice and payment writes these changes call for, and their notifications."""
@@ -190,7 +207,7 @@ class XeroTarget:
         refs = {r: {"ContactNumber": r[:MAX_CONTACT_NUMBER]} for r in rows} | {
             r: {"ContactID": c} for r, c in contact_ids.items()
         }
-        persons = self.persons.of(conn, list(rows)) if self.persons else {}
+        persons = self.persons.of(conn, rows) if self.persons else {}
         holders = name_holders(conn)
         bodies, messages, suffixed = {}, [], set()
         for record_id, row in rows.items():
@@ -454,9 +471,9 @@ class XeroTarget:
             by_type["invoice"], by_type["credit_note"] = [], []
         writes = (
             ("note", partial(add_note, contact_id=contact_id)),
-            ("invoice", raise_invoice),
+            ("invoice", partial(raise_invoice, contact_id=contact_id)),
             ("payment", pay_invoice),
-            ("credit_note", raise_credit_note),
+            ("credit_note", partial(raise_credit_note, contact_id=contact_id)),
         )
         for kind, write in writes:
             for payload in by_type.get(kind, []):

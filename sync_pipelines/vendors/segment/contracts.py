@@ -45,29 +45,53 @@ def trait(traits: dict, *names: str) -> object:
     return None
 
 
-class SegmentUser(pa.DataFrameModel):
-    """A person Segment identified: a Xero contact of their own, matched by the cross-reference, then email."""
+class _Reachable(pa.DataFrameModel):
+    """What a person and an organisation share: how to reach them, and where they are (traits of the same names in
+    the Identify and Group specs)."""
 
-    user_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="userId")
     email: Series[pd.StringDtype] = pa.Field(nullable=True, str_matches=r"^[^@\s]+@[^@\s]+$")
-    xero_name: Series[pd.StringDtype] = pa.Field(
-        str_length={"min_value": 1}, description="Name for Xero: the name, else first and last, else the email"
-    )
-    first_name: Series[pd.StringDtype] = pa.Field(nullable=True, description="firstName, else split from name")
-    last_name: Series[pd.StringDtype] = pa.Field(nullable=True, description="lastName, else split from name")
     phone: Series[pd.StringDtype] = pa.Field(nullable=True, description="phone, as given")
     website: Series[pd.StringDtype] = pa.Field(nullable=True, description="website, as given")
     domain: Series[pd.StringDtype] = pa.Field(nullable=True, description="website_domain(website)")
-    company: Series[pd.StringDtype] = pa.Field(nullable=True, description="company.name (or company as text)")
-    title: Series[pd.StringDtype] = pa.Field(nullable=True)
+    tax_number: Series[pd.StringDtype] = pa.Field(nullable=True)
     street: Series[pd.StringDtype] = pa.Field(nullable=True, description="address.street")
     city: Series[pd.StringDtype] = pa.Field(nullable=True, description="address.city")
     region: Series[pd.StringDtype] = pa.Field(nullable=True, description="address.state")
     postal_code: Series[pd.StringDtype] = pa.Field(nullable=True, description="address.postal_code")
     country: Series[pd.StringDtype] = pa.Field(nullable=True, description="address.country")
+
+
+def _reachable(traits: dict) -> dict:
+    """The _Reachable columns of a person's or an organisation's traits."""
+    address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
+    website = trait(traits, "website")
+    return {
+        "email": trait(traits, "email"),
+        "phone": trait(traits, "phone"),
+        "website": website,
+        "domain": website_domain(website),
+        "tax_number": trait(traits, "tax_number"),
+        "street": trait(address, "street"),
+        "city": trait(address, "city"),
+        "region": trait(address, "state", "region"),
+        "postal_code": trait(address, "postal_code", "postalCode"),
+        "country": trait(address, "country"),
+    }
+
+
+class SegmentUser(_Reachable):
+    """A person Segment identified: a Xero contact of their own, matched by the cross-reference, then email."""
+
+    user_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="userId")
+    xero_name: Series[pd.StringDtype] = pa.Field(
+        str_length={"min_value": 1}, description="Name for Xero: the name, else first and last, else the email"
+    )
+    first_name: Series[pd.StringDtype] = pa.Field(nullable=True, description="firstName, else split from name")
+    last_name: Series[pd.StringDtype] = pa.Field(nullable=True, description="lastName, else split from name")
+    company: Series[pd.StringDtype] = pa.Field(nullable=True, description="company.name (or company as text)")
+    title: Series[pd.StringDtype] = pa.Field(nullable=True)
     plan: Series[pd.StringDtype] = pa.Field(nullable=True)
     owner_email: Series[pd.StringDtype] = pa.Field(nullable=True, description="the owner or assignee, by email")
-    tax_number: Series[pd.StringDtype] = pa.Field(nullable=True)
     other_traits: Series[pd.StringDtype] = pa.Field(description="JSON object of the traits without a column")
     first_seen_at: Series[UTC_TIMESTAMP] = pa.Field(description="the earliest identify's timestamp")
     updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the latest identify's timestamp")
@@ -81,35 +105,70 @@ class SegmentUser(pa.DataFrameModel):
 def flatten_user(record: dict) -> dict:
     """A merged profile (vendors/segment/entities.py) as a contract row."""
     traits = record.get("traits") or {}
-    address = traits.get("address") if isinstance(traits.get("address"), dict) else {}
     company = traits.get("company")
     name = trait(traits, "name")
     first, last = trait(traits, "firstName", "first_name"), trait(traits, "lastName", "last_name")
     if name and not (first or last):
         first, last = split_name(name)
-    email = trait(traits, "email")
-    website = trait(traits, "website")
+    reachable = _reachable(traits)
     return {
         "user_id": record.get("userId"),
-        "email": email,
-        "xero_name": name or " ".join(p for p in (first, last) if p) or email or f"Segment user {record.get('userId')}",
+        "xero_name": name
+        or " ".join(p for p in (first, last) if p)
+        or reachable["email"]
+        or f"Segment user {record.get('userId')}",
         "first_name": first,
         "last_name": last,
-        "phone": trait(traits, "phone"),
-        "website": website,
-        "domain": website_domain(website),
+        **reachable,
         "company": trait(company, "name") if isinstance(company, dict) else trait(traits, "company"),
         "title": trait(traits, "title"),
-        "street": trait(address, "street"),
-        "city": trait(address, "city"),
-        "region": trait(address, "state", "region"),
-        "postal_code": trait(address, "postal_code", "postalCode"),
-        "country": trait(address, "country"),
         "plan": trait(traits, "plan") or (trait(company, "plan") if isinstance(company, dict) else None),
         "owner_email": trait(traits, "owner_email"),
-        "tax_number": trait(traits, "tax_number"),
         "other_traits": json.dumps({k: v for k, v in traits.items() if k not in READ_TRAITS}, sort_keys=True),
         "first_seen_at": parse_timestamp(record.get("first_seen_at")),
+        "updated_at": parse_timestamp(record.get("timestamp")),
+        "message_id": record["messageIds"][-1],
+    }
+
+
+# Group traits the contract has a column for (https://segment.com/docs/connections/spec/group/#traits).
+READ_GROUP_TRAITS = frozenset(
+    {"name", "email", "phone", "website", "address", "industry", "employees", "plan", "tax_number"}
+)
+
+
+class SegmentGroup(_Reachable):
+    """An organisation Segment's `group` calls name: a Xero organisation contact, its people as ContactPersons."""
+
+    group_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="groupId")
+    xero_name: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="name, else the groupId")
+    industry: Series[pd.StringDtype] = pa.Field(nullable=True)
+    employees: Series[pd.StringDtype] = pa.Field(nullable=True)
+    plan: Series[pd.StringDtype] = pa.Field(nullable=True)
+    persons: Series[pd.StringDtype] = pa.Field(
+        description="JSON array of its people as Xero ContactPersons (FirstName, LastName, EmailAddress)"
+    )
+    other_traits: Series[pd.StringDtype] = pa.Field(description="JSON object of the traits without a column")
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the latest group call's timestamp")
+    message_id: Series[pd.StringDtype] = pa.Field(description="the latest group call's messageId: the version")
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+def flatten_group(record: dict) -> dict:
+    """A merged organisation (vendors/segment/entities.py) as a contract row."""
+    traits = record.get("traits") or {}
+    return {
+        "group_id": record.get("groupId"),
+        "xero_name": trait(traits, "name") or f"Segment group {record.get('groupId')}",
+        **_reachable(traits),
+        "industry": trait(traits, "industry"),
+        "employees": trait(traits, "employees"),
+        "plan": trait(traits, "plan"),
+        "persons": json.dumps(record.get("persons") or []),
+        "other_traits": json.dumps({k: v for k, v in traits.items() if k not in READ_GROUP_TRAITS}, sort_keys=True),
         "updated_at": parse_timestamp(record.get("timestamp")),
         "message_id": record["messageIds"][-1],
     }

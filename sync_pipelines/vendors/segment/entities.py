@@ -12,15 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sync_pipelines.lib.entities import Entity
+from sync_pipelines.vendors.intercom.contracts import split_name
 from sync_pipelines.vendors.segment.contracts import (
     RESOLVED,
+    SegmentGroup,
     SegmentOrder,
     SegmentRefund,
     SegmentUser,
+    flatten_group,
     flatten_order,
     flatten_refund,
     flatten_user,
     parse_timestamp,
+    trait,
 )
 from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 
@@ -28,19 +32,31 @@ from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 PAGE_SIZE = 500
 
 
-def merged_profile(user_id: str, identifies: list[dict]) -> dict:
-    """One person from their identify calls: traits merged oldest first, the newest timestamp as its change time."""
+def merged_profile(user_id: str, identifies: list[dict], id_field: str = "userId") -> dict:
+    """One person (or organisation) from their identify (group) calls: traits merged oldest first, the newest
+    timestamp as its change time."""
     ordered = sorted(identifies, key=lambda message: (str(parse_timestamp(message["timestamp"])), message["messageId"]))
     traits: dict = {}
     for message in ordered:
         traits.update(message.get("traits") or {})
     return {
-        "userId": user_id,
+        id_field: user_id,
         "traits": traits,
         "timestamp": ordered[-1]["timestamp"],
         "first_seen_at": ordered[0]["timestamp"],
         "messageIds": [message["messageId"] for message in ordered],
     }
+
+
+def contact_person(traits: dict) -> dict | None:
+    """A person's merged traits as a Xero ContactPerson, or None without an email (Xero keys them by it)."""
+    email = trait(traits, "email")
+    if email is None:
+        return None
+    first, last = trait(traits, "firstName", "first_name"), trait(traits, "lastName", "last_name")
+    if not (first or last) and (name := trait(traits, "name")):
+        first, last = split_name(name)
+    return {"FirstName": first or "", "LastName": last or "", "EmailAddress": email, "IncludeInEmails": True}
 
 
 class Page(list):
@@ -86,6 +102,36 @@ class SegmentPeople(_Segment):
 
 
 @dataclass(frozen=True)
+class SegmentOrganisations(_Segment):
+    """Organisations whose group calls arrived since the cursor, each merged from every group call the inbox keeps,
+    with the people who joined it (their identify traits merged) as its contact persons."""
+
+    id_field: str = "groupId"
+    webhook_category: str = "group"
+
+    def read(self, workspace: SegmentWorkspaceResource, cursor: dict | None) -> Iterator[list[dict]]:
+        inbox, after = workspace.get_inbox(), (cursor or {}).get("seq", 0)
+        while page := inbox.events("segment", self.webhook_category, after, PAGE_SIZE):
+            after = page[-1][0]
+            groups = sorted({str(message["groupId"]) for _, message in page if message.get("groupId")})
+            calls: dict[str, list[dict]] = {}
+            for message in inbox.history("segment", self.webhook_category, groups):
+                calls.setdefault(str(message["groupId"]), []).append(message)
+            members = {g: sorted({str(m["userId"]) for m in calls[g] if m.get("userId")}) for g in groups}
+            identifies: dict[str, list[dict]] = {}
+            for message in inbox.history("segment", "identify", sorted(set().union(*members.values()))):
+                identifies.setdefault(str(message["userId"]), []).append(message)
+            organisations = []
+            for group_id in groups:
+                people = [merged_profile(u, identifies[u])["traits"] for u in members[group_id] if u in identifies]
+                persons = sorted((p for p in map(contact_person, people) if p), key=lambda p: p["EmailAddress"].lower())
+                # Xero keeps at most five contact persons on a contact (xero.md §2.5).
+                merged = merged_profile(group_id, calls[group_id], id_field="groupId")
+                organisations.append({**merged, "persons": persons[:5]})
+            yield Page(organisations, after)
+
+
+@dataclass(frozen=True)
 class SegmentEvents(_Segment):
     """One track event's messages, as they arrived since the cursor, each with its source's name."""
 
@@ -111,8 +157,12 @@ ORDERS = Entity(
     "segment", "orders", "Orders completed, from any source (web, app, point of sale)",
     SegmentEvents("Order Completed"), SegmentOrder, "order_id", flatten_order,
 )  # fmt: skip
+GROUPS = Entity(
+    "segment", "groups", "Organisations named by group calls, their traits merged, with their people",
+    SegmentOrganisations(), SegmentGroup, "group_id", flatten_group, version="message_id",
+)  # fmt: skip
 REFUNDS = Entity(
     "segment", "refunds", "Orders refunded, whole or in part", SegmentEvents("Order Refunded"), SegmentRefund,
     "order_id", flatten_refund,
 )  # fmt: skip
-ENTITIES = (USERS, ORDERS, REFUNDS)
+ENTITIES = (USERS, GROUPS, ORDERS, REFUNDS)

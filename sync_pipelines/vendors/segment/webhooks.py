@@ -35,6 +35,7 @@ class SegmentMessage(BaseModel):
 
 
 _DELIVERY = TypeAdapter(SegmentMessage | list[SegmentMessage])
+MESSAGE = TypeAdapter(SegmentMessage)
 
 
 def signed_part(body: bytes) -> bytes | None:
@@ -62,22 +63,23 @@ def _signed(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
     return part is not None and given.isascii() and hmac.compare_digest(given.lower().encode(), expected.encode())
 
 
+def inbox_event(m: SegmentMessage) -> InboxEvent:
+    """How the inbox keeps a message: deduplicated on its messageId, found again by its person or group."""
+    return InboxEvent(
+        source="segment",
+        event_id=m.messageId,  # retried deliveries repeat it; Segment dedupes on it, and so does the inbox
+        tenant_id=str(getattr(m, "projectId", None) or ""),  # the source that sent it, where Segment says
+        category=m.type,
+        event_type=m.event or m.type,
+        resource_id=(m.groupId if m.type == "group" else m.userId or m.anonymousId) or "",
+        event_date=m.timestamp,
+        payload=m.model_dump(exclude_unset=True),
+    )
+
+
 def _events(body: bytes) -> list[InboxEvent]:
     delivered = _DELIVERY.validate_json(body)
-    messages = delivered if isinstance(delivered, list) else [delivered]
-    return [
-        InboxEvent(
-            source="segment",
-            event_id=m.messageId,  # retried deliveries repeat it; Segment dedupes on it, and so does the inbox
-            tenant_id=str(getattr(m, "projectId", None) or ""),  # the source that sent it, where Segment says
-            category=m.type,
-            event_type=m.event or m.type,
-            resource_id=(m.groupId if m.type == "group" else m.userId or m.anonymousId) or "",
-            event_date=m.timestamp,
-            payload=m.model_dump(exclude_unset=True),
-        )
-        for m in messages
-    ]
+    return [inbox_event(m) for m in (delivered if isinstance(delivered, list) else [delivered])]
 
 
 WEBHOOKS = Vendor("segment", "/segment/webhooks", _signed, _events, settings.MAX_WEBHOOK_BODY_BYTES)

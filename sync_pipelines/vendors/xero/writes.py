@@ -129,7 +129,9 @@ def attempt(report: DeliveryReport, message_ids: list[str], write: Callable[[], 
     except (RetryableResponse, XeroDailyLimitReached, requests.RequestException, WaitingFor, Rejected) as error:
         outcome, reason = (report.rejected if isinstance(error, Rejected) else report.failed), str(error)
     except XeroApiError as error:
-        outcome = report.failed if error.status is None or error.status >= 500 else report.rejected
+        # A 429 that outlasted the client's retries is Xero saying "later", not "never" (xero.md §5).
+        retryable = error.status is None or error.status >= 500 or error.status == 429
+        outcome = report.failed if retryable else report.rejected
         reason = str(error)
     outcome += [(message_id, reason) for message_id in message_ids]
     return None
@@ -153,11 +155,16 @@ def _write_contact_batch(client, batch: list[dict], report: DeliveryReport) -> l
     """Writes one batch; returns the payloads refused only for their name."""
     ids = [p["messageId"] for p in batch]
     # One key per batch composition: a retry of this exact batch is answered from Xero's cache (§4.3).
-    composition = "\n".join(f"{p['messageId']}:{p['Contact'].get('Name')}" for p in batch)
+    # A replay aims at the contact the first attempt made (found_again adds its ContactID): another request.
+    composition = "\n".join(
+        f"{p['messageId']}:{p['Contact'].get('ContactID')}:{p['Contact'].get('Name')}" for p in batch
+    )
     key = "contacts-" + hashlib.sha256(composition.encode()).hexdigest()[:40]
     results = attempt(report, ids, lambda: client.write("POST", "Contacts", [p["Contact"] for p in batch], key))
+    if results is None:  # the batch failed as a whole: each message's outcome is in the report
+        return []
     clashes = []
-    for payload, result in zip(batch, results or [], strict=True):
+    for payload, result in zip(batch, results, strict=True):
         problems = _problems(result)
         if problems and NAME_TAKEN in problems and own_name(payload["Contact"]) != payload["Contact"].get("Name"):
             clashes.append(payload)
@@ -235,12 +242,19 @@ def add_note(client, payload: dict, again: bool, contact_id: ContactIds) -> list
     return []
 
 
-def raise_invoice(client, payload: dict, again: bool) -> list[dict]:
+def addressed(document: dict, contact_id: ContactIds) -> dict:
+    """The document addressed to its contact's ContactID: one that is not in Xero yet (its own write failed and
+    waits in the dead letters) makes the document wait too, rather than be refused for naming no contact."""
+    return {**document, "Contact": {"ContactID": contact_id(document["Contact"])}}
+
+
+def raise_invoice(client, payload: dict, again: bool, contact_id: ContactIds) -> list[dict]:
     """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice;
     sent again past the key's window, the invoice is first looked for by its Reference."""
     if again and (invoice := _invoice_by_reference(client, payload["Invoice"]["Reference"])) is not None:
         return [invoice]
-    return [_written(client.write("PUT", "Invoices", [payload["Invoice"]], payload["messageId"]))]
+    body = addressed(payload["Invoice"], contact_id)
+    return [_written(client.write("PUT", "Invoices", [body], payload["messageId"]))]
 
 
 def pay_invoice(client, payload: dict, again: bool) -> list[dict]:
@@ -264,7 +278,7 @@ def pay_invoice(client, payload: dict, again: bool) -> list[dict]:
 CREDITED = ("Description", "ItemCode", "Quantity", "UnitAmount", "AccountCode", "TaxType", "DiscountRate", "Tracking")
 
 
-def raise_credit_note(client, payload: dict, again: bool) -> list[dict]:
+def raise_credit_note(client, payload: dict, again: bool, contact_id: ContactIds) -> list[dict]:
     """Raise the credit note (once: under the message's own key, looked for by Reference when sent again) and
     allocate what it can to the invoice with the same Reference: a refund credits its order's invoice
     (https://developer.xero.com/documentation/api/accounting/creditnotes#allocations). Both records as the
@@ -275,7 +289,7 @@ def raise_credit_note(client, payload: dict, again: bool) -> list[dict]:
         raise WaitingFor(f"no invoice with Reference {reference!r} in Xero yet to credit")
     note = _invoice_by_reference(client, reference, "CreditNotes", "ACCRECCREDIT") if again else None
     if note is None:
-        body = payload["CreditNote"]
+        body = addressed(payload["CreditNote"], contact_id)
         if not body["LineItems"]:  # a whole refund: the invoice's lines, credited as they were sold
             (sold,) = client.read(f"Invoices/{invoice['InvoiceID']}", key="Invoices")
             body = {

@@ -105,7 +105,9 @@ class XeroDocument(pa.DataFrameModel):
     """What invoices, bills and bank transactions share: priced line items and a change timestamp."""
 
     sub_total: Series[float] = pa.Field(ge=0)
-    total_tax: Series[float] = pa.Field(ge=0)
+    # Xero taxes each line: a discount line on a taxed account against untaxed items (an order of zero-rated goods
+    # with a coupon) nets below zero, and Xero keeps such a document; only its total is never negative.
+    total_tax: Series[float]
     total: Series[float] = pa.Field(ge=0)
     line_item_count: Series[int] = pa.Field(ge=0)
     account_codes: Series[pd.StringDtype] = pa.Field(

@@ -59,7 +59,7 @@ def test_a_bank_fee_without_a_contact_and_a_deleted_receipt_meet_the_contract():
         ({"Contact": {"ContactID": "nobody", "Name": "City Taxis"}}, "contact_id: str_matches"),
         ({"CurrencyCode": None}, "currency_code: missing"),
         ({"Total": 151.0}, "row: total_adds_up failed"),
-        ({"TotalTax": -15.0, "Total": 85.0}, "total_tax: greater_than_or_equal_to(0)"),
+        ({"Total": -15.0, "SubTotal": -15.0}, "total: greater_than_or_equal_to(0)"),
         ({"BankAccount": {"Code": "090", "Name": "Business Bank Account"}}, "bank_account_id: missing"),
         ({"IsReconciled": "no"}, "is_reconciled: 'no' is not a valid"),
         ({"UpdatedDateUTC": None}, "updated_at: missing"),

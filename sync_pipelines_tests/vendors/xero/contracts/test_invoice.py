@@ -47,6 +47,14 @@ def test_an_unpaid_bill_has_no_paid_date_and_no_reference():
     ]
 
 
+def test_an_invoice_whose_discount_line_nets_its_tax_below_zero_is_kept():
+    """Zero-rated goods and a discount line on a taxed account: Xero computes the tax per line and keeps it."""
+    discounted = invoice(ID, CONTACT, sub_total="95.00", tax="-0.75")
+    valid, reasons = judge(XeroInvoice, flatten_invoice, [discounted])
+    assert reasons == []
+    assert [(row["total_tax"], row["total"]) for row in rows(valid)] == [(-0.75, 94.25)]
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
