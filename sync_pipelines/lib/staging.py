@@ -414,13 +414,27 @@ def linked_ids(
 ) -> dict[str, str]:
     """The target ids already linked to these source ids (a vendor's record id names one record, whatever entity
     linked it)."""
-    if not source_ids:
+    return _linked(conn, source_system, target_system, "source_id", "target_id", source_ids)
+
+
+def source_ids(
+    conn: duckdb.DuckDBPyConnection, *, source_system: str, target_system: str, target_ids: list[str]
+) -> dict[str, str]:
+    """The source ids these target ids were linked from: target id -> source id."""
+    return _linked(conn, source_system, target_system, "target_id", "source_id", target_ids)
+
+
+def _linked(
+    conn: duckdb.DuckDBPyConnection, source_system: str, target_system: str, known: str, wanted: str, ids: list[str]
+) -> dict[str, str]:
+    """xrefs between two systems read one way: each of `ids` (in column `known`) -> its id in column `wanted`."""
+    if not ids:
         return {}
-    with frame_as(conn, "wanted", pd.DataFrame({"source_id": source_ids})):
+    with frame_as(conn, "wanted", pd.DataFrame({known: ids})):
         return dict(
             conn.execute(
-                """SELECT x.source_id, any_value(x.target_id) FROM xrefs x JOIN wanted w USING (source_id)
-                   WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.source_id""",
+                f"""SELECT x.{known}, any_value(x.{wanted}) FROM xrefs x JOIN wanted w USING ({known})
+                    WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.{known}""",
                 [source_system, target_system],
             ).fetchall()
         )
@@ -460,22 +474,6 @@ def own_versions(
             [system, source],
         ).fetchall()
     return set(rows)
-
-
-def source_ids(
-    conn: duckdb.DuckDBPyConnection, *, source_system: str, target_system: str, target_ids: list[str]
-) -> dict[str, str]:
-    """The source ids these target ids were linked from: target id -> source id."""
-    if not target_ids:
-        return {}
-    with frame_as(conn, "wanted", pd.DataFrame({"target_id": target_ids})):
-        return dict(
-            conn.execute(
-                """SELECT x.target_id, any_value(x.source_id) FROM xrefs x JOIN wanted w USING (target_id)
-                   WHERE x.source_system = ? AND x.target_system = ? GROUP BY x.target_id""",
-                [source_system, target_system],
-            ).fetchall()
-        )
 
 
 def settled_fields(conn: duckdb.DuckDBPyConnection, entity: str) -> dict[tuple[str, str], str | None]:

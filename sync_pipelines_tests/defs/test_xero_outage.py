@@ -13,7 +13,6 @@ import pytest
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
 from sync_pipelines.lib.staging import StagingResource
-from sync_pipelines.vendors.xero.client import XeroClient
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines_tests.conftest import stock_item, xero_resource
 from sync_pipelines_tests.defs.test_segment_to_xero import (
@@ -44,30 +43,9 @@ OUTAGE_RUNS = 3  # the schedule's runs while Xero is down
 REPLAY_WAVES = 5
 
 
-class _XeroWithAttempts(XeroResource):
-    """The code location's Xero resource with a bounded number of tries per call (XeroResource does not expose the
-    client's max_attempts), so that a failure reaches the dead-letter queue without the client's full backoff."""
-
-    max_attempts: int = 8
-
-    def get_client(self) -> XeroClient:
-        if self._client is None:
-            self._client = XeroClient(
-                api_url=self.api_url, identity_url=self.identity_url, client_id=self.client_id,
-                client_secret=self.client_secret, token_store=self.token_store(), tenant_id=self.tenant_id,
-                grant=self.grant, page_size=self.page_size, calls_per_minute=self.calls_per_minute,
-                max_concurrent=self.max_concurrent, max_attempts=self.max_attempts,
-            )  # fmt: skip
-        return self._client
-
-
-def _xero(env: dict[str, str], **overrides) -> _XeroWithAttempts:
+def _xero(env: dict[str, str], **overrides) -> XeroResource:
     """The resource the code location binds, told the sandbox's raised minute limit (see the test)."""
-    return _XeroWithAttempts(
-        api_url=env["XERO_API_URL"], identity_url=env["XERO_IDENTITY_URL"], client_id=env["XERO_CLIENT_ID"],
-        client_secret=env["XERO_CLIENT_SECRET"], token_path=env["XERO_TOKEN_PATH"],
-        token_key=env["SYNC_PIPELINES_TOKEN_KEY"], calls_per_minute=10_000, **overrides,
-    )  # fmt: skip
+    return xero_resource(env, calls_per_minute=10_000, **overrides)
 
 
 def _user(n: int) -> str:
