@@ -2,7 +2,8 @@
 
 Starts the sandbox with its Xero limits lifted (a real organisation allows 60 calls a minute and 5,000 a day,
 https://developer.xero.com/documentation/guides/oauth2/limits/, so a real migration of this size spans days), has it
-write `--messages` of its seeded history in the layout of Segment's AWS S3 destination, then runs
+write `--messages` of its seeded history in the layout of Segment's AWS S3 destination (and its sources emit the
+whole history, so that the Profile API knows everyone's audiences and computed traits), then runs
 `sync-pipelines migrate --dry-run` and `sync-pipelines migrate` on it. Prints each one's time and writes, whether
 the two reports agree, and whether Xero then holds what they say.
 
@@ -68,6 +69,8 @@ def main() -> None:
         bucket = Path(tmp) / "bucket"
         bucket.mkdir()
         archived = admin.segment_archive(bucket, seed=11, people=args.people, messages=args.messages)
+        # Engage knows these people from the whole history the archive begins: the Profile API answers for them.
+        admin.segment_seed(seed=11, people=args.people)
         before = _holdings(admin, env)
         writes = _writes(admin)
         rehearsal = _timed(["migrate", "--archive", str(bucket), "--dry-run"])

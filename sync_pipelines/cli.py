@@ -63,6 +63,9 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "SEGMENT_WEBHOOK_SECRET": settings.segment_webhook_secret,
         "SEGMENT_PUBLIC_API_URL": f"{base_url}/segmentapis",
         "SEGMENT_PUBLIC_API_TOKEN": settings.segment_public_api_token,
+        "SEGMENT_PROFILE_API_URL": f"{base_url}/profiles",
+        "SEGMENT_SPACE_ID": settings.segment_space_id,
+        "SEGMENT_PROFILE_API_TOKEN": settings.segment_profile_token,
         "SYNC_PIPELINES_DUCKDB": str(data_dir / "warehouse.duckdb"),
         # The sandbox's Slack lookalike records team notifications for GET /_admin/notifications.
         "SYNC_PIPELINES_NOTIFY_URL": f"{base_url}/slack/services/T0000/B0000/sandbox",

@@ -50,6 +50,9 @@ def defs() -> dg.Definitions:
                 inbox_path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX"),
                 public_api_url=dg.EnvVar("SEGMENT_PUBLIC_API_URL"),
                 public_api_token=dg.EnvVar("SEGMENT_PUBLIC_API_TOKEN"),
+                profile_api_url=dg.EnvVar("SEGMENT_PROFILE_API_URL"),
+                space_id=dg.EnvVar("SEGMENT_SPACE_ID"),
+                profile_api_token=dg.EnvVar("SEGMENT_PROFILE_API_TOKEN"),
             ),
             # Set to "" to turn team notifications off.
             "notifier": NotifierResource(url=dg.EnvVar("SYNC_PIPELINES_NOTIFY_URL")),

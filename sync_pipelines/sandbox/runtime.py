@@ -53,6 +53,10 @@ class SandboxSettings:
     segment_webhook_attempts and segment_webhook_backoff_seconds bound the retries of the Segment workspace's
     Webhooks destination (sandbox/segment/destination.py), whose URL, secret and batch size the admin API sets;
     segment_public_api_token is the workspace token the Public API sandbox (sandbox/segment/public_api.py) accepts.
+    segment_space_id and segment_profile_token are the Engage space the Profile API sandbox (sandbox/segment/
+    profiles.py) serves and the access token it accepts (HTTP Basic user name); segment_profile_requests_per_second
+    is that space's rate limit (segment.md §7: 100 requests/s) over a sliding window of
+    segment_profile_rate_window_seconds (a test lengthens it, so that what passes never depends on the machine's speed).
     """
 
     state_path: Path
@@ -98,6 +102,10 @@ class SandboxSettings:
     segment_webhook_attempts: int = 8
     segment_webhook_backoff_seconds: float = 0.5
     segment_public_api_token: str = "sandbox-segment-public-api-token"
+    segment_space_id: str = "spa_sandbox8Qw3Rt5Yu7Io9P"
+    segment_profile_token: str = "sandbox-segment-profile-token"
+    segment_profile_requests_per_second: int = 100
+    segment_profile_rate_window_seconds: float = 1.0
 
 
 @dataclass

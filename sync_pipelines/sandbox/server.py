@@ -19,6 +19,7 @@ from sync_pipelines.sandbox.salesforce.admin import SalesforceAdmin
 from sync_pipelines.sandbox.salesforce.app import salesforce_app
 from sync_pipelines.sandbox.segment.admin import SegmentAdmin
 from sync_pipelines.sandbox.segment.app import SegmentSandbox
+from sync_pipelines.sandbox.segment.profiles import ProfileApiSandbox
 from sync_pipelines.sandbox.segment.public_api import PublicApiSandbox
 from sync_pipelines.sandbox.store import Store
 from sync_pipelines.sandbox.tls import local_tls
@@ -30,8 +31,8 @@ __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 def build_app(runtime: Runtime) -> Starlette:
     """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /segmentapis (Segment's Public API),
-    /salesforce (login host and instance), /intercom, /_admin (with /_admin/<vendor> for each), plus notification
-    capture."""
+    /profiles (Segment's Profile API), /salesforce (login host and instance), /intercom, /_admin (with /_admin/<vendor>
+    for each), plus notification capture."""
     return Starlette(
         routes=[
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
@@ -39,6 +40,7 @@ def build_app(runtime: Runtime) -> Starlette:
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
             Mount("/_admin/segment", app=SegmentAdmin(runtime.store, runtime.segment).app()),
             Mount("/segmentapis", app=PublicApiSandbox(runtime).app()),
+            Mount("/profiles", app=ProfileApiSandbox(runtime).app()),
             Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
             Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
             Mount("/intercom", app=intercom_app(runtime)),

@@ -234,16 +234,26 @@ class WebhookInbox:
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
 
-    def events(self, source: str, category: str, after_seq: int, limit: int) -> list[tuple[int, dict]]:
-        """(seq, payload) of `source`'s `category` events after `after_seq`, in arrival order: for a vendor whose
-        webhooks carry the records themselves (Segment's messages)."""
+    def events(self, source: str, category: str | None, after_seq: int, limit: int) -> list[tuple[int, dict]]:
+        """(seq, payload) of `source`'s `category` events (None: of any category) after `after_seq`, in arrival
+        order: for a vendor whose webhooks carry the records themselves (Segment's messages)."""
         with self._connect() as conn:
             rows = conn.execute(
-                """SELECT seq, payload FROM webhook_events WHERE source = ? AND category = ? AND seq > ?
-                   ORDER BY seq LIMIT ?""",
+                """SELECT seq, payload FROM webhook_events WHERE source = ? AND coalesce(category = ?, true)
+                   AND seq > ? ORDER BY seq LIMIT ?""",
                 [source, category, after_seq, limit],
             ).fetchall()
         return [(seq, json.loads(payload)) for seq, payload in rows]
+
+    def resource_ids(self, source: str, category: str) -> list[str]:
+        """Every resource with a kept `category` event, sorted (a sweep's list: every person identified)."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                """SELECT DISTINCT resource_id FROM webhook_events WHERE source = ? AND category = ?
+                   AND resource_id != '' ORDER BY resource_id""",
+                [source, category],
+            ).fetchall()
+        return [resource_id for (resource_id,) in rows]
 
     def history(self, source: str, category: str, resource_ids: Collection[str]) -> list[dict]:
         """Every kept `category` event of these resources, in arrival order."""

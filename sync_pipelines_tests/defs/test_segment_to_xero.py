@@ -138,6 +138,31 @@ def test_a_group_call_makes_an_organisation_contact_with_its_people_as_contact_p
     assert _writes(admin) == writes
 
 
+def test_a_mapped_event_is_noted_on_its_persons_contact_once_and_others_are_only_staged(admin, run_sync, sync_env):
+    signed_up = {"type": "track", "userId": "user-ed", "event": "Signed Up", "timestamp": "2026-03-01T10:01:00Z",
+                 "properties": {"type": "organic", "first_name": "Ed"}}  # fmt: skip
+    browsed = {"type": "track", "userId": "user-ed", "event": "Product Viewed", "timestamp": "2026-03-01T10:02:00Z",
+               "properties": {"sku": "MUG-01"}}  # fmt: skip
+    anonymous = {"type": "track", "anonymousId": "anon-1", "event": "Signed Up", "timestamp": "2026-03-01T10:03:00Z"}
+    _segment_sends(admin, sync_env, _identify("user-ed", "2026-03-01T10:00:00Z", email="ed@example.test", name="Ed"),
+                   signed_up, browsed, anonymous)  # fmt: skip
+
+    assert run_sync(_flow_assets()).success
+
+    contact = _contacts_by_number(admin)["user-ed"]
+    notes = [n["Details"] for n in admin.get(f"/xero/contacts/{contact['ContactID']}/history")]
+    events = [note for note in notes if note.startswith("Segment event")]
+    assert len(events) == 1 and "Signed Up from Web" in events[0] and '"type": "organic"' in events[0]
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        staged = conn.execute("SELECT event, user_id FROM stg_segment_events ORDER BY event").fetchall()
+    # Both of the person's events are kept for reference; the anonymous visitor's has no contact to go to.
+    assert staged == [("Product Viewed", "user-ed"), ("Signed Up", "user-ed")]
+
+    writes = _writes(admin)
+    assert run_sync(_flow_assets()).success
+    assert _writes(admin) == writes
+
+
 def _mugs(quantity: int) -> list[dict]:
     return [{"sku": "MUG", "name": "Mug", "quantity": quantity, "price": 12.5}]
 
@@ -183,6 +208,43 @@ def test_orders_become_invoices_of_items_per_channel_and_a_refund_a_credit_note_
     assert client.read(f"Invoices/{second['InvoiceID']}", key="Invoices")[0]["AmountDue"] == 0.0
     # Ten in, three sold, one returned.
     assert client.read("Items/MUG", key="Items")[0]["QuantityOnHand"] == 8.0
+
+    writes = _writes(admin)
+    assert run_sync(_flow_assets()).success
+    assert _writes(admin) == writes
+
+
+def _members(admin) -> dict[str, set[str]]:
+    return {g["Name"]: {c["ContactID"] for c in g["Contacts"]} for g in admin.get("/xero/contact-groups")}
+
+
+def test_engage_audiences_and_computed_traits_become_contact_groups_whose_members_follow_them(
+    admin, run_sync, sync_env
+):
+    stock_item(sync_env, 50)
+    _segment_sends(admin, sync_env, _identify("user-cy", "2026-03-01T09:00:00Z", email="cy@example.test", name="Cy"))
+    orders = [
+        _order("Order Completed", f"ord-{n}", f"2026-03-0{n}T10:00:00Z", products=_mugs(8), total=100)
+        for n in (1, 2, 3)
+    ]
+    _segment_sends(admin, sync_env, *orders)
+
+    assert run_sync(_flow_assets()).success
+
+    contact = _contacts_by_number(admin)["user-cy"]["ContactID"]
+    joined = {name for name, members in _members(admin).items() if contact in members}
+    # Three orders of 100: a repeat buyer of high value, and the computed trait's condition holds.
+    assert joined == {"Segment audience: repeat_buyers", "Segment audience: high_value_customers",
+                      "Segment: 3+ orders"}  # fmt: skip
+
+    _segment_sends(admin, sync_env, _order("Order Refunded", "ord-3", "2026-03-04T10:00:00Z", total=100),
+                   _order("Order Refunded", "ord-2", "2026-03-04T11:00:00Z", total=100))  # fmt: skip
+    assert run_sync(_flow_assets()).success
+
+    # Lifetime revenue fell to 100: Engage has them leave the high-value audience, and so does the Xero group.
+    members = _members(admin)
+    assert contact not in members["Segment audience: high_value_customers"]
+    assert {contact} <= members["Segment audience: repeat_buyers"] & members["Segment: 3+ orders"]
 
     writes = _writes(admin)
     assert run_sync(_flow_assets()).success

@@ -184,6 +184,9 @@ class XeroTarget:
         if self.mapping.contact is not None:
             contacts, refs = self._contacts(conn, namespace=namespace, entity=entity, changed=changed, rows=rows)
             messages += contacts + self._groups(source, rows, before, refs)
+        elif self.mapping.member:
+            members = {r: str(json_value(row[self.mapping.member])) for r, row in rows.items()}
+            messages += self._groups(source, rows, before, self._contact_refs(conn, source, members))
         if self.mapping.group:
             messages += self._group_members(conn, source, rows, before)
         live = {record_id: row for record_id, row in rows.items() if json_value(row.get("is_deleted")) is not True}
@@ -305,7 +308,7 @@ class XeroTarget:
             return set()
         groups = {group for group, condition in self.mapping.groups.items() if condition.holds(row)}
         if self.mapping.group_names:
-            groups |= set(json.loads(row[self.mapping.group_names] or "[]"))
+            groups |= {self.mapping.group_prefix + name for name in json.loads(row[self.mapping.group_names] or "[]")}
         return groups
 
     def _group_members(self, conn, source: str, rows: dict[str, dict], before: dict[str, dict]) -> list[OutboxMessage]:
@@ -314,37 +317,45 @@ class XeroTarget:
         lists = {r: set(json.loads(row[group.members] or "[]")) for r, row in rows.items()}
         earlier = {r: set(json.loads(before[r][group.members] or "[]")) if r in before else set() for r in rows}
         members = sorted(set().union(*lists.values(), *earlier.values()))
-        contact_ids = staging.linked_ids(conn, source_system=source, target_system=self.system, source_ids=members)
+        refs = self._contact_refs(conn, source, {member: member for member in members})
         for record_id, row in rows.items():
             name = str(json_value(row[group.name]))
             for member in sorted(lists[record_id] ^ earlier[record_id]):
                 action = "add" if member in lists[record_id] else "remove"
                 message_id = f"{source}:xero_group:{name}:{member}:{action}:{row['content_hash'][:16]}"
-                contact = {"ContactID": contact_ids[member]} if member in contact_ids else {"ContactNumber": member}
                 payload = {"type": "group", "messageId": message_id, "group": name, "member": action == "add",
-                           **contact}  # fmt: skip
+                           **refs[member]}  # fmt: skip
                 messages.append(OutboxMessage(message_id, record_id, "group", action, payload))
         return messages
 
     def _notes(self, conn, source: str, rows: dict[str, dict]) -> list[OutboxMessage]:
         """One History note per version of the record, on the contact of the record it names."""
         note, messages = self.mapping.note, []
-        about = {r: str(json_value(row[note.contact])) for r, row in rows.items()}
-        contact_ids = staging.linked_ids(
-            conn, source_system=source, target_system=self.system, source_ids=sorted(set(about.values()))
-        )
+        if note.when:
+            rows = {record_id: row for record_id, row in rows.items() if note.when.holds(row)}
+        refs = self._contact_refs(conn, source, {r: str(json_value(row[note.contact])) for r, row in rows.items()})
         for record_id, row in rows.items():
-            contact = about[record_id]
             message_id = f"{source}:xero_note:{record_id}:{row['content_hash'][:16]}"
             payload = {
                 "type": "note",
                 "messageId": message_id,
                 # xero.md §2.7: a note's Details hold at most 2,500 characters.
                 "Details": render(note.text, row)[:MAX_NOTE],
-                **({"ContactID": contact_ids[contact]} if contact in contact_ids else {"ContactNumber": contact}),
+                **refs[record_id],
             }
             messages.append(OutboxMessage(message_id, record_id, "note", None, payload))
         return messages
+
+    def _contact_refs(self, conn, source: str, about: dict[str, str]) -> dict[str, dict]:
+        """record id -> how to address the contact of the source record it names: its ContactID once linked, else
+        the source id as the ContactNumber it will be written under."""
+        contact_ids = staging.linked_ids(
+            conn, source_system=source, target_system=self.system, source_ids=sorted(set(about.values()))
+        )
+        return {
+            record_id: {"ContactID": contact_ids[other]} if other in contact_ids else {"ContactNumber": other}
+            for record_id, other in about.items()
+        }
 
     def _invoices(self, conn, source: str, rows: dict[str, dict]) -> list[OutboxMessage]:
         invoice = self.mapping.invoice

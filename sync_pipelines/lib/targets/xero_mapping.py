@@ -4,6 +4,7 @@ An entity maps to any of: a contact (and the contact groups it belongs to), an i
 condition first holds, a payment of that invoice once another holds, and a team notification per automation.
 """
 
+import json
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -53,13 +54,21 @@ def render(text: str, row: Mapping[str, Any]) -> str:
 
 
 class Condition(StrictModel):
-    """True for a row when `column` is truthy, or, given `in`, when its value is one of those."""
+    """True for a row when `column` is truthy, or, given `in`, when its value is one of those, or, given
+    `at_least`, when it is a number at least that. With `key`, the value is that key of the JSON object the column
+    holds (a computed trait among a person's)."""
 
     column: str
+    key: str | None = None
     values: list[str] | None = Field(None, alias="in")
+    at_least: float | None = None
 
     def holds(self, row: Mapping[str, Any]) -> bool:
         value = json_value(row[self.column])
+        if self.key is not None:
+            value = (json.loads(value) if isinstance(value, str) else value or {}).get(self.key)
+        if self.at_least is not None:
+            return isinstance(value, int | float) and not isinstance(value, bool) and value >= self.at_least
         return value in self.values if self.values is not None else bool(value)
 
 
@@ -194,10 +203,13 @@ class GroupRecord(StrictModel):
 
 
 class NoteMapping(StrictModel):
-    """A History note on a contact per change of the record (xero.md §2.7: notes cannot be deleted)."""
+    """A History note on a contact per change of the record, or only of the records `when` holds for (e.g. the
+    events worth keeping), since notes cannot be deleted
+    (https://developer.xero.com/documentation/api/accounting/historyandnotes)."""
 
     contact: str  # column holding the source id of the record whose Xero contact gets the note
     text: str  # template
+    when: Condition | None = None
 
 
 class XeroMapping(StrictModel):
@@ -207,6 +219,10 @@ class XeroMapping(StrictModel):
     match: ContactMatch = ContactMatch()
     groups: dict[str, Condition] = {}  # contact group name -> membership condition
     group_names: str | None = None  # column holding a JSON array of the groups the contact is in (e.g. its tags)
+    group_prefix: str = ""  # put before each of those names, e.g. "Segment audience: "
+    # For a record with no contact of its own (a person's audiences): the column holding the source id of the
+    # record whose contact joins the groups.
+    member: str | None = None
     group: GroupRecord | None = None
     note: NoteMapping | None = None
     invoice: InvoiceMapping | None = None
@@ -227,8 +243,12 @@ class XeroMapping(StrictModel):
             problems += [f"contact.{f}: not a Xero contact field we write" for f in self.contact if f not in allowed]
             if "Name" not in self.contact:
                 problems.append("contact.Name: required (xero.md §2.5: a contact is created by its name)")
-        elif self.groups or self.group_names or self.match != ContactMatch():
-            problems.append("contact: groups, group_names and match need a contact part")
+        elif self.match != ContactMatch():
+            problems.append("contact: match needs a contact part")
+        elif (self.groups or self.group_names) and not self.member:
+            problems.append("contact: groups and group_names need a contact part, or a member column")
+        if self.member and self.contact is not None:
+            problems.append("member: only for a record without a contact part (it names another record's contact)")
         if self.two_way:
             problems += [
                 f"two_way.fields.{field}: not a field the two-way sync keeps ({', '.join(TWO_WAY_XERO_COLUMNS)})"
@@ -264,10 +284,14 @@ class XeroMapping(StrictModel):
         yield from ((f"groups.{name}.column", condition.column) for name, condition in self.groups.items())
         if self.group_names:
             yield "group_names", self.group_names
+        if self.member:
+            yield "member", self.member
         if self.group:
             yield from (("group.name", self.group.name), ("group.members", self.group.members))
         if self.note:
             yield "note.contact", self.note.contact
+            if self.note.when:
+                yield "note.when.column", self.note.when.column
             yield from (("note.text", column) for column in template_columns(self.note.text))
         for part in ("invoice", "credit_note"):
             if getattr(self, part):

@@ -271,3 +271,60 @@ def flatten_order(record: dict) -> dict:
 def flatten_refund(record: dict) -> dict:
     row = flatten_order(record)
     return {key: row[key] for key in ("order_id", "user_id", "channel", "currency", "total", "products", "updated_at")}
+
+
+class SegmentTrack(pa.DataFrameModel):
+    """A person's track event other than an order or a refund (https://segment.com/docs/connections/spec/track/):
+    kept for reference as a History note on their Xero contact when the mapping names the event."""
+
+    message_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="messageId")
+    user_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="userId: whose contact")
+    event: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, description="the event's name")
+    channel: Series[pd.StringDtype] = pa.Field(description="the sending source's name, else its id")
+    properties: Series[pd.StringDtype] = pa.Field(description="JSON object of the event's properties")
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="the event's timestamp")
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+def flatten_track(record: dict) -> dict:
+    """A track message as a contract row."""
+    return {
+        "message_id": record.get("messageId"),
+        "user_id": record.get("userId"),
+        "event": record.get("event"),
+        "channel": (record.get(RESOLVED) or {}).get("source_name") or record.get("projectId"),
+        "properties": json.dumps(record.get("properties") or {}, sort_keys=True),
+        "updated_at": parse_timestamp(record.get("timestamp")),
+    }
+
+
+class SegmentProfile(pa.DataFrameModel):
+    """A person's audiences and computed traits from Engage (https://segment.com/docs/engage/audiences/,
+    https://segment.com/docs/unify/traits/computed-traits/): Xero contact groups whose members follow them."""
+
+    user_id: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1}, unique=True, description="userId")
+    audiences: Series[pd.StringDtype] = pa.Field(
+        description="JSON array of the audiences the person is in now (an audience left reads false, so is not)"
+    )
+    computed_traits: Series[pd.StringDtype] = pa.Field(description="JSON object of computed trait -> value")
+    updated_at: Series[UTC_TIMESTAMP] = pa.Field(description="when the latest of these values changed")
+
+    class Config:
+        coerce = True
+        strict = True
+
+
+def flatten_profile(record: dict) -> dict:
+    """A person's verbose audience and computed traits ({"value", "updated_at", ...} each) as a contract row."""
+    audiences, computed = record.get("audiences") or {}, record.get("computed_traits") or {}
+    changed = [parse_timestamp(t.get("updated_at")) for t in [*audiences.values(), *computed.values()]]
+    stamps = [stamp for stamp in changed if isinstance(stamp, datetime)]
+    return {
+        "user_id": record.get("userId"),
+        "audiences": json.dumps(sorted(name for name, t in audiences.items() if t.get("value") is True)),
+        "computed_traits": json.dumps({name: t.get("value") for name, t in computed.items()}, sort_keys=True),
+        "updated_at": max(stamps) if stamps else None,
+    }

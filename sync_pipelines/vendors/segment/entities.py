@@ -9,7 +9,7 @@ wins and a call that arrives late never overwrites a newer value.
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.vendors.intercom.contracts import split_name
@@ -17,15 +17,20 @@ from sync_pipelines.vendors.segment.contracts import (
     RESOLVED,
     SegmentGroup,
     SegmentOrder,
+    SegmentProfile,
     SegmentRefund,
+    SegmentTrack,
     SegmentUser,
     flatten_group,
     flatten_order,
+    flatten_profile,
     flatten_refund,
+    flatten_track,
     flatten_user,
     parse_timestamp,
     trait,
 )
+from sync_pipelines.vendors.segment.profiles import SegmentProfileApi
 from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 
 # Messages read from the inbox at a time (and people merged per landed page).
@@ -61,11 +66,12 @@ def contact_person(traits: dict) -> dict | None:
 
 class Page(list):
     """A page of records and the inbox seq it reads up to: the cursor moves past messages that land nothing (an
-    anonymous identify, another event) as well."""
+    anonymous identify, another event) as well. `cursor` is what else the cursor holds once the page has landed."""
 
-    def __init__(self, records: list[dict], seq: int):
+    def __init__(self, records: list[dict], seq: int, **cursor):
         super().__init__(records)
         self.seq = seq
+        self.cursor = cursor
 
 
 class _Segment:
@@ -76,7 +82,7 @@ class _Segment:
         return stamp if isinstance(stamp, datetime) else None
 
     def checkpoint(self, cursor: dict | None, page: Page) -> dict | None:
-        return {"seq": page.seq}
+        return {**(cursor or {}), "seq": page.seq, **page.cursor}
 
     def figures(self, workspace: SegmentWorkspaceResource) -> dict[str, int | float]:
         return {}
@@ -133,20 +139,79 @@ class SegmentOrganisations(_Segment):
 
 @dataclass(frozen=True)
 class SegmentEvents(_Segment):
-    """One track event's messages, as they arrived since the cursor, each with its source's name."""
+    """Track events' messages as they arrived since the cursor, each with its source's name: one event by name, or,
+    with `event` None, every event a person sent but those in `others` (the events with entities of their own)."""
 
-    event: str  # e.g. "Order Completed"
+    event: str | None
+    others: frozenset[str] = frozenset()
     id_field: str = "messageId"
     webhook_category: str = "track"
+
+    def wanted(self, message: dict) -> bool:
+        if self.event is not None:
+            return message.get("event") == self.event
+        # An anonymous visitor's event has no person, so no Xero contact, to land on.
+        return bool(message.get("userId")) and message.get("event") not in self.others
 
     def read(self, workspace: SegmentWorkspaceResource, cursor: dict | None) -> Iterator[list[dict]]:
         inbox, after = workspace.get_inbox(), (cursor or {}).get("seq", 0)
         names = workspace.source_names()
         while page := inbox.events("segment", self.webhook_category, after, PAGE_SIZE):
             after = page[-1][0]
-            events = [message for _, message in page if message.get("event") == self.event]
+            events = [message for _, message in page if self.wanted(message)]
             resolved = [{**m, RESOLVED: {"source_name": names.get(str(m.get("projectId")))}} for m in events]
             yield Page(resolved, after)
+
+
+@dataclass(frozen=True)
+class SegmentProfiles(_Segment):
+    """People's audiences and computed traits, from the Profile API: Engage computes them from every message, so
+    they change when a person does something (read for the people whose messages arrived since the cursor) and as
+    time passes (an audience of "ordered in the last 30 days"; so every identified person is read again once a day).
+
+    Engage computes asynchronously, so this is read on the flow's schedule rather than straight after a webhook.
+    """
+
+    id_field: str = "userId"
+    webhook_category: str | None = None
+
+    def read(self, workspace: SegmentWorkspaceResource, cursor: dict | None) -> Iterator[list[dict]]:
+        api = workspace.profile_api()
+        if api is None:
+            return
+        inbox, after = workspace.get_inbox(), (cursor or {}).get("seq", 0)
+        today = datetime.now(UTC).date().isoformat()
+        if (cursor or {}).get("swept") != today:
+            pending = inbox.pending("segment", after)
+            last = pending.last_seq if pending else after
+            people = inbox.resource_ids("segment", "identify")
+            for start in range(0, len(people), PAGE_SIZE):
+                batch = people[start : start + PAGE_SIZE]
+                # The cursor moves once the sweep is whole: one cut short starts again.
+                done = start + PAGE_SIZE >= len(people)
+                yield Page(_profiles(api, batch), last if done else after, **({"swept": today} if done else {}))
+            if not people:
+                yield Page([], last, swept=today)
+            return
+        while page := inbox.events("segment", None, after, PAGE_SIZE):
+            after = page[-1][0]
+            yield Page(_profiles(api, sorted({str(m["userId"]) for _, m in page if m.get("userId")})), after)
+
+    def figures(self, workspace: SegmentWorkspaceResource) -> dict[str, int | float]:
+        api = workspace.profile_api()
+        return {"profile_api_calls": api.stats.calls, "profile_api_retries": api.stats.retries} if api else {}
+
+
+def _profiles(api: SegmentProfileApi, user_ids: list[str]) -> list[dict]:
+    """Each person's audiences and computed traits (verbose: with when each last changed); one Engage has no
+    profile for yet, or who has neither, lands nothing."""
+    profiles = []
+    for user_id in user_ids:
+        audiences = api.traits(user_id, "audience")
+        computed = api.traits(user_id, "computed_trait") if audiences is not None else None
+        if audiences or computed:
+            profiles.append({"userId": user_id, "audiences": audiences or {}, "computed_traits": computed or {}})
+    return profiles
 
 
 USERS = Entity(
@@ -165,4 +230,12 @@ REFUNDS = Entity(
     "segment", "refunds", "Orders refunded, whole or in part", SegmentEvents("Order Refunded"), SegmentRefund,
     "order_id", flatten_refund,
 )  # fmt: skip
-ENTITIES = (USERS, GROUPS, ORDERS, REFUNDS)
+EVENTS = Entity(
+    "segment", "events", "What people did besides ordering (signed up, started a trial, ...), one row per event",
+    SegmentEvents(None, frozenset({"Order Completed", "Order Refunded"})), SegmentTrack, "message_id", flatten_track,
+)  # fmt: skip
+PROFILES = Entity(
+    "segment", "profiles", "People's audiences and computed traits, as Engage keeps them on their profiles",
+    SegmentProfiles(), SegmentProfile, "user_id", flatten_profile,
+)  # fmt: skip
+ENTITIES = (USERS, GROUPS, ORDERS, REFUNDS, EVENTS, PROFILES)

@@ -7,19 +7,16 @@ cursor), .../tag/Error-Handling (status codes, the `errors` envelope), .../tag/R
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import logging
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
 
-from sync_pipelines.vendors.retrying import RetryableResponse, retry_after_seconds, retrying
+from sync_pipelines.vendors.retrying import retry_after_seconds
 from sync_pipelines.vendors.segment import settings
-
-log = logging.getLogger(__name__)
+from sync_pipelines.vendors.segment.read_api import ReadApi
 
 
 class SegmentPublicApiError(Exception):
@@ -43,18 +40,11 @@ class SegmentPublicApiError(Exception):
         return cls(description, response.status_code, _error_entries(response))
 
 
-@dataclasses.dataclass
-class PublicApiStats:
-    """Requests this client has made, for run metadata."""
-
-    calls: int = 0
-    retries: int = 0
-    rate_limited: int = 0  # 429 answers seen, each retried after the wait it named
-
-
-class SegmentPublicApi:
+class SegmentPublicApi(ReadApi):
     """One workspace, through a Public API token; `base_url` selects the region (settings.PUBLIC_API_URL, or
     PUBLIC_API_EU_URL for an EU workspace) or the sandbox ("{sandbox}/segmentapis")."""
+
+    api = "Segment Public API"
 
     def __init__(
         self,
@@ -67,18 +57,9 @@ class SegmentPublicApi:
     ) -> None:
         if not 1 <= page_size <= settings.PUBLIC_API_MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be within 1..{settings.PUBLIC_API_MAX_PAGE_SIZE} (segment.md §8)")
-        self._base_url = base_url.rstrip("/")
-        self._session = session or requests.Session()
-        # Per request rather than on the session, which may be the caller's.
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": settings.PUBLIC_API_ACCEPT}
+        headers = {"Authorization": f"Bearer {token}", "Accept": settings.PUBLIC_API_ACCEPT}
+        super().__init__(base_url, headers, session, timeout, max_attempts)
         self._page_size = page_size
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._stats = PublicApiStats()
-
-    @property
-    def stats(self) -> PublicApiStats:
-        return dataclasses.replace(self._stats)
 
     def sources(self) -> list[dict]:
         """Every source of the workspace (id, slug, name, metadata, enabled, ...), all pages."""
@@ -109,47 +90,17 @@ class SegmentPublicApi:
             params = {"pagination.count": self._page_size, "pagination.cursor": following}
 
     def _get(self, path: str, params: dict | None = None) -> dict:
-        """One GET with retries on 429, 5xx and dropped connections; the answer's `data`."""
-        attempts = 0
+        """The answer's `data`."""
+        return self._get_json(path, params)["data"]
 
-        def attempt() -> requests.Response:
-            nonlocal attempts
-            attempts += 1
-            self._stats.calls += 1
-            if attempts > 1:
-                self._stats.retries += 1
-            response = self._session.get(
-                self._base_url + path, params=params, headers=self._headers, timeout=self._timeout
-            )
-            return self._check(response)
+    def _refused(self, response: requests.Response, description: str) -> Exception:
+        return SegmentPublicApiError.from_response(response, description)
 
-        policy = retrying(
-            self._max_attempts,
-            before_sleep=lambda state: log.warning(
-                "Segment Public API GET %s failed (%s); retrying", path, state.outcome.exception()
-            ),
-        )
-        try:
-            return policy(attempt).json()["data"]
-        except RetryableResponse as exc:
-            raise SegmentPublicApiError.from_response(
-                exc.response, f"Segment Public API GET {path} kept failing"
-            ) from None
-        except requests.RequestException as exc:
-            raise SegmentPublicApiError(f"Segment Public API GET {path} kept failing: {exc}") from exc
+    def _failed(self, description: str) -> Exception:
+        return SegmentPublicApiError(description)
 
-    def _check(self, response: requests.Response) -> requests.Response:
-        status = response.status_code
-        if status < 400:
-            return response
-        if status == 429:
-            self._stats.rate_limited += 1
-            raise RetryableResponse(response, _rate_limit_wait(response))
-        if status >= 500:
-            raise RetryableResponse(response)
-        raise SegmentPublicApiError.from_response(
-            response, f"Segment Public API GET {response.request.path_url} answered {status}"
-        )
+    def _rate_limit_wait(self, response: requests.Response) -> float | None:
+        return _rate_limit_wait(response)
 
 
 def _rate_limit_wait(response: requests.Response) -> float | None:

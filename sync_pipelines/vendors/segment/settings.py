@@ -31,3 +31,9 @@ PUBLIC_API_EU_URL = "https://eu1.api.segmentapis.com"
 PUBLIC_API_ACCEPT = "application/vnd.segment.v1+json"
 # pagination.count is 1-1000 (https://docs.segmentapis.com/tag/Pagination); the largest page means fewest calls.
 PUBLIC_API_MAX_PAGE_SIZE = 1000
+
+# Profile API (Unify/Engage), segment.md §7: one host per region; Basic auth with the space's access token as the
+# user name (https://segment.com/docs/unify/profile-api/). traits pages hold at most 200 traits, other resources 100.
+PROFILE_API_URL = "https://profiles.segment.com"
+PROFILE_API_EU_URL = "https://profiles.euw1.segment.com"
+PROFILE_TRAITS_MAX_LIMIT = 200
