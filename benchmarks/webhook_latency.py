@@ -31,6 +31,7 @@ import requests
 from sync_pipelines.cli import QUIET_LOGS, running_sandbox
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import segment_to_xero
+from sync_pipelines.lib.flows import synced
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.conftest import stock_item
 from sync_pipelines_tests.webhooks.daemon import (
@@ -112,7 +113,7 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
 def _segment_to_xero(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> None:
     sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
     # The flow's deliveries read Xero's landed contacts and invoices, which a webhook run does not extract.
-    flow = dg.AssetSelection.groups(segment_to_xero.NAME).upstream().resolve(defs().resolve_asset_graph())
+    flow = synced(segment_to_xero.NAME).resolve(defs().resolve_asset_graph())
     baseline = defs().resolve_implicit_global_asset_job_def()
     assert baseline.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, asset_selection=list(flow)

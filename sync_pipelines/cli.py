@@ -1,4 +1,5 @@
-"""`sync-pipelines`: run the demo, the Dagster UI, the sandbox, the webhook receiver, replays and Xero consent."""
+"""`sync-pipelines`: the demo, the Dagster UI, the sandbox, the webhook receiver, replays, backfills, resyncs,
+migrations and Xero consent."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,14 +17,24 @@ import click
 import dagster as dg
 import requests
 from cryptography.fernet import Fernet
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from tabulate import tabulate
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.flows import registered_deliveries, registered_flows
 from sync_pipelines.defs.segment_to_xero import FLOW as SEGMENT_TO_XERO
 from sync_pipelines.lib import migration
+from sync_pipelines.lib.deliveries import Delivery
+from sync_pipelines.lib.entities import BACKFILL_MONTHS, BACKFILL_POLICY, Entity
 from sync_pipelines.lib.reconcile import latest_reconciliation
-from sync_pipelines.lib.staging import StagingResource, release_held, requeue_dead_letters
+from sync_pipelines.lib.staging import (
+    DRY_RUN_TAG,
+    PREVIEW_TAG,
+    StagingResource,
+    preview_directory,
+    release_held,
+    requeue_dead_letters,
+)
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.segment.archive import import_archive
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
@@ -113,7 +126,8 @@ def running_sandbox(data_dir: Path, port: int, **seed: int) -> Iterator[dict[str
 # seconds, so its skipped ticks are kept for a day rather than a week. A run whose process died (kill -9, out of
 # memory or disk) is marked failed by the code server that launched it within a second; run monitoring then frees
 # the pool slots it held 10 s after that, looking every 5 s, so no later run waits on a dead one's `xero_api` slot
-# for more than about 16 s, and the webhook sensor (which waits for the previous webhook run) is never stuck.
+# for more than about 16 s, and the webhook sensor (which waits for the previous webhook run) is never stuck. The
+# vendor clients' own logs (a retry, a wait on a rate limit) show in the run's log beside the step's.
 DAGSTER_YAML = """telemetry:
   enabled: false
 concurrency:
@@ -129,6 +143,10 @@ retention:
   sensor:
     purge_after_days:
       skipped: 1
+python_logs:
+  managed_python_loggers:
+    - sync_pipelines
+  python_log_level: INFO
 """
 
 
@@ -372,12 +390,8 @@ def migrate(archive: Path, dry_run: bool) -> None:
     database, inbox = Path(os.environ["SYNC_PIPELINES_DUCKDB"]), Path(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"])
     flow = SEGMENT_TO_XERO
     with tempfile.TemporaryDirectory() as rehearsal:
-        if dry_run:
-            staging_copy, inbox_copy = migration.copy_stores(database, inbox, Path(rehearsal))
-            overrides = {"SYNC_PIPELINES_DUCKDB": str(staging_copy), "SYNC_PIPELINES_WEBHOOK_INBOX": str(inbox_copy)}
-        else:
-            overrides = {}
-        with _environment(overrides):
+        overrides = {"SYNC_PIPELINES_WEBHOOK_INBOX": str(migration.copy_inbox(inbox, Path(rehearsal)))}
+        with _environment(overrides if dry_run else {}):
             imported = import_archive(archive, WebhookInbox(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"]))
             job = defs().resolve_job_def(flow.job_name)
             result = job.execute_in_process(
@@ -385,10 +399,12 @@ def migrate(archive: Path, dry_run: bool) -> None:
                 instance=dg.DagsterInstance.ephemeral() if dry_run else _dagster_instance(),
                 raise_on_error=False,
                 run_config=QUIET_LOGS,
-                tags={migration.DRY_RUN_TAG: "true"} if dry_run else None,
+                tags={DRY_RUN_TAG: "true"} if dry_run else None,
             )
-            with StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-                writes = migration.writes_of_run(conn, flow=flow.name, run_id=result.run_id, delivered=not dry_run)
+    # A dry run staged and derived in its scratch copy of the store.
+    scratch = preview_directory(database, result.run_id) / "staging.duckdb" if dry_run else database
+    with StagingResource(database=str(scratch)).connect() as conn:
+        writes = migration.writes_of_run(conn, flow=flow.name, run_id=result.run_id, delivered=not dry_run)
     with StagingResource(database=str(database)).connect() as conn:
         migration.record(
             conn, run_id=result.run_id, flow=flow.name, archive=str(archive), dry_run=dry_run, writes=writes
@@ -403,6 +419,105 @@ def migrate(archive: Path, dry_run: bool) -> None:
     rows = [{"delivery": delivery, "write": write, column: n} for (delivery, write), n in sorted(writes.items())]
     click.echo(tabulate(rows, headers="keys", tablefmt="github"))
     sys.exit(0 if result.success else 1)
+
+
+def _chosen(flows: tuple[str, ...], entities: tuple[str, ...]) -> list[Delivery]:
+    """The deliveries of the named flows (all if none) that read the named entities (all if none), by label."""
+    known = registered_flows()
+    unknown = set(flows) - {flow.name for flow in known}
+    if unknown:
+        raise click.BadParameter(f"no flow {', '.join(sorted(unknown))}", param_hint="--flow")
+    deliveries = [d for flow in known if not flows or flow.name in flows for d in flow.deliveries()]
+    if entities:
+        unread = set(entities) - {d.entity.label for d in deliveries}
+        if unread:
+            raise click.BadParameter(f"no delivery reads {', '.join(sorted(unread))}", param_hint="--entity")
+        deliveries = [d for d in deliveries if d.entity.label in entities]
+    return deliveries
+
+
+def _run(assets: list[dg.AssetKey], tags: dict[str, str], config: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise `assets` in one run of the code location, recorded in the UI's instance."""
+    job = defs().resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=_dagster_instance(),
+        asset_selection=assets,
+        raise_on_error=False,
+        run_config={**QUIET_LOGS, **(config or {})},
+        tags=tags,
+    )
+
+
+def _deliver(deliveries: list[Delivery], entities: list[Entity], tags: dict[str, str], extract: dict | None) -> bool:
+    """Stage what was landed and deliver it; print the writes made (or, in a dry run, planned) per delivery."""
+    assets = [e.staged_key for e in entities] + [d.key for d in deliveries]
+    if extract is not None:
+        assets += [e.raw_key for e in entities]
+    config = {"ops": {_op_name(e.raw_key): {"config": extract} for e in entities}} if extract else None
+    result = _run(assets, tags, config)
+    database = Path(os.environ["SYNC_PIPELINES_DUCKDB"])
+    dry_run = tags.get(DRY_RUN_TAG) == "true"
+    scratch = preview_directory(database, tags[PREVIEW_TAG]) / "staging.duckdb" if dry_run else database
+    with StagingResource(database=str(scratch)).connect() as conn:
+        writes = Counter()
+        for flow in {d.flow for d in deliveries}:
+            writes += migration.writes_of_run(conn, flow=flow, run_id=result.run_id, delivered=not dry_run)
+    column = "would write" if dry_run else "written"
+    rows = [{"delivery": delivery, "write": write, column: n} for (delivery, write), n in sorted(writes.items())]
+    click.echo(tabulate(rows, headers="keys", tablefmt="github") if rows else "nothing to write")
+    if dry_run:
+        click.echo(f"every planned payload: {preview_directory(database, tags[PREVIEW_TAG])}/*.jsonl")
+    return result.success
+
+
+def _op_name(key: dg.AssetKey) -> str:
+    return "__".join(key.path)
+
+
+@main.command()
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m"]), help="First month, e.g. 2025-01.")
+@click.option("--to", "last", required=True, type=click.DateTime(["%Y-%m"]), help="Last month, included.")
+@click.option("--flow", "flows", multiple=True, help="Only this flow's entities (repeatable); default: every flow.")
+@click.option("--entity", "entities", multiple=True, help="Only this entity, e.g. xero_invoices (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Preview: stage into a scratch copy and report the writes; send none.")
+def backfill(first, last, flows: tuple[str, ...], entities: tuple[str, ...], dry_run: bool) -> None:
+    """Re-read the months FROM..TO of history from the vendors, by each record's own change time, and deliver what
+    differs from what the targets already hold (a range already synced writes nothing).
+
+    The same backfill assets the UI's backfill dialog launches, a year of months per run; the ongoing sync's
+    cursors are left alone. Segment entities have no windows (their history comes in with `migrate`).
+    """
+    deliveries = _chosen(flows, entities)
+    windowed = list({d.entity.label: d.entity for d in deliveries if d.entity.backfills}.values())
+    if not windowed:
+        raise click.UsageError("none of the chosen entities can re-read a window of history")
+    months = BACKFILL_MONTHS.get_partition_keys_in_range(
+        dg.PartitionKeyRange(first.strftime("%Y-%m-01"), last.strftime("%Y-%m-01"))
+    )
+    tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"backfill-{uuid.uuid4().hex[:8]}"} if dry_run else {}
+    per_run = BACKFILL_POLICY.max_partitions_per_run
+    for at in range(0, len(months), per_run):
+        span = months[at : at + per_run]
+        window = {ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[-1]}
+        result = _run([e.backfill_key for e in windowed], {**tags, **window})
+        click.echo(f"{span[0][:7]}..{span[-1][:7]}: {'read' if result.success else 'FAILED'} (run {result.run_id})")
+        if not result.success:
+            sys.exit(1)  # a day limit stops the window at a checkpoint: run the same command again to resume
+    ok = _deliver([d for d in deliveries if d.entity in windowed], windowed, tags, extract=None)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("entities", nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Preview: stage into a scratch copy and report the writes; send none.")
+def resync(entities: tuple[str, ...], dry_run: bool) -> None:
+    """Resync ENTITIES (e.g. salesforce_accounts) from scratch: forget their cursors, landed records and staged
+    state, re-read their whole history and deliver it; the targets are written only where they differ."""
+    deliveries = _chosen((), entities)
+    chosen = list({d.entity.label: d.entity for d in deliveries}.values())
+    tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"resync-{uuid.uuid4().hex[:8]}"} if dry_run else {}
+    ok = _deliver(deliveries, chosen, tags, extract={"full_resync": True})
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib.flows import synced
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero.resource import XeroResource
 
@@ -255,7 +256,7 @@ def run_sync(sync_env):
         """The given assets, or by default the Xero -> Segment flow's (other flows write to Xero)."""
         definitions = defs()
         if selection is None:
-            flow = dg.AssetSelection.groups("xero_to_segment").upstream()
+            flow = synced("xero_to_segment")
             selection = list(flow.resolve(definitions.resolve_asset_graph()))
         job = definitions.resolve_implicit_global_asset_job_def()
         return job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=selection)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib.flows import synced
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines_tests.conftest import xero_resource
 
@@ -45,7 +46,7 @@ def run_flow(group: str, segment_batch_bytes: int, xero_calls_per_minute: int) -
         definitions.assets,
         resources={**definitions.resources, "segment": segment, "xero": xero},
         instance=dg.DagsterInstance.ephemeral(),
-        selection=dg.AssetSelection.groups(group).upstream(),
+        selection=synced(group),
         raise_on_error=False,
     )
     return 0 if result.success else 1

@@ -211,3 +211,50 @@ def _orders(bucket: Path) -> set[str]:
         for message in map(json.loads, gzip.decompress(path.read_bytes()).decode().splitlines())
         if message.get("event") == "Order Completed"
     }
+
+
+def _write_counts(output: str) -> dict[tuple[str, str], int]:
+    """(delivery, write) -> messages, from the table `backfill` and `resync` print."""
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in output.splitlines() if "|" in line]
+    return {(delivery, write): int(n) for delivery, write, n in cells if n.isdigit()}
+
+
+def test_backfill_previews_then_writes_a_range_once_and_resync_rereads_an_entity_writing_nothing_new(
+    admin, sync_env, monkeypatch
+):
+    # A small org, so a year of it is quick; Xero's 60 calls a minute lifted for its writes.
+    admin.salesforce_reset(accounts=12, contacts_per_account=2, leads=6, opportunities=16)
+    admin.limits(minute_limit=1_000_000, app_minute_limit=1_000_000)
+    monkeypatch.setenv("XERO_CALLS_PER_MINUTE", "1000000")
+    year = ["--from", "2024-01", "--to", "2024-12", "--flow", "salesforce_to_xero"]
+    writes = _xero_writes(admin)
+
+    preview = CliRunner().invoke(main, ["backfill", *year, "--dry-run"])
+
+    assert preview.exit_code == 0, preview.output
+    assert _xero_writes(admin) == writes  # nothing sent
+    planned = _write_counts(preview.output)
+    assert planned[("accounts", "contact created")] and "would write" in preview.output
+
+    backfilled = CliRunner().invoke(main, ["backfill", *year])
+
+    assert backfilled.exit_code == 0, backfilled.output
+    assert _write_counts(backfilled.output) == planned  # the writes the preview listed
+    accounts = {a["Id"] for a in admin.salesforce_records("Account", deleted=False)}
+    numbers = Counter(c.get("ContactNumber") for c in admin.get("/xero/contacts"))
+    assert all(numbers[account] == 1 for account in accounts)  # every account once
+    written = _xero_writes(admin)
+    assert written > writes
+
+    again = CliRunner().invoke(main, ["backfill", *year])
+
+    assert again.exit_code == 0, again.output
+    assert "nothing to write" in again.output and _xero_writes(admin) == written
+
+    resynced = CliRunner().invoke(main, ["resync", "salesforce_accounts"])
+
+    assert resynced.exit_code == 0, resynced.output
+    assert _xero_writes(admin) == written  # the whole history re-read and re-staged; the target already holds it
+    with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+        staged = {row[0] for row in conn.execute("SELECT id FROM stg_salesforce_accounts").fetchall()}
+    assert accounts <= staged

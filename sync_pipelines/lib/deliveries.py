@@ -18,11 +18,11 @@ import pandas as pd
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.entities import Entity
-from sync_pipelines.lib.migration import DRY_RUN_TAG
+from sync_pipelines.lib.migration import planned_writes, report_metadata
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_delivery
 from sync_pipelines.lib.resources import with_resource_parameters
-from sync_pipelines.lib.staging import OutboxMessage, StagingResource
+from sync_pipelines.lib.staging import DRY_RUN_TAG, OutboxMessage, StagingResource
 from sync_pipelines.lib.validation import message_refusal, rejected_rows
 from sync_pipelines.vendors.delivery import Deliveries
 
@@ -209,9 +209,16 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         with resources.staging_db.connect() as conn:
             derived = derive(conn, delivery, context.run.run_id)
         if context.run.tags.get(DRY_RUN_TAG) == "true":
-            # A rehearsal on a copy of the staging store (lib/migration.py): the writes are planned, none is sent.
-            metadata = {"dry_run": True, "changes_read": derived.changes, "messages_planned": derived.enqueued}
-            yield dg.MaterializeResult(metadata={**metadata, "rows_refused": derived.refused})
+            # A preview, in a scratch copy of the staging store: the writes are rehearsed and reported, none sent.
+            deliver_outbox(
+                context, resources, flow=delivery.flow, entity=delivery.partition, source=entity.vendor, target=target
+            )
+            with resources.staging_db.connect() as conn:
+                writes = planned_writes(conn, flow=delivery.flow, entity=delivery.partition, run_id=context.run.run_id)
+            preview = resources.staging_db.preview
+            report = preview / f"{delivery.flow}.{delivery.partition}.jsonl" if preview else None
+            metadata = {"changes_read": derived.changes, "rows_refused": derived.refused}
+            yield dg.MaterializeResult(metadata={**metadata, **report_metadata(writes, target.system, report)})
             yield dg.AssetCheckResult(check_name="reconciliation", passed=True, metadata={"dry_run": "nothing sent"})
             return
         figures = deliver_outbox(

@@ -8,7 +8,7 @@ the version it replaced, to the entity's change feed, which any number of delive
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 import pandera.pandas as pa
+from pydantic import Field
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.resources import with_resource_parameters
@@ -56,6 +57,36 @@ class Source(Protocol):
         ...
 
 
+class WindowSource(Source, Protocol):
+    """A source that can also re-read a window of history, for backfills."""
+
+    def read_window(self, resource: Any, start: datetime, end: datetime) -> Iterator[list[dict]]:
+        """Pages of the records whose change time is in [start, end), oldest first, at the largest page size."""
+        ...
+
+
+def within(pages: Iterable[list[dict]], source: Source, start: datetime, end: datetime) -> Iterator[list[dict]]:
+    """The part of each page, read oldest first from `start`, inside [start, end); stops reading at the first record
+    at or after `end`, so a window costs the pages it spans and no more."""
+    for page in pages:
+        stamps = [_updated_at(source, record) for record in page]
+        inside = [r for r, t in zip(page, stamps, strict=True) if t is not None and start <= t < end]
+        if inside:
+            yield inside
+        if any(t is not None and t >= end for t in stamps):
+            return
+
+
+# What a backfill picks: months of changes, by each record's own change time (Xero's UpdatedDateUTC, Salesforce's
+# SystemModstamp, Intercom's updated_at), the one date every collection has and the one each API reads in order.
+BACKFILL_MONTHS = dg.MonthlyPartitionsDefinition(start_date="2015-01-01", end_offset=1)
+# A year of months per run: one window read at the largest page size rather than twelve, still resumable by year.
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=12)
+BACKFILL_TAG = "sync_pipelines/backfill"
+# The backfill assets, which only a backfill (a partition range) materialises: every sync selection leaves them out.
+BACKFILLS = dg.AssetSelection.tag(BACKFILL_TAG, "window")
+
+
 @dataclass(frozen=True)
 class Entity:
     """One kind of record of one vendor: where it comes from, the contract it must meet, how it is staged."""
@@ -80,6 +111,20 @@ class Entity:
     def raw_key(self) -> dg.AssetKey:
         """The extract: records as the vendor returned them."""
         return dg.AssetKey([self.vendor, f"landed_{self.label}"])
+
+    @property
+    def backfill_key(self) -> dg.AssetKey:
+        """A window of history re-read on demand: partitioned by month, for the UI's backfills."""
+        return dg.AssetKey([self.vendor, f"backfill_{self.label}"])
+
+    @property
+    def extract_cursor(self) -> str:
+        """Where the incremental extract has got to, in the staging store's cursors."""
+        return f"{self.label}.extract"
+
+    @property
+    def backfills(self) -> bool:
+        return callable(getattr(self.source, "read_window", None))
 
     @property
     def staged_key(self) -> dg.AssetKey:
@@ -206,24 +251,46 @@ def _updated_at(source: Source, record: object) -> datetime | None:
 def vendor_assets(
     entities: Sequence[Entity], resource_type: type[dg.ConfigurableResource], resource_key: str | None = None
 ) -> dg.Definitions:
-    """Each entity's extract and staged assets; an extract gets what its source reads from (the vendor's resource,
-    bound under the vendor's name unless `resource_key` says otherwise) as a typed parameter."""
-    return dg.Definitions(
-        assets=[
-            asset
-            for entity in entities
-            for asset in (_extract_asset(entity, resource_type, resource_key or entity.vendor), staged_asset(entity))
-        ]
+    """Each entity's extract and staged assets, and its backfill asset where its source re-reads windows; an
+    extract gets what its source reads from (the vendor's resource, bound under the vendor's name unless
+    `resource_key` says otherwise) as a typed parameter."""
+    assets = []
+    for entity in entities:
+        key = resource_key or entity.vendor
+        assets += [_extract_asset(entity, resource_type, key), staged_asset(entity)]
+        if entity.backfills:
+            assets.append(_backfill_asset(entity, resource_type, key))
+    return dg.Definitions(assets=assets)
+
+
+class ExtractConfig(dg.Config):
+    """What the launchpad can ask of an extract."""
+
+    full_resync: bool = Field(
+        default=False,
+        description=(
+            "Forget this entity's cursor, landed records and staged state first, and re-read its whole history "
+            "(after a mapping fix, say); the targets are written only where they differ."
+        ),
     )
 
 
 def _extract_asset(
     entity: Entity, resource_type: type[dg.ConfigurableResource], resource_key: str
 ) -> dg.AssetsDefinition:
-    def extract(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
-        return land_changes(context, entity, resources[resource_key], resources["staging_db"])
+    def extract(context: dg.AssetExecutionContext, config: ExtractConfig, **resources: Any) -> dg.MaterializeResult:
+        staging_db = resources["staging_db"]
+        if config.full_resync:
+            with staging_db.connect() as conn:
+                forgotten = staging.forget_entity(
+                    conn, source=entity.vendor, entity=entity.name, table=entity.table, cursor=entity.extract_cursor
+                )
+            context.log.info(f"full resync: {forgotten} staged records forgotten; reading the whole history")
+        return land_changes(context, entity, resources[resource_key], staging_db)
 
-    with_resource_parameters(extract, {resource_key: resource_type, "staging_db": StagingResource})
+    with_resource_parameters(
+        extract, {resource_key: resource_type, "staging_db": StagingResource}, config=ExtractConfig
+    )
     return dg.asset(
         extract,
         name=f"landed_{entity.label}",
@@ -237,19 +304,58 @@ def _extract_asset(
     )
 
 
+def _backfill_asset(
+    entity: Entity, resource_type: type[dg.ConfigurableResource], resource_key: str
+) -> dg.AssetsDefinition:
+    def backfill(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        return land_changes(context, entity, resources[resource_key], resources["staging_db"], window=window)
+
+    with_resource_parameters(backfill, {resource_key: resource_type, "staging_db": StagingResource})
+    return dg.asset(
+        backfill,
+        key=entity.backfill_key,
+        group_name=f"{entity.vendor}_backfill",
+        kinds={entity.vendor, "duckdb"},
+        description=(
+            f"{entity.description}, changed in the month: re-read from {entity.vendor} on demand and landed beside "
+            "the incremental extract, so staging keeps only real changes and a re-read of synced history writes "
+            "nothing. Backfill a range of months from the UI; the cursor of the ongoing sync is left alone."
+        ),
+        partitions_def=BACKFILL_MONTHS,
+        backfill_policy=BACKFILL_POLICY,
+        tags={BACKFILL_TAG: "window"},
+        pool=f"{entity.vendor}_api",
+    )
+
+
 def land_changes(
-    context: dg.AssetExecutionContext, entity: Entity, resource: Any, staging_db: StagingResource
+    context: dg.AssetExecutionContext,
+    entity: Entity,
+    resource: Any,
+    staging_db: StagingResource,
+    window: dg.TimeWindow | None = None,
 ) -> dg.MaterializeResult:
-    """Land what changed at the vendor since the entity's cursor, page by page, the cursor moving with each page."""
+    """Land what changed at the vendor since the entity's cursor, page by page, the cursor moving with each page;
+    or, given a window, what changed in it (a backfill), with a cursor of its own so that a window cut short (the
+    vendor's day limit) resumes where it stopped, while the ongoing sync's cursor is left alone."""
     started = time.monotonic()
     source = entity.source
-    cursor_name = f"{entity.label}.extract"
+    if window:
+        cursor_name = f"{entity.label}.backfill {window.start.isoformat()}..{window.end.isoformat()}"
+        checkpoint = _window_checkpoint
+    else:
+        cursor_name, checkpoint = entity.extract_cursor, source.checkpoint
     with staging_db.connect() as conn:
         cursor = staging.read_cursor(conn, cursor_name)
+    if window:
+        resumed = pd.Timestamp(cursor["updated_at"]).to_pydatetime() if cursor else window.start
+        pages = within(source.read_window(resource, resumed, window.end), source, resumed, window.end)
+    else:
+        pages = source.read(resource, cursor)
     fetched = landed = 0
-    quota_exhausted = False
     try:
-        for page in source.read(resource, cursor):
+        for number, page in enumerate(pages, start=1):
             fetched += len(page)
             with staging_db.connect() as conn:
                 # The page and the cursor that covers it move together: a stop anywhere resumes here.
@@ -258,21 +364,50 @@ def land_changes(
                     conn, source=entity.vendor, entity=entity.name, records=page, id_field=source.id_field,
                     updated_at=[_updated_at(source, record) for record in page], run_id=context.run.run_id,
                 )  # fmt: skip
-                moved = source.checkpoint(cursor, page)
+                moved = checkpoint(source, cursor, page) if window else checkpoint(cursor, page)
                 if moved is not None:
                     cursor = moved
                     staging.write_cursor(conn, cursor_name, cursor)
                 conn.execute("COMMIT")
+            context.log.info(f"page {number}: {len(page)} rows; {fetched} so far; {source.figures(resource)}")
     except QuotaExhausted as stop:
-        quota_exhausted = True
         context.log.warning(f"{entity.vendor} quota spent; resume after {stop.retry_after}s from the checkpoint")
+        if window:
+            # The partitions stay unmaterialised, so the backfill shows them failed; relaunched (say the next
+            # day, once the day limit resets), the window goes on from its checkpoint.
+            raise dg.Failure(f"{entity.vendor} quota spent after {fetched} rows; relaunch to resume") from stop
+        return _landed(context, entity, resource, started, landed, fetched, cursor, quota_exhausted=True)
+    if window:
+        with staging_db.connect() as conn:
+            staging.delete_cursor(conn, cursor_name)  # done: a later backfill of the window reads it all again
+    return _landed(context, entity, resource, started, landed, fetched, cursor, window=window)
+
+
+def _window_checkpoint(source: Source, cursor: dict | None, page: list[dict]) -> dict | None:
+    """Where a window read has got to: the latest change time landed (pages come oldest first)."""
+    stamps = [stamp for stamp in (_updated_at(source, record) for record in page) if stamp is not None]
+    return {"updated_at": max(stamps).isoformat()} if stamps else None
+
+
+def _landed(
+    context: dg.AssetExecutionContext,
+    entity: Entity,
+    resource: Any,
+    started: float,
+    landed: int,
+    fetched: int,
+    cursor: dict | None,
+    quota_exhausted: bool = False,
+    window: dg.TimeWindow | None = None,
+) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": landed,
             "rows_fetched": fetched,
-            **source.figures(resource),
+            **entity.source.figures(resource),
             "seconds": round(time.monotonic() - started, 3),
             "quota_exhausted": quota_exhausted,
+            **({"window": f"{window.start.isoformat()}..{window.end.isoformat()}"} if window else {}),
             "cursor": json.dumps(cursor),
         }
     )
@@ -295,7 +430,7 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=entity.staged_key,
-        deps=[entity.raw_key],
+        deps=[entity.raw_key, *([entity.backfill_key] if entity.backfills else [])],
         group_name=entity.vendor,
         kinds={"pandera", "duckdb"},
         description=(

@@ -13,10 +13,16 @@ from typing import TypeVar
 import dagster as dg
 
 from sync_pipelines.lib.deliveries import Delivery, Target, delivered_asset
-from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.entities import BACKFILLS, Entity
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
 
 M = TypeVar("M")
+
+
+def synced(group: str) -> dg.AssetSelection:
+    """A group's assets and everything they read, as a sync run materialises them: without the backfill windows,
+    which only a backfill (a range of months) materialises."""
+    return dg.AssetSelection.groups(group).upstream() - BACKFILLS
 
 
 def mapped_deliveries(
@@ -67,7 +73,7 @@ class Flow:
         job = dg.define_asset_job(
             self.job_name,
             # A flow reads what it delivers, and what the deliveries match against, fresh from the vendors.
-            selection=dg.AssetSelection.groups(self.name).upstream() - dg.AssetSelection.assets(*self.unsynced),
+            selection=synced(self.name) - dg.AssetSelection.assets(*self.unsynced),
             description=self.description,
         )
         return dg.Definitions.merge(

@@ -1,39 +1,34 @@
-"""A historical migration, rehearsed first: the dry run runs the flow on copies of the staging store and the
-inbox, deriving every write without sending one, and reports them; the migration then runs the flow for real and
-reports what it wrote, in the same terms, so the two can be compared before and after the cutover.
+"""A historical migration, rehearsed first: the dry run runs the flow on a copy of the inbox (and, as every dry
+run, a scratch copy of the staging store), deriving every write without sending one, and reports them; the migration
+then runs the flow for real and reports what it wrote, in the same terms, so the two can be compared before and after
+the cutover.
 
 Both reports are kept in the staging store's `migrations` table (and printed by `sync-pipelines migrate`).
 """
 
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from sync_pipelines.lib import staging
-
-# A run with this tag derives its deliveries' writes into the outbox and sends none (lib/deliveries.py). Only for
-# a copy of the staging store: on the real one, the next run would send what the dry run planned.
-DRY_RUN_TAG = "sync_pipelines/dry_run"
 
 # How a write reads in a report, where its kind and event alone would not say it.
 _LABELS = {("contact", None): "contact updated", ("note", None): "note added", ("link", None): "contact linked"}
 
 
-def copy_stores(database: Path, inbox: Path, into: Path) -> tuple[Path, Path]:
-    """Consistent copies of the staging store and the inbox under `into`, for a dry run to use instead."""
+def copy_inbox(inbox: Path, into: Path) -> Path:
+    """A consistent copy of the webhook inbox under `into`, for a dry run to put an archive into (the staging store
+    needs none: a dry run's steps make their own scratch copy, lib/staging.StagingResource)."""
     into.mkdir(parents=True, exist_ok=True)
-    staging_copy, inbox_copy = into / "staging.duckdb", into / "inbox.sqlite"
-    with duckdb.connect(str(database)) as conn:
-        (name,) = conn.execute("SELECT current_database()").fetchone()
-        conn.execute("ATTACH ? AS dry_run", [str(staging_copy)])
-        conn.execute(f'COPY FROM DATABASE "{name}" TO dry_run')
-        conn.execute("DETACH dry_run")
+    copy = into / "inbox.sqlite"
     if inbox.exists():
-        with sqlite3.connect(inbox) as held, sqlite3.connect(inbox_copy) as copy:
-            held.backup(copy)
-    return staging_copy, inbox_copy
+        with sqlite3.connect(inbox) as held, sqlite3.connect(copy) as kept:
+            held.backup(kept)
+    return copy
 
 
 def writes_of_run(conn: duckdb.DuckDBPyConnection, *, flow: str, run_id: str, delivered: bool) -> Counter:
@@ -47,6 +42,40 @@ def writes_of_run(conn: duckdb.DuckDBPyConnection, *, flow: str, run_id: str, de
     return Counter(
         {(delivery, _LABELS.get((kind, event), f"{kind} {event}")): count for delivery, kind, event, count in rows}
     )
+
+
+def planned_writes(conn: duckdb.DuckDBPyConnection, *, flow: str, entity: str, run_id: str) -> list[dict]:
+    """Every write a dry run derived for one delivery, in order: {messageId, write, record_id, payload}."""
+    rows = conn.execute(
+        """SELECT message_id, kind, event, record_id, payload FROM outbox
+           WHERE flow = ? AND entity = ? AND run_id = ? AND kind <> 'notify' ORDER BY seq""",
+        [flow, entity, run_id],
+    ).fetchall()
+    return [
+        {"messageId": message_id, "write": _LABELS.get((kind, event), f"{kind} {event}"), "record_id": record_id,
+         "payload": json.loads(payload)}
+        for message_id, kind, event, record_id, payload in rows
+    ]  # fmt: skip
+
+
+def report_metadata(writes: list[dict], target: str, report: Path | None) -> dict[str, dg.MetadataValue]:
+    """A dry run's writes for the run's page in the UI: a table of writes per action, a few sample payloads, and
+    the file holding every payload (one JSON object a line), written here."""
+    counts = Counter(write["write"] for write in writes)
+    table = "| target | write | messages |\n|---|---|---|\n" + "".join(
+        f"| {target} | {write} | {n} |\n" for write, n in sorted(counts.items())
+    )
+    metadata = {
+        "dry_run": dg.MetadataValue.bool(True),
+        "writes_planned": dg.MetadataValue.int(len(writes)),
+        "writes": dg.MetadataValue.md(table),
+        "sample_payloads": dg.MetadataValue.json([write["payload"] for write in writes[:3]]),
+    }
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("".join(json.dumps(write, sort_keys=True) + "\n" for write in writes))
+        metadata["report"] = dg.MetadataValue.path(str(report))
+    return metadata
 
 
 def record(

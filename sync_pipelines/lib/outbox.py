@@ -23,7 +23,7 @@ import dagster as dg
 import psutil
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.lib.staging import DRY_RUN_TAG, StagingResource
 from sync_pipelines.vendors.delivery import Deliveries, DeliveryReport
 
 if TYPE_CHECKING:
@@ -110,6 +110,27 @@ class Journal:
         total.rejected += settled.rejected
 
 
+class Rehearsal:
+    """Stands in for a target in a dry run: every write succeeds, and a record the target would make is named by
+    the target's `rehearsed_id` (a Xero contact "preview:<its ContactNumber>"), so that what a run derives after it
+    (a lead matched to the contact a person made, a deal billed to its account's contact) is what the real run
+    will derive."""
+
+    def __init__(self, target: Target):
+        self.target, self.system = target, target.system
+
+    def deliver(self, resources: SimpleNamespace, payloads: list[dict], deliveries: Deliveries) -> None:
+        report = deliveries.report(self.system)
+        named = getattr(self.target, "rehearsed_id", lambda payload: None)
+        for payload in payloads:
+            report.delivered.append(payload["messageId"])
+            if (made := named(payload)) is not None:
+                report.target_ids[payload["messageId"]] = made
+
+    def figures(self, resources: SimpleNamespace) -> dict[str, int | float]:
+        return {}
+
+
 def deliver_outbox(
     context: dg.AssetExecutionContext,
     resources: SimpleNamespace,
@@ -126,6 +147,9 @@ def deliver_outbox(
     another live run is sending are left to it, and waited for, so the reconciliation that follows counts them
     settled.
     """
+    if context.run.tags.get(DRY_RUN_TAG) == "true":
+        # A preview (in a scratch copy of the store) sends nothing, whichever asset asks: it rehearses.
+        target = Rehearsal(target)
     staging_db = resources.staging_db
     claimant = Claimant.this_process(context.run.run_id)
     journal = Journal(staging_db, flow=flow, entity=entity, source=source, claimant=claimant)

@@ -13,12 +13,17 @@ import dagster as dg
 
 
 def with_resource_parameters(
-    body: Callable[..., Any], resources: Mapping[str, type[dg.ConfigurableResource]]
+    body: Callable[..., Any],
+    resources: Mapping[str, type[dg.ConfigurableResource]],
+    config: type[dg.Config] | None = None,
 ) -> Callable[..., Any]:
-    """`body(context, **resources)` with a signature Dagster reads: one keyword parameter per resource, typed."""
+    """`body(context[, config], **resources)` with a signature Dagster reads: one keyword parameter per resource,
+    typed, and the run config's class if it takes one."""
     parameters = [
         inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.AssetExecutionContext)
     ]
+    if config is not None:
+        parameters.append(inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=config))
     parameters += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t) for n, t in resources.items()]
     body.__signature__ = inspect.Signature(parameters)
     return body

@@ -19,7 +19,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
-from pydantic import Field
+from filelock import FileLock
+from pydantic import Field, PrivateAttr
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 # Versioned migrations: append a new entry, never edit a shipped one.
@@ -161,25 +162,66 @@ def frame_as(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) ->
         conn.unregister(name)
 
 
+# A run with this tag is a dry run (a preview): it reads, validates and stages into a scratch copy of the staging
+# store, derives every write its deliveries would make and reports them, and sends none (lib/deliveries.py).
+DRY_RUN_TAG = "sync_pipelines/dry_run"
+# The tag Dagster puts on every run of a backfill: the runs of one backfill share one scratch copy. Runs launched
+# together otherwise (sync-pipelines backfill --dry-run) share one by this tag.
+BACKFILL_ID_TAG = "dagster/backfill"
+PREVIEW_TAG = "sync_pipelines/preview"
+
+
+def preview_directory(database: str | Path, key: str) -> Path:
+    """Where a dry run's scratch copy of the store and its reports live: beside the store, by backfill or run."""
+    return Path(database).parent / "previews" / key
+
+
 class StagingResource(dg.ConfigurableResource):
-    """The DuckDB staging file, migrated on first connection."""
+    """The DuckDB staging file, migrated on first connection; in a dry run, a scratch copy of it instead."""
 
     database: str = Field(description="Path of the DuckDB file, e.g. data/warehouse.duckdb.")
     lock_timeout_seconds: float = Field(
         default=300.0, description="How long a step waits for another process's write lock."
     )
 
+    _preview: Path | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A dry run's steps all use one scratch copy of the store, made by whichever step comes first: the real
+        store's cursors, staged state and outbox are never touched, and a later real run starts from them."""
+        run = context.dagster_run
+        if run is None or run.tags.get(DRY_RUN_TAG) != "true":
+            return
+        key = run.tags.get(PREVIEW_TAG) or run.tags.get(BACKFILL_ID_TAG) or run.run_id
+        directory = preview_directory(self.database, key)
+        directory.mkdir(parents=True, exist_ok=True)
+        copy = directory / "staging.duckdb"
+        with FileLock(directory / ".lock", timeout=self.lock_timeout_seconds):
+            if not copy.exists() and Path(self.database).exists():
+                with self.connect() as conn:
+                    (name,) = conn.execute("SELECT current_database()").fetchone()
+                    conn.execute("ATTACH ? AS preview", [str(copy)])
+                    conn.execute(f'COPY FROM DATABASE "{name}" TO preview')
+                    conn.execute("DETACH preview")
+        self._preview = copy
+
+    @property
+    def preview(self) -> Path | None:
+        """The dry run's directory (its scratch store and reports), None in a real run."""
+        return self._preview.parent if self._preview else None
+
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; hold it only for the statements that need it."""
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        path = str(self._preview or self.database)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         connect = retry(
             retry=retry_if_exception(_is_lock_conflict),
             wait=wait_random_exponential(multiplier=0.05, max=2),
             stop=stop_after_delay(self.lock_timeout_seconds),
             reraise=True,
         )(duckdb.connect)
-        conn = connect(self.database)
+        conn = connect(path)
         try:
             migrate(conn)
             yield conn
@@ -210,6 +252,24 @@ def read_cursor(conn: duckdb.DuckDBPyConnection, name: str) -> dict | None:
 
 def write_cursor(conn: duckdb.DuckDBPyConnection, name: str, value: dict) -> None:
     conn.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?)", [name, json.dumps(value), utcnow()])
+
+
+def delete_cursor(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    conn.execute("DELETE FROM sync_cursors WHERE name = ?", [name])
+
+
+def forget_entity(conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, table: str, cursor: str) -> int:
+    """A full resync's start: the entity's extract cursor, landed records and staged state go, so its next extract
+    re-reads the whole history and every record is staged afresh (the feed then carries each as new; deliveries
+    write the target only where it differs from what was written). Quarantine, xrefs and the outbox stay.
+    Returns the staged rows forgotten."""
+    delete_cursor(conn, cursor)
+    conn.execute("DELETE FROM raw_landing WHERE source = ? AND entity = ?", [source, entity])
+    if not table_exists(conn, table):
+        return 0
+    (forgotten,) = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+    conn.execute(f'DELETE FROM "{table}"')
+    return forgotten
 
 
 # ---------------------------------------------------------------------------------------------- landing

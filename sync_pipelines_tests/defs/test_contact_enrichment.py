@@ -4,15 +4,12 @@ import dagster as dg
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
+from sync_pipelines.lib.flows import synced
 
 AS_OF = "2026-03-01"
 # Every entity's assets but the enrichment itself, which the tests run with a fixed as_of.
 # The Xero -> Segment flow the enrichment reads from, without the enrichment itself.
-SYNC_ASSETS = [
-    key
-    for key in dg.AssetSelection.groups("xero_to_segment").upstream().resolve(defs().resolve_asset_graph())
-    if key != ENRICHMENT_KEY
-]
+SYNC_ASSETS = [key for key in synced("xero_to_segment").resolve(defs().resolve_asset_graph()) if key != ENRICHMENT_KEY]
 
 
 def _enrich(sync_env, as_of: str = AS_OF) -> dg.ExecuteInProcessResult:

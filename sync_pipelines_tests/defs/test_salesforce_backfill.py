@@ -59,9 +59,7 @@ def _landed(env: dict[str, str]) -> int:
 
 def _stored_cursor(env: dict[str, str]) -> dict:
     with StagingResource(database=env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
-        (value,) = conn.execute(
-            "SELECT value FROM sync_cursors WHERE name = ?", [f"{ACCOUNTS.label}.extract"]
-        ).fetchone()
+        (value,) = conn.execute("SELECT value FROM sync_cursors WHERE name = ?", [ACCOUNTS.extract_cursor]).fetchone()
     return json.loads(value)
 
 

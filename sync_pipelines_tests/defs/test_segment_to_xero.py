@@ -8,6 +8,7 @@ import dagster as dg
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
+from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
@@ -17,7 +18,7 @@ GROUP = "Segment: paying customers"
 
 
 def _flow_assets() -> list[dg.AssetKey]:
-    return list(dg.AssetSelection.groups(FLOW).upstream().resolve(defs().resolve_asset_graph()))
+    return list(synced(FLOW).resolve(defs().resolve_asset_graph()))
 
 
 def _segment_sends(admin, env: dict[str, str], *messages: dict, source: str = "web") -> None:
@@ -267,7 +268,7 @@ def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, 
     """Segment -> Xero and Xero -> Segment, run one after the other ten times after each change, with what the
     product sends Segment coming back through Segment's Webhooks destination as any source's messages do."""
     definitions = defs().resolve_asset_graph()
-    to_segment = list(dg.AssetSelection.groups("xero_to_segment").upstream().resolve(definitions))
+    to_segment = list(synced("xero_to_segment").resolve(definitions))
     secret = sync_env["SEGMENT_WEBHOOK_SECRET"]
     stock_item(sync_env, 10)
     admin.limits(minute_limit=10_000)  # thirty runs read Xero more often than its 60 calls a minute (xero.md §5)

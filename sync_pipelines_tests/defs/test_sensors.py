@@ -10,6 +10,7 @@ import pytest
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import intercom_to_xero, segment_to_xero, xero_to_segment
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
+from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
 from sync_pipelines.vendors.segment.entities import USERS
@@ -61,7 +62,8 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
                                 max_attempts=2)  # fmt: skip
     result = dg.materialize(
         definitions.assets, resources={**definitions.resources, "segment": impatient},
-        instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.groups("xero_to_segment").upstream(),
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=synced("xero_to_segment"),
     )  # fmt: skip
     assert result.success
     reconciliation = next(c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation")
@@ -337,7 +339,7 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
 ):
     """Sandbox notification -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero, all real; every
     schedule is stopped, so only the webhook path can bring the change."""
-    flow = dg.AssetSelection.groups(intercom_to_xero.NAME).upstream().resolve(defs().resolve_asset_graph())
+    flow = synced(intercom_to_xero.NAME).resolve(defs().resolve_asset_graph())
     assert run_sync(list(flow)).success  # every Intercom contact already in Xero: only the change is new
     in_xero = {c.get("ContactNumber") for c in admin.get("/xero/contacts")}
     first, second = [c["id"] for c in admin.intercom_records("contacts") if c["id"] in in_xero][:2]
@@ -381,7 +383,7 @@ def test_a_segment_order_reaches_xero_by_webhook_under_the_real_daemon_with_no_s
 ):
     """Segment source -> Webhooks destination -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero,
     all real; every schedule is stopped, so only the webhook path can bring the person and their order."""
-    flow = dg.AssetSelection.groups(segment_to_xero.NAME).upstream().resolve(defs().resolve_asset_graph())
+    flow = synced(segment_to_xero.NAME).resolve(defs().resolve_asset_graph())
     assert run_sync(list(flow)).success  # Xero's contacts and invoices landed: only the Segment messages are new
     stock_item(sync_env, 1)
     person, order = person_and_order("user-by-webhook", "ord-by-webhook")

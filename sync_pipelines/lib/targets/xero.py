@@ -501,6 +501,15 @@ class XeroTarget:
             resources.notifier.get_client().send([n for n in notifications if n not in waiting], told)
             told.failed += [(n["messageId"], "the write it announces has not gone yet") for n in waiting]
 
+    def rehearsed_id(self, payload: dict) -> str | None:
+        """In a dry run, the ContactID a contact or link write would leave: the one it names, else a stand-in for
+        the contact its ContactNumber will find (lib/outbox.Rehearsal)."""
+        kind = payload["type"]
+        if kind not in ("contact", "link"):
+            return None
+        named = payload["Contact"] if kind == "contact" else payload
+        return named.get("ContactID") or f"preview:{named['ContactNumber']}"
+
     def figures(self, resources) -> dict[str, int | float]:
         stats = resources.xero.get_client().stats
         figures = {"api_calls": stats.calls, "api_retries": stats.retries}

@@ -50,8 +50,17 @@ class _Intercom:
         }
 
 
+class _Searched(_Intercom):
+    """A collection `read` searches on updated_at, oldest first, so a window of it can be re-read."""
+
+    def read_window(self, intercom: IntercomResource, start: datetime, end: datetime) -> Iterator[list[dict]]:
+        """A search from `start`: the backfill stops reading at the first record past `end` (lib/entities.within);
+        the companies scroll and segments are read whole every run, so have no window."""
+        return self.read(intercom, {"updated_at": int(start.timestamp())})
+
+
 @dataclass(frozen=True)
-class IntercomContacts(_Intercom):
+class IntercomContacts(_Searched):
     """Users and leads changed since the cursor (POST /contacts/search, §5.1), with tag names and owner email."""
 
     webhook_category: str = "contact"
@@ -92,7 +101,7 @@ class IntercomCompanies(_Intercom):
 
 
 @dataclass(frozen=True)
-class IntercomConversations(_Intercom):
+class IntercomConversations(_Searched):
     """Conversations changed since the cursor (POST /conversations/search, §8), with the assignee's email."""
 
     inbox_url: str = "https://app.intercom.com/a/inbox/{app_id}/inbox/conversation/{id}"

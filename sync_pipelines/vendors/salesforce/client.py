@@ -201,8 +201,10 @@ class SalesforceClient:
         overlap: dt.timedelta = settings.INCREMENTAL_OVERLAP,
         include_deleted: bool = False,
         where: str | None = None,
+        until: dt.datetime | None = None,
     ) -> Iterator[list[dict]]:
-        """Rows changed at or after `since` minus `overlap`, in pages ordered by (SystemModstamp, Id).
+        """Rows changed at or after `since` minus `overlap` (and before `until`), in pages ordered by
+        (SystemModstamp, Id).
 
         salesforce.md §3.2: `>=` on SystemModstamp plus an overlap re-reads rows committed late, which
         are deduplicated downstream; with overlap=0 a Position resumes exactly after its row. The first
@@ -212,6 +214,9 @@ class SalesforceClient:
         """
         fields = _with_fields(fields, ["Id", settings.CURSOR_FIELD] + (["IsDeleted"] if include_deleted else []))
         resource = "queryAll" if include_deleted else "query"
+        if until is not None:
+            before = f"{settings.CURSOR_FIELD} < {_literal(until)}"
+            where = f"({where}) AND {before}" if where else before
         last: Position | None = None
         try:
             bodies = self._query_bodies(resource, _soql(sobject, fields, where, _lower_bound(since, overlap)))

@@ -54,6 +54,17 @@ class SalesforceObject:
             # salesforce.md §5: what landed is checkpointed; the next run resumes from the cursor.
             raise QuotaExhausted(None) from budget
 
+    def read_window(self, salesforce: SalesforceResource, start: datetime, end: datetime) -> Iterator[list[dict]]:
+        """SOQL on the indexed SystemModstamp, both bounds in the query (salesforce.md §3.2); a large window goes on
+        in a Bulk API 2.0 job like any large read (§6)."""
+        try:
+            yield from salesforce.get_client().changed_since(
+                self.sobject, self.fields, since=Position(start), overlap=timedelta(0), include_deleted=True,
+                where=self.where, until=end,
+            )  # fmt: skip
+        except SalesforceQuotaBudgetReached as budget:
+            raise QuotaExhausted(None) from budget
+
     def updated_at(self, record: dict) -> datetime | None:
         return Position.of(record).system_modstamp
 

@@ -89,6 +89,7 @@ class CallLimiter:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _await_window(self) -> None:
+        told = False
         with self._condition:
             while True:
                 now = time.monotonic()
@@ -99,6 +100,9 @@ class CallLimiter:
                 if wait <= 0:
                     self._starts.append(now)
                     return
+                if not told and wait >= 1:
+                    log.info("Xero rate limit: waiting %.0f s for the tenant's allowance", wait)
+                    told = True
                 self._condition.wait(wait)
 
     def _expire(self, now: float) -> None:
