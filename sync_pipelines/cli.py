@@ -341,20 +341,42 @@ def webhooks(
 @main.command()
 @click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
 def replay(include_exhausted: bool) -> None:
-    """Put due dead letters back in the outbox and deliver them (uses the environment's endpoints)."""
-    definitions, deliveries = defs(), registered_deliveries()
-    staging = StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"])
-    with staging.connect() as conn:
-        requeued = sum(
-            requeue_dead_letters(conn, flow=d.flow, entity=d.partition, include_exhausted=include_exhausted)
-            for d in deliveries
+    """Put due dead letters back in the outbox and deliver them (to the environment's endpoints, else the
+    embedded sandbox's)."""
+    with _configured():
+        definitions, deliveries = defs(), registered_deliveries()
+        with StagingResource(database=_database()).connect() as conn:
+            requeued = sum(
+                requeue_dead_letters(conn, flow=d.flow, entity=d.partition, include_exhausted=include_exhausted)
+                for d in deliveries
+            )
+        click.echo(f"requeued {requeued} dead letters")
+        job = definitions.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=_dagster_instance(), asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS
         )
-    click.echo(f"requeued {requeued} dead letters")
-    job = definitions.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=_dagster_instance(), asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS
-    )
     sys.exit(0 if result.success else 1)
+
+
+# Where the demo (and `dev`) keep their data: what the other commands use when no environment is set.
+DATA_DIR = Path("data")
+
+
+def _database() -> str:
+    """The staging store: the environment's, else the one the demo made."""
+    return os.environ.get("SYNC_PIPELINES_DUCKDB") or str(DATA_DIR / "warehouse.duckdb")
+
+
+@contextmanager
+def _configured() -> Iterator[None]:
+    """The environment's endpoints; with none set (say, right after the demo), the embedded sandbox on the demo's
+    data, started as the demo starts it (its state is kept in the data folder)."""
+    if os.environ.get("SYNC_PIPELINES_DUCKDB"):
+        yield
+        return
+    click.echo(f"no SYNC_PIPELINES_DUCKDB in the environment: using the embedded sandbox on {DATA_DIR}/")
+    with running_sandbox(DATA_DIR, port=0):
+        yield
 
 
 @contextmanager
@@ -455,7 +477,7 @@ def _deliver(deliveries: list[Delivery], entities: list[Entity], tags: dict[str,
         assets += [e.raw_key for e in entities]
     config = {"ops": {_op_name(e.raw_key): {"config": extract} for e in entities}} if extract else None
     result = _run(assets, tags, config)
-    database = Path(os.environ["SYNC_PIPELINES_DUCKDB"])
+    database = Path(_database())
     dry_run = tags.get(DRY_RUN_TAG) == "true"
     scratch = preview_directory(database, tags[PREVIEW_TAG]) / "staging.duckdb" if dry_run else database
     with StagingResource(database=str(scratch)).connect() as conn:
@@ -496,14 +518,15 @@ def backfill(first, last, flows: tuple[str, ...], entities: tuple[str, ...], dry
     )
     tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"backfill-{uuid.uuid4().hex[:8]}"} if dry_run else {}
     per_run = BACKFILL_POLICY.max_partitions_per_run
-    for at in range(0, len(months), per_run):
-        span = months[at : at + per_run]
-        window = {ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[-1]}
-        result = _run([e.backfill_key for e in windowed], {**tags, **window})
-        click.echo(f"{span[0][:7]}..{span[-1][:7]}: {'read' if result.success else 'FAILED'} (run {result.run_id})")
-        if not result.success:
-            sys.exit(1)  # a day limit stops the window at a checkpoint: run the same command again to resume
-    ok = _deliver([d for d in deliveries if d.entity in windowed], windowed, tags, extract=None)
+    with _configured():
+        for at in range(0, len(months), per_run):
+            span = months[at : at + per_run]
+            window = {ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[-1]}
+            result = _run([e.backfill_key for e in windowed], {**tags, **window})
+            click.echo(f"{span[0][:7]}..{span[-1][:7]}: {'read' if result.success else 'FAILED'} ({result.run_id})")
+            if not result.success:
+                sys.exit(1)  # a day limit stops the window at a checkpoint: run the same command again to resume
+        ok = _deliver([d for d in deliveries if d.entity in windowed], windowed, tags, extract=None)
     sys.exit(0 if ok else 1)
 
 
@@ -516,16 +539,48 @@ def resync(entities: tuple[str, ...], dry_run: bool) -> None:
     deliveries = _chosen((), entities)
     chosen = list({d.entity.label: d.entity for d in deliveries}.values())
     tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"resync-{uuid.uuid4().hex[:8]}"} if dry_run else {}
-    ok = _deliver(deliveries, chosen, tags, extract={"full_resync": True})
+    with _configured():
+        ok = _deliver(deliveries, chosen, tags, extract={"full_resync": True})
     sys.exit(0 if ok else 1)
 
 
 @main.command()
 def release() -> None:
     """Let the changes a blocked batch held back go out with the next delivery (after you have looked)."""
-    with StagingResource(database=os.environ["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
+    with StagingResource(database=_database()).connect() as conn:
         released = sum(release_held(conn, flow=d.flow, entity=d.partition) for d in registered_deliveries())
     click.echo(f"released {released} held messages")
+
+
+@main.command()
+@click.option("--samples", default=3, show_default=True, help="Record ids shown per reason.")
+def quarantine(samples: int) -> None:
+    """What was quarantined and why: each reason with its count and a few records, most frequent first."""
+    with StagingResource(database=_database()).connect() as conn:
+        rows = conn.execute(
+            """SELECT source, entity, coalesce(delivery, 'staging') AS refused_by, reason, count(*) AS records,
+                      array_to_string(list(record_id ORDER BY id DESC)[1:?], ', ') AS latest,
+                      max(quarantined_at) AS last_seen
+               FROM (SELECT *, unnest(string_split(reasons, '; ')) AS reason FROM quarantine)
+               GROUP BY ALL ORDER BY records DESC, last_seen DESC""",
+            [samples],
+        ).df()
+    click.echo(tabulate(rows, headers="keys", tablefmt="github", showindex=False) if len(rows) else "nothing held")
+
+
+@main.command("dead-letters")
+@click.option("--all", "everything", is_flag=True, help="Also the letters replayed since (status 'replayed').")
+def dead_letters(everything: bool) -> None:
+    """Writes the targets refused: each with its error, attempts and when it is tried again (None: it waits for
+    `sync-pipelines replay --all`)."""
+    with StagingResource(database=_database()).connect() as conn:
+        rows = conn.execute(
+            """SELECT flow, entity, message_id, status, attempts, left(error, 120) AS error, last_failed_at,
+                      next_attempt_at FROM dead_letters WHERE ? OR status <> 'replayed'
+               ORDER BY last_failed_at DESC""",
+            [everything],
+        ).df()
+    click.echo(tabulate(rows, headers="keys", tablefmt="github", showindex=False) if len(rows) else "none")
 
 
 @main.command("xero-connect")
@@ -540,6 +595,23 @@ def xero_connect(redirect_uri: str) -> None:
     store = EncryptedTokenStore(env["XERO_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
     auth.exchange_redirected_url(
         env["XERO_IDENTITY_URL"], env["XERO_CLIENT_ID"], env["XERO_CLIENT_SECRET"], redirect_uri, redirected, state,
+        store,
+    )  # fmt: skip
+    click.echo("Connected; tokens stored encrypted.")
+
+
+@main.command("salesforce-connect")
+@click.option("--redirect-uri", required=True, help="The callback URL of your connected app.")
+def salesforce_connect(redirect_uri: str) -> None:
+    """Authorise this app with a real Salesforce org (OAuth 2.0 web server flow) and store the tokens encrypted."""
+    env = os.environ
+    login_url = env.get("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
+    url, state = salesforce_auth.authorization_url(login_url, env["SALESFORCE_CLIENT_ID"], redirect_uri)
+    click.echo(f"Open this URL, approve, then paste the URL Salesforce redirected you to:\n{url}")
+    redirected = click.prompt("Redirected URL", hide_input=True)
+    store = EncryptedTokenStore(env["SALESFORCE_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
+    salesforce_auth.exchange_redirected_url(
+        login_url, env["SALESFORCE_CLIENT_ID"], env["SALESFORCE_CLIENT_SECRET"], redirect_uri, redirected, state,
         store,
     )  # fmt: skip
     click.echo("Connected; tokens stored encrypted.")

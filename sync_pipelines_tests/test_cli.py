@@ -21,6 +21,7 @@ from sync_pipelines.defs.flows import registered_deliveries
 from sync_pipelines.lib import migration, staging
 from sync_pipelines.lib.enrichment import ENRICHMENT
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.token_store import EncryptedTokenStore, consent_by_redirect
 from sync_pipelines_tests.conftest import SandboxAdmin, xero_resource
 from sync_pipelines_tests.webhooks.conftest import stored_events
 
@@ -29,13 +30,22 @@ from sync_pipelines_tests.webhooks.conftest import stored_events
 # 220 s on an idle 2-core machine, 270 s with two busy loops beside it, where a window missed costs a whole
 # minute more. Over 3x that, as a bound for a hung run only (the suite's 300 s would be a speed claim).
 @pytest.mark.timeout(900)
-def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempotently(tmp_path):
+def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempotently(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's data folder, ./data, is where the other commands look by default
     data_dir = tmp_path / "data"
-    with patch.dict(os.environ):  # the demo exports its sandbox environment; keep it out of other tests
-        first = CliRunner().invoke(main, ["demo", "--data-dir", str(data_dir), "--malformed", "3"])
+    # The demo exports its sandbox environment: each command starts from a shell that set none of this project's
+    # variables, and the environment is as it was after the test.
+    with patch.dict(os.environ, _bare_environment(), clear=True):
+        first = CliRunner().invoke(main, ["demo", "--malformed", "3"])
         assert first.exit_code == 0, first.output
-        second = CliRunner().invoke(main, ["demo", "--data-dir", str(data_dir)])
+    with patch.dict(os.environ, _bare_environment(), clear=True):
+        second = CliRunner().invoke(main, ["demo"])
         assert second.exit_code == 0, second.output
+    with patch.dict(os.environ, _bare_environment(), clear=True):
+        held = CliRunner().invoke(main, ["quarantine"])
+        letters = CliRunner().invoke(main, ["dead-letters"])
+        released = CliRunner().invoke(main, ["release"])
+        replayed = CliRunner().invoke(main, ["replay"])
 
     header = next(line for line in first.output.splitlines() if "in_source" in line)
     assert [c.strip() for c in header.strip("|").split("|")] == [
@@ -61,6 +71,24 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
     assert deal_reasons == [("row: won_deal_has_an_account failed",)]
     assert sum(row[2] for row in first) == sent
     assert all(row[3:] == (0, 0, True) for row in first)
+    # Right after the demo, with no variables set, the operator's commands find its data.
+    assert held.exit_code == 0, held.output
+    assert len([line for line in held.output.splitlines() if "| invoices" in line]) >= 1, held.output
+    assert letters.exit_code == 0 and letters.output.strip() == "none", letters.output
+    assert released.exit_code == 0 and "released 0 held messages" in released.output, released.output
+    assert replayed.exit_code == 0 and "requeued 0 dead letters" in replayed.output, replayed.output
+
+
+def _bare_environment() -> dict[str, str]:
+    """The environment of a shell that has set none of this project's variables."""
+    prefixes = ("SYNC_PIPELINES_", "XERO_", "SALESFORCE_", "INTERCOM_", "SEGMENT_", "DAGSTER_")
+    return {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
+
+
+def _bare_environment() -> dict[str, str]:
+    """The environment of a shell that has set none of this project's variables."""
+    prefixes = ("SYNC_PIPELINES_", "XERO_", "SALESFORCE_", "INTERCOM_", "SEGMENT_", "DAGSTER_")
+    return {name: value for name, value in os.environ.items() if not name.startswith(prefixes)}
 
 
 def test_replay_requeues_exhausted_dead_letters_and_delivers_them(admin, sync_env):
@@ -79,6 +107,9 @@ def test_replay_requeues_exhausted_dead_letters_and_delivers_them(admin, sync_en
             failures=[(message.message_id, "replayed", "503 Service Unavailable")], retryable=False,
         )  # fmt: skip
     admin.faults(segment={"error_rate": 0.0})
+    listed = CliRunner().invoke(main, ["dead-letters"])
+    assert listed.exit_code == 0 and "xero:invoice:replayed:created" in listed.output, listed.output
+    assert "503 Service Unavailable" in listed.output
 
     result = CliRunner().invoke(main, ["replay", "--all"])
 
@@ -258,3 +289,30 @@ def test_backfill_previews_then_writes_a_range_once_and_resync_rereads_an_entity
     with StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).connect() as conn:
         staged = {row[0] for row in conn.execute("SELECT id FROM stg_salesforce_accounts").fetchall()}
     assert accounts <= staged
+
+
+@pytest.mark.parametrize(
+    ("command", "token_path", "redirect_uri"),
+    [
+        ("xero-connect", "XERO_TOKEN_PATH", "http://127.0.0.1/xero/callback"),
+        ("salesforce-connect", "SALESFORCE_TOKEN_PATH", "http://127.0.0.1/salesforce/callback"),
+    ],
+)
+def test_a_connect_command_prints_the_consent_url_and_stores_the_tokens_encrypted(
+    sync_env, tmp_path, command, token_path, redirect_uri
+):
+    """As a person runs it: the command prints the consent URL; the person approves in a browser (here the
+    sandbox's consent page, which approves by redirecting) and pastes where it redirected to."""
+    store = tmp_path / f"{command}.enc"
+    env = {**os.environ, token_path: str(store)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync_pipelines.cli", command, "--redirect-uri", redirect_uri],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    consent = next(line for line in process.stdout if line.startswith("http"))
+    output, _ = process.communicate(consent_by_redirect(consent.strip()) + "\n", timeout=60)
+
+    assert process.returncode == 0, output
+    assert "Connected; tokens stored encrypted." in output
+    token = EncryptedTokenStore(str(store), sync_env["SYNC_PIPELINES_TOKEN_KEY"]).load()
+    assert token["refresh_token"] and token["refresh_token"] not in store.read_text()

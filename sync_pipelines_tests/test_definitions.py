@@ -150,3 +150,20 @@ def test_the_dagster_webserver_serves_the_assets_from_workspace_yaml(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_catalog_shows_owners_tables_contract_columns_and_versions_that_follow_contracts_and_mappings():
+    graph = defs().resolve_asset_graph()
+    staged = [graph.get(key) for key in graph.get_all_asset_keys() if key.path[-1].startswith("staged_")]
+    invoices = graph.get(dg.AssetKey(["xero", "staged_xero_invoices"]))
+    columns = {column.name: column for column in invoices.metadata["dagster/column_schema"].columns}
+
+    assert staged and all(node.owners and node.code_version for node in staged)
+    assert invoices.metadata["dagster/table_name"] == "stg_xero_invoices"
+    assert columns["invoice_id"].constraints.nullable is False and columns["total"].type == "float64"
+    # A delivery's code version is its mapping's: two deliveries with different mappings differ.
+    deliveries = [
+        graph.get(key) for key in graph.get_all_asset_keys() if graph.get(key).tags.get("layer") == "delivery"
+    ]
+    versions = {node.code_version for node in deliveries}
+    assert None not in versions and len(versions) > 1

@@ -23,4 +23,9 @@ def registered_deliveries() -> list[Delivery]:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions.merge(*(flow.definitions() for flow in registered_flows()))
+    """Every flow's definitions, their sweeps spread over the period in running order: flows that share a vendor
+    never start in the same minute, so each starts with the vendor's limit to itself."""
+    flows = registered_flows()
+    return dg.Definitions.merge(
+        *(flow.definitions(minute=n * flow.every_minutes // len(flows)) for n, flow in enumerate(flows))
+    )

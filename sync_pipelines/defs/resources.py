@@ -30,6 +30,9 @@ def defs() -> dg.Definitions:
                 client_secret=dg.EnvVar("XERO_CLIENT_SECRET"),
                 token_path=dg.EnvVar("XERO_TOKEN_PATH"),
                 token_key=dg.EnvVar("SYNC_PIPELINES_TOKEN_KEY"),
+                # Which organisation, when the app is connected to more than one (GET /connections lists them:
+                # https://developer.xero.com/documentation/guides/oauth2/tenants); unset, the only one connected.
+                tenant_id=os.environ.get("XERO_TENANT_ID") or None,
                 # Xero's limit is 60 a minute (https://developer.xero.com/documentation/guides/oauth2/limits/);
                 # a sandbox set to allow more (a migration rehearsed at speed) says so here.
                 calls_per_minute=int(os.environ.get("XERO_CALLS_PER_MINUTE", settings.CALLS_PER_MINUTE)),

@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
-from sync_pipelines.lib.entities import Entity
+from sync_pipelines.lib.entities import OWNERS, Entity
 from sync_pipelines.lib.migration import planned_writes, report_metadata
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.reconcile import reconcile_delivery
@@ -195,6 +195,12 @@ def refuse_what_the_target_would(
     return kept, rejected_rows(reasons, refused.to_dict("index"))
 
 
+def mapping_version(target: Target) -> str | None:
+    """A hash of the target's mapping (None for a target without one)."""
+    mapping = getattr(target, "mapping", None)
+    return staging.content_hash(mapping.model_dump(mode="json"))[:12] if mapping is not None else None
+
+
 def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.AssetsDefinition:
     """The delivery's asset: derive its messages from the feed, send them, reconcile; after `deps`."""
     entity, target = delivery.entity, delivery.target
@@ -246,4 +252,9 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         description=f"{entity.description} delivered to {target.system}, each change exactly once.",
         check_specs=[reconciliation_check],
         freshness_policy=delivery.freshness,
+        owners=OWNERS,
+        tags={"layer": "delivery", "target": target.system},
+        # The mapping is what a delivery's writes follow: a change to it shows as a new code version in the UI.
+        code_version=mapping_version(target),
+        metadata={"dagster/table_name": "outbox"},
     )

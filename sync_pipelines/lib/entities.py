@@ -19,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic import Field
 
-from sync_pipelines.lib import staging
+from sync_pipelines.lib import alerts, staging
 from sync_pipelines.lib.resources import with_resource_parameters
 from sync_pipelines.lib.staging import StagingResource, row_versions
 from sync_pipelines.lib.validation import rejected_rows, split_valid
@@ -85,6 +85,30 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=12)
 BACKFILL_TAG = "sync_pipelines/backfill"
 # The backfill assets, which only a backfill (a partition range) materialises: every sync selection leaves them out.
 BACKFILLS = dg.AssetSelection.tag(BACKFILL_TAG, "window")
+
+
+# Who answers for the assets in the UI's catalog (Dagster owners: "team:<name>" or an email).
+OWNERS = ["team:data"]
+
+
+def column_schema(contract: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The contract's columns as the UI's Columns tab shows them: type, nullable, unique, description."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                str(column.dtype),
+                column.description or "",
+                dg.TableColumnConstraints(nullable=column.nullable, unique=column.unique),
+            )  # fmt: skip
+            for name, column in contract.to_schema().columns.items()
+        ]
+    )
+
+
+def contract_version(contract: type[pa.DataFrameModel]) -> str:
+    """A code version that moves when the contract does, so the UI marks what was staged under an older one."""
+    return staging.content_hash(repr(contract.to_schema()))[:12]
 
 
 @dataclass(frozen=True)
@@ -298,6 +322,9 @@ def _extract_asset(
         group_name=entity.vendor,
         kinds={entity.vendor, "duckdb"},
         description=f"{entity.description} as {entity.vendor} returned them, landed unchanged, incrementally.",
+        owners=OWNERS,
+        tags={"layer": "landing", "vendor": entity.vendor},
+        metadata={"dagster/table_name": "raw_landing"},
         # One extract per vendor at a time where the instance limits the pool: the vendor's rate limits are
         # per tenant, and each step's client only sees its own calls.
         pool=f"{entity.vendor}_api",
@@ -324,7 +351,9 @@ def _backfill_asset(
         ),
         partitions_def=BACKFILL_MONTHS,
         backfill_policy=BACKFILL_POLICY,
-        tags={BACKFILL_TAG: "window"},
+        owners=OWNERS,
+        tags={BACKFILL_TAG: "window", "layer": "landing", "vendor": entity.vendor},
+        metadata={"dagster/table_name": "raw_landing"},
         pool=f"{entity.vendor}_api",
     )
 
@@ -372,6 +401,8 @@ def land_changes(
             context.log.info(f"page {number}: {len(page)} rows; {fetched} so far; {source.figures(resource)}")
     except QuotaExhausted as stop:
         context.log.warning(f"{entity.vendor} quota spent; resume after {stop.retry_after}s from the checkpoint")
+        with staging_db.connect() as conn:
+            alerts.raise_alerts(conn, [alerts.day_limit_stop(entity.vendor, context.asset_key, stop.retry_after)])
         if window:
             # The partitions stay unmaterialised, so the backfill shows them failed; relaunched (say the next
             # day, once the day limit resets), the window goes on from its checkpoint.
@@ -438,6 +469,10 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
             "rows that fail it are quarantined with reasons and the rest go on, each change to the change feed."
         ),
         check_specs=[quarantine_check, unique_check],
+        owners=OWNERS,
+        tags={"layer": "staging", "vendor": entity.vendor},
+        code_version=contract_version(entity.contract),
+        metadata={"dagster/table_name": entity.table, "dagster/column_schema": column_schema(entity.contract)},
     )
     def validated(context: dg.AssetExecutionContext, staging_db: StagingResource):
         started = time.monotonic()

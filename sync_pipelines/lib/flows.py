@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+from sync_pipelines.lib.alerts import KINDS
 from sync_pipelines.lib.deliveries import Delivery, Target, delivered_asset
 from sync_pipelines.lib.entities import BACKFILLS, Entity
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
@@ -57,7 +58,9 @@ class Flow:
     unsynced: tuple[dg.AssetKey, ...] = ()
     # Extras that deliver from an outbox partition of their own: (partition, asset), for dead-letter replays.
     extra_outboxes: tuple[tuple[str, dg.AssetKey], ...] = ()
-    cron_schedule: str = "*/15 * * * *"
+    every_minutes: int = 15  # the sweep's period; the registry staggers the flows' minutes within it
+    # The kinds of alert (lib/alerts.KINDS) its runs, checks and dead letters send the team.
+    alerts: frozenset[str] = frozenset(KINDS)
     # Flows this one runs after where both write the same vendor (e.g. the CRM, the system of record for people,
     # before the support tool, so the support tool's people are matched to the contacts the CRM made).
     after: tuple[str, ...] = ()
@@ -66,8 +69,9 @@ class Flow:
     def job_name(self) -> str:
         return f"{self.name}_sync"
 
-    def definitions(self) -> dg.Definitions:
-        """The deliveries' assets (each after the deliveries it names), the extras, the sync job and its schedule."""
+    def definitions(self, minute: int = 0) -> dg.Definitions:
+        """The deliveries' assets (each after the deliveries it names), the extras, the sync job and its schedule,
+        which fires `minute` minutes into each period."""
         deliveries = self.deliveries()
         keys = {d.partition: d.key for d in deliveries}
         job = dg.define_asset_job(
@@ -82,7 +86,9 @@ class Flow:
                 jobs=[job],
                 schedules=[
                     dg.ScheduleDefinition(
-                        job=job, cron_schedule=self.cron_schedule, default_status=dg.DefaultScheduleStatus.RUNNING
+                        job=job,
+                        cron_schedule=f"{minute}-59/{self.every_minutes} * * * *",
+                        default_status=dg.DefaultScheduleStatus.RUNNING,
                     )
                 ],
             ),

@@ -125,6 +125,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             delivery VARCHAR NOT NULL, write VARCHAR NOT NULL, messages BIGINT NOT NULL,
             reported_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (run_id, delivery, write))""",
     ),
+    # Alerts, recorded before they are sent (lib/alerts.py): each told once, a failed send retried.
+    (
+        """CREATE TABLE alerts (
+            alert_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, flow VARCHAR, text VARCHAR NOT NULL,
+            link VARCHAR NOT NULL, raised_at TIMESTAMPTZ NOT NULL, sent_at TIMESTAMPTZ)""",
+    ),
 )
 
 # A failed write is retried this many times by the replay sensor before it waits for a human.
@@ -189,7 +195,7 @@ class StagingResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """A dry run's steps all use one scratch copy of the store, made by whichever step comes first: the real
         store's cursors, staged state and outbox are never touched, and a later real run starts from them."""
-        run = context.dagster_run
+        run = context.run
         if run is None or run.tags.get(DRY_RUN_TAG) != "true":
             return
         key = run.tags.get(PREVIEW_TAG) or run.tags.get(BACKFILL_ID_TAG) or run.run_id

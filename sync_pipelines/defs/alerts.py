@@ -1,0 +1,135 @@
+"""The `alerts` sensor: tells the team, through the notifier, what needs a person (lib/alerts.py)."""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.events import DagsterEventType
+
+from sync_pipelines.defs.flows import registered_deliveries, registered_flows
+from sync_pipelines.lib import alerts
+from sync_pipelines.lib.alerts import Alert, asset_link, ui_url
+from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.notifier.resource import NotifierResource
+
+# On its first tick the sensor looks back this far, so turning it on does not replay a long history.
+FIRST_LOOK_BACK = timedelta(days=1)
+# Events read per kind and tick; the rest come on the next tick.
+PER_TICK = 200
+
+
+@dataclass
+class Reading:
+    """What a tick reads events with: the checks failing so far (kept in the cursor), and which flow a job or an
+    asset belongs to."""
+
+    failing: dict[str, int]
+    jobs: dict[str, str]
+    assets: dict[dg.AssetKey, str]
+
+
+def _run_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
+    entry = record.event_log_entry
+    message = (entry.dagster_event.message if entry.dagster_event else None) or entry.user_message or ""
+    return Alert(
+        f"run_failed:{entry.run_id}", "run_failed", reading.jobs.get(entry.job_name),
+        f"Run {entry.run_id[:8]} of {entry.job_name} failed: {message.splitlines()[0][:300] if message else ''}",
+        f"{ui_url()}/runs/{entry.run_id}",
+    )  # fmt: skip
+
+
+def _check_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
+    """A check that starts failing (after passing, or on its first evaluation): once per failing spell."""
+    evaluation = record.event_log_entry.dagster_event.event_specific_data
+    name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+    if evaluation.passed:
+        reading.failing.pop(name, None)
+        return None
+    if name in reading.failing:
+        return None  # still the same spell
+    reading.failing[name] = record.storage_id
+    facts = ", ".join(f"{k}: {_shown(v)}" for k, v in list(evaluation.metadata.items())[:6])
+    return Alert(
+        f"check_failed:{name}:{record.storage_id}", "check_failed", reading.assets.get(evaluation.asset_key),
+        f"Check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed ({facts}).",
+        asset_link(evaluation.asset_key, "checks"),
+    )  # fmt: skip
+
+
+def _freshness_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
+    change = record.event_log_entry.dagster_event.event_specific_data
+    if change.new_state != FreshnessState.FAIL:
+        return None
+    return Alert(
+        f"freshness_failed:{change.key.to_user_string()}:{record.storage_id}", "freshness_failed",
+        reading.assets.get(change.key),
+        f"{change.key.to_user_string()} is past its freshness policy: it has not been brought up to date in time.",
+        asset_link(change.key),
+    )  # fmt: skip
+
+
+READERS: dict[DagsterEventType, Callable[[dg.EventLogRecord, Reading], Alert | None]] = {
+    DagsterEventType.RUN_FAILURE: _run_failed,
+    DagsterEventType.ASSET_CHECK_EVALUATION: _check_failed,
+    DagsterEventType.FRESHNESS_STATE_CHANGE: _freshness_failed,
+}
+
+
+def _shown(value: object) -> str:
+    return str(getattr(value, "value", value))[:80]
+
+
+@dg.sensor(
+    name="alerts",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Tells the team through the notifier, once each and with a link here: a failed run, a check that starts "
+        "failing, a freshness policy failing, a dead letter that used up its attempts, and the day-limit stops "
+        "extracts recorded."
+    ),
+)
+def alert_sensor(
+    context: dg.SensorEvaluationContext, staging_db: StagingResource, notifier: NotifierResource
+) -> dg.SkipReason:
+    cursor = json.loads(context.cursor or "{}")
+    positions = cursor.get("after", {})
+    flows = {flow.name: flow for flow in registered_flows()}
+    delivered = {(d.flow, d.partition): d.key for d in registered_deliveries()}
+    reading = Reading(
+        failing=cursor.get("failing", {}),
+        jobs={flow.job_name: flow.name for flow in flows.values()},
+        assets={key: flow for (flow, _), key in delivered.items()},
+    )
+    since = (datetime.now(UTC) - FIRST_LOOK_BACK).timestamp()
+    raised: list[Alert] = []
+    for event_type, read in READERS.items():
+        after = positions.get(event_type.value)
+        records = context.instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=event_type, after_cursor=after), limit=PER_TICK, ascending=True
+        )
+        for record in records:
+            positions[event_type.value] = record.storage_id
+            if after is None and record.timestamp < since:
+                continue
+            if (alert := read(record, reading)) is not None:
+                raised.append(alert)
+    with staging_db.connect() as conn:
+        raised += alerts.exhausted_dead_letters(conn, delivered)
+        # A flow's own settings say which kinds of its alerts are sent; what belongs to no flow always is.
+        new = alerts.raise_alerts(conn, [a for a in raised if a.flow is None or a.kind in flows[a.flow].alerts])
+        pending = alerts.unsent(conn)
+    report = notifier.get_client().send(pending)
+    with staging_db.connect() as conn:
+        # A notification the notifier refuses (4xx) would be refused again: it is not retried.
+        alerts.mark_sent(conn, report.delivered + [alert_id for alert_id, _ in report.rejected])
+    context.update_cursor(json.dumps({"after": positions, "failing": reading.failing}, sort_keys=True))
+    return dg.SkipReason(f"{new} new alerts; {len(report.delivered)} sent, {len(report.failed)} to try again")
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(sensors=[alert_sensor])
