@@ -6,7 +6,8 @@ UI), with every schedule stopped, for one flow:
 
 - xero_to_segment (the default): syncs everything once, warms up with one change, then pays invoices one at a time
   and times each from the payment until its "Invoice Paid" reaches the sandbox's Segment. Then pays a burst of
-  invoices at once.
+  invoices at once. With --during-sweep, each invoice is paid while a run of the flow's sync job (submitted as
+  its schedule would) is running: real time must not wait behind the sweep.
 - segment_to_xero: lands the flow's Xero side once, stocks a Xero item, points the sandbox's Segment Webhooks
   destination at the receiver and warms up with one identify; then, one at a time, a new person is identified and
   completes an order of that item from the "web" source, timed from the emit until the order's invoice is in the
@@ -16,6 +17,7 @@ Either way prints the latencies' p50 and p95 (nearest rank), then how long the b
 many runs of the flow's webhook job carried the burst (runs coalesce).
 
     python benchmarks/webhook_latency.py [--flow {xero_to_segment,segment_to_xero}] [--changes 10] [--burst 10]
+                                         [--during-sweep]
 """
 
 import argparse
@@ -35,8 +37,10 @@ from sync_pipelines.lib.flows import synced
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.conftest import stock_item
 from sync_pipelines_tests.webhooks.daemon import (
+    FINISHED,
     dagster_daemon,
     invoice_paid,
+    launch_job,
     person_and_order,
     wait_for,
     wait_for_invoice,
@@ -69,6 +73,14 @@ def _contact(sandbox_url: str, user_id: str) -> dict | None:
     return next((c for c in contacts if c.get("ContactNumber") == user_id), None)
 
 
+def _sweep_running(env: dict[str, str]) -> str:
+    """A sweep of Xero -> Segment submitted as its schedule would, once its run has started; its id."""
+    run_id = launch_job("xero_to_segment_sync", env)
+    started = {dg.DagsterRunStatus.STARTED, *FINISHED}
+    wait_for(lambda: dg.DagsterInstance.get().get_run_by_id(run_id).status in started or None, 120, "the sweep")
+    return run_id
+
+
 def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> None:
     sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
     baseline = defs().resolve_implicit_global_asset_job_def()
@@ -86,12 +98,15 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
         requests.put(f"{sandbox_url}/_admin/xero/webhooks", json=hooks, timeout=10).raise_for_status()
         _pay(sandbox_url, payable[0])
         wait_for_message(sandbox_url, invoice_paid(payable[0]), WARM_UP_SECONDS)
-        latencies = []
+        latencies, overlapped = [], 0
         for invoice_id in payable[1 : args.changes + 1]:
+            sweep = _sweep_running(env) if args.during_sweep else None
             started = time.monotonic()
             _pay(sandbox_url, invoice_id)
             wait_for_message(sandbox_url, invoice_paid(invoice_id), CHANGE_SECONDS)
             latencies.append(time.monotonic() - started)
+            if sweep is not None:
+                overlapped += dg.DagsterInstance.get().get_run_by_id(sweep).status not in FINISHED
         runs_before = len(dg.DagsterInstance.get().get_runs())
         burst = payable[1 + args.changes : 1 + args.changes + args.burst]
         started = time.monotonic()
@@ -104,6 +119,8 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
     runs = Counter(run.job_name for run in dg.DagsterInstance.get().get_runs())
 
     print(f"changes: {len(latencies)} after one warm-up; runs by job: {dict(runs)}")
+    if args.during_sweep:
+        print(f"each paid while a scheduled xero_to_segment sweep ran; {overlapped} arrived before their sweep ended")
     print("latencies (s): " + " ".join(f"{seconds:.1f}" for seconds in latencies))
     print(f"latency p50: {_percentile(latencies, 0.5):.1f} s")
     print(f"latency p95: {_percentile(latencies, 0.95):.1f} s")
@@ -165,6 +182,9 @@ def main() -> None:
     parser.add_argument("--flow", choices=list(FLOWS), default="xero_to_segment")
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument("--burst", type=int, default=10)
+    parser.add_argument(
+        "--during-sweep", action="store_true", help="pay each invoice while a scheduled sweep of the flow is running"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, running_sandbox(Path(tmp) / "data", port=0) as env:

@@ -17,7 +17,7 @@ import requests
 from click.testing import CliRunner
 
 from sync_pipelines.cli import main
-from sync_pipelines.defs.flows import registered_deliveries
+from sync_pipelines.defs.flows import registered_deliveries, registered_flows
 from sync_pipelines.lib import migration, staging
 from sync_pipelines.lib.enrichment import ENRICHMENT
 from sync_pipelines.lib.staging import StagingResource
@@ -71,6 +71,11 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
     assert deal_reasons == [("row: won_deal_has_an_account failed",)]
     assert sum(row[2] for row in first) == sent
     assert all(row[3:] == (0, 0, True) for row in first)
+    # The demo says what it does as it goes, and ends with its outcome.
+    for flow in registered_flows():
+        assert f"] {flow.job_name} ..." in first.output
+    assert first.output.strip().splitlines()[-1].startswith("Everything reconciles:")
+    assert "(nothing changed in the sources)" in second.output.strip().splitlines()[-1]
     # Right after the demo, with no variables set, the operator's commands find its data.
     assert held.exit_code == 0, held.output
     assert len([line for line in held.output.splitlines() if "| invoices" in line]) >= 1, held.output

@@ -27,5 +27,7 @@ def defs() -> dg.Definitions:
     never start in the same minute, so each starts with the vendor's limit to itself."""
     flows = registered_flows()
     return dg.Definitions.merge(
-        *(flow.definitions(minute=n * flow.every_minutes // len(flows)) for n, flow in enumerate(flows))
+        *(flow.definitions(minute=n * flow.every_minutes // len(flows)) for n, flow in enumerate(flows)),
+        # What the UI materialises and backfills runs its steps in the run's process too (lib/flows.Flow).
+        dg.Definitions(executor=dg.in_process_executor),
     )

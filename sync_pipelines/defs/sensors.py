@@ -17,6 +17,9 @@ from sync_pipelines.webhooks.inbox import WebhookInboxResource
 # The vendors that send webhooks, and their entities (each names its webhook category, or none).
 WEBHOOKS = {"xero": xero.ENTITIES, "intercom": intercom.ENTITIES, "segment": segment.ENTITIES}
 
+# The run priority of webhook runs: above the schedules' 0.
+REAL_TIME_PRIORITY = "10"
+
 _IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -118,7 +121,9 @@ def webhook_sync(
         run = dg.RunRequest(
             run_key=f"{vendor}-webhook:{pending.first_seq}-{pending.last_seq}",
             asset_selection=_sync_keys(matching, deliveries),
-            tags={"sync_pipelines/webhook_events": str(pending.events)},
+            # Ahead of the sweeps: the run queue launches it first, and its steps take a vendor's pool slot
+            # before a sweep's next step does (Dagster orders both by this tag).
+            tags={"sync_pipelines/webhook_events": str(pending.events), "dagster/priority": REAL_TIME_PRIORITY},
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor)
 

@@ -398,7 +398,8 @@ def land_changes(
                     cursor = moved
                     staging.write_cursor(conn, cursor_name, cursor)
                 conn.execute("COMMIT")
-            context.log.info(f"page {number}: {len(page)} rows; {fetched} so far; {source.figures(resource)}")
+            figures = ", ".join(f"{name} {value}" for name, value in source.figures(resource).items())
+            context.log.info(f"{entity.label} page {number}: {len(page)} rows, {fetched} so far ({figures})")
     except QuotaExhausted as stop:
         context.log.warning(f"{entity.vendor} quota spent; resume after {stop.retry_after}s from the checkpoint")
         with staging_db.connect() as conn:
@@ -492,6 +493,7 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
                 conn.execute("COMMIT")
         with staging_db.connect() as conn:
             duplicates = staging.duplicate_keys(conn, entity.table, entity.key)
+            reasons = staging.top_reasons(conn, source=entity.vendor, entity=entity.name, run_id=context.run.run_id)
         rate = totals.quarantined / totals.processed if totals.processed else 0.0
         yield dg.MaterializeResult(
             metadata={
@@ -509,6 +511,17 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
                 "processed": totals.processed,
                 "rate": rate,
                 "by_field": dict(totals.failing_fields),
+                # What the UI's check panel shows a person: why, how often, and which records to look at.
+                "top_reasons": dg.MetadataValue.table(
+                    [dg.TableRecord(row) for row in reasons],
+                    schema=dg.TableSchema(
+                        columns=[
+                            dg.TableColumn("reason", "string"),
+                            dg.TableColumn("records", "int"),
+                            dg.TableColumn("sample_record_ids", "string"),
+                        ]
+                    ),
+                ),
             },
         )
         yield dg.AssetCheckResult(check_name="unique_keys", passed=duplicates == 0, metadata={"duplicates": duplicates})

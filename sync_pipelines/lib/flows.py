@@ -79,6 +79,8 @@ class Flow:
             # A flow reads what it delivers, and what the deliveries match against, fresh from the vendors.
             selection=synced(self.name) - dg.AssetSelection.assets(*self.unsynced),
             description=self.description,
+            # Every step in the run's own process: a step's process would cost more to start than most steps do.
+            executor_def=dg.in_process_executor,
         )
         return dg.Definitions.merge(
             dg.Definitions(

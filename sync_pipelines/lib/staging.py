@@ -623,6 +623,21 @@ def quarantine_rows(
 FEED_COLUMNS = ("feed_batch", "feed_replaced", "feed_held", "feed_landing_seq")
 
 
+def top_reasons(
+    conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, run_id: str, limit: int = 5
+) -> list[dict]:
+    """The run's most frequent quarantine reasons for an entity: {reason, records, sample_record_ids}."""
+    rows = conn.execute(
+        """SELECT reason, count(*) AS records,
+                  array_to_string(list(coalesce(record_id, '(no id)') ORDER BY id)[1:3], ', ') AS samples
+           FROM (SELECT *, unnest(string_split(reasons, '; ')) AS reason FROM quarantine
+                 WHERE source = ? AND entity = ? AND run_id = ? AND delivery IS NULL)
+           GROUP BY reason ORDER BY records DESC, reason LIMIT ?""",
+        [source, entity, run_id, limit],
+    ).fetchall()
+    return [{"reason": r, "records": n, "sample_record_ids": samples} for r, n, samples in rows]
+
+
 def append_to_feed(
     conn: duckdb.DuckDBPyConnection, table: str, changed: pd.DataFrame, replaced: pd.DataFrame, *, held: bool
 ) -> None:

@@ -12,7 +12,7 @@ import psutil
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.lib.deliveries import delivered_asset
-from sync_pipelines.lib.entities import vendor_assets
+from sync_pipelines.lib.entities import BACKFILLS, vendor_assets
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
@@ -34,7 +34,11 @@ def two_entity_job() -> dg.JobDefinition:
         dg.Definitions(
             assets=entities.assets,
             resources=defs().resources,
-            jobs=[dg.define_asset_job("two_entities", executor_def=dg.multiprocess_executor)],
+            jobs=[
+                dg.define_asset_job(
+                    "two_entities", selection=dg.AssetSelection.all() - BACKFILLS, executor_def=dg.multiprocess_executor
+                )
+            ],
         )
     )
     return definitions.resolve_job_def("two_entities")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from sync_pipelines.cli import main
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import xero_to_segment
+from sync_pipelines.lib.flows import synced
 from sync_pipelines_tests.conftest import xero_resource
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, expected_track_counts, invoice_calls, track_counts
 
@@ -154,6 +155,10 @@ def test_malformed_invoices_are_quarantined_with_reasons_and_the_rest_delivered(
     check = _invoice_check(result, "quarantine_rate")
     assert check.passed
     assert check.metadata["quarantined"].value == len(malformed)
+    # The check says why, how often, and which records, for the UI's check panel.
+    top = [row.data for row in check.metadata["top_reasons"].records]
+    assert all(any(expected_reason[kind] in row["reason"] for row in top) for kind in malformed.values())
+    assert all(row["records"] >= 1 and row["sample_record_ids"] for row in top)
 
 
 def test_a_mostly_broken_batch_is_blocked_and_held_until_a_person_releases_it(admin, run_sync, sync_env):
@@ -239,7 +244,7 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     assert cursor == [(pd.Timestamp(stamps[split], unit="ms", tz="UTC").isoformat(),)]
 
     admin.limits(day_limit=5000)
-    flow = dg.AssetSelection.groups("xero_to_segment").upstream()  # the other flows write invoices to Xero too
+    flow = synced("xero_to_segment")  # the other flows write invoices to Xero too
     assert dg.materialize(definitions.assets, resources=resources, instance=instance, selection=flow).success
     assert track_counts(admin) == expected_track_counts(admin.get("/xero/invoices"))
 

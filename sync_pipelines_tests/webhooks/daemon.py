@@ -63,6 +63,20 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
                 daemon.wait()
 
 
+def launch_job(job: str, env: dict[str, str]) -> str:
+    """Submit a run of `job` to the instance's run queue, as the UI's Launch (or a schedule's tick) does; its id."""
+    home = env["DAGSTER_HOME"]
+    with dg.DagsterInstance.from_config(home) as instance:
+        before = {run.run_id for run in instance.get_runs(dg.RunsFilter(job_name=job))}
+    dagster = Path(sys.executable).parent / "dagster"
+    subprocess.run(
+        [str(dagster), "job", "launch", "-j", job, "-w", str(WORKSPACE)],
+        env={**os.environ, **env}, cwd=home, check=True, capture_output=True,
+    )  # fmt: skip
+    with dg.DagsterInstance.from_config(home) as instance:
+        return next(run.run_id for run in instance.get_runs(dg.RunsFilter(job_name=job)) if run.run_id not in before)
+
+
 def _stop_schedules(home: Path, env: dict[str, str], bin_dir: Path) -> None:
     """Stop the schedules, all at once: each `dagster schedule stop` loads the code location for seconds."""
     with dg.DagsterInstance.from_config(str(home)):
