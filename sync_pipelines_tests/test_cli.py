@@ -63,14 +63,16 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
         ).fetchone()
         deal_reasons = conn.execute("SELECT DISTINCT reasons FROM quarantine WHERE entity = 'opportunities'").fetchall()
     deliveries = registered_deliveries()
-    first, second = rows[: len(deliveries)], rows[len(deliveries) :]
-    assert sorted(entity for entity, *_ in first) == sorted(d.partition for d in deliveries)
-    assert second == first  # the second demo found nothing new and delivered nothing more
+    # One reconciliation per delivery from each demo and from the replay.
+    reconciled, *later = [rows[at : at + len(deliveries)] for at in range(0, len(rows), len(deliveries))]
+    assert sorted(entity for entity, *_ in reconciled) == sorted(d.partition for d in deliveries)
+    # The second demo and the replay found nothing new and delivered nothing more.
+    assert later == [reconciled, reconciled]
     # The malformed invoices, and the seed's won deals without an account, which cannot be invoiced.
-    assert {entity: n for entity, n, *_ in first if n} == {"invoices": 3, "opportunities": 2}
+    assert {entity: n for entity, n, *_ in reconciled if n} == {"invoices": 3, "opportunities": 2}
     assert deal_reasons == [("row: won_deal_has_an_account failed",)]
-    assert sum(row[2] for row in first) == sent
-    assert all(row[3:] == (0, 0, True) for row in first)
+    assert sum(row[2] for row in reconciled) == sent
+    assert all(row[3:] == (0, 0, True) for row in reconciled)
     # The demo says what it does as it goes, and ends with its outcome.
     for flow in registered_flows():
         assert f"] {flow.job_name} ..." in first.output
