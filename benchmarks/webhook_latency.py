@@ -33,6 +33,7 @@ import requests
 from sync_pipelines.cli import QUIET_LOGS, running_sandbox
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import segment_to_xero
+from sync_pipelines.lib.entities import BACKFILLS
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.conftest import stock_item
@@ -83,8 +84,12 @@ def _sweep_running(env: dict[str, str]) -> str:
 
 def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> None:
     sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
-    baseline = defs().resolve_implicit_global_asset_job_def()
-    assert baseline.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS).success
+    definitions = defs()
+    synced_all = (dg.AssetSelection.all() - BACKFILLS).resolve(definitions.resolve_asset_graph())
+    baseline = definitions.resolve_implicit_global_asset_job_def()
+    assert baseline.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, asset_selection=list(synced_all)
+    ).success
     invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=30).json()
     payable = [i["InvoiceID"] for i in invoices if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED"]
     if len(payable) < 1 + args.changes + args.burst:

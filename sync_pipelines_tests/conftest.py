@@ -300,3 +300,14 @@ def stock_item(env: dict[str, str], quantity: float) -> None:
     }
     if client.write("PUT", "Invoices", [bill], "test:bill:mugs")[0]["StatusAttributeString"] != "OK":
         raise RuntimeError(f"could not stock {quantity} of {ITEM['Code']}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests given a longer timeout than the suite's (the demo, the daemon tests) start first: started last,
+    one of them would run alone at the end while the other workers sit idle."""
+
+    def allowance(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("timeout")
+        return float(marker.args[0]) if marker and marker.args else 0.0
+
+    items.sort(key=allowance, reverse=True)

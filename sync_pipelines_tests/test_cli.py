@@ -66,8 +66,9 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
     # One reconciliation per delivery from each demo and from the replay.
     reconciled, *later = [rows[at : at + len(deliveries)] for at in range(0, len(rows), len(deliveries))]
     assert sorted(entity for entity, *_ in reconciled) == sorted(d.partition for d in deliveries)
-    # The second demo and the replay found nothing new and delivered nothing more.
-    assert later == [reconciled, reconciled]
+    # The second demo and the replay found nothing new and delivered nothing more (the replay delivers every flow
+    # in one run, so its rows come in another order).
+    assert [sorted(run) for run in later] == [sorted(reconciled)] * 2
     # The malformed invoices, and the seed's won deals without an account, which cannot be invoiced.
     assert {entity: n for entity, n, *_ in reconciled if n} == {"invoices": 3, "opportunities": 2}
     assert deal_reasons == [("row: won_deal_has_an_account failed",)]
@@ -76,8 +77,7 @@ def test_demo_delivers_everything_prints_the_reconciliation_and_reruns_idempoten
     # The demo says what it does as it goes, and ends with its outcome.
     for flow in registered_flows():
         assert f"] {flow.job_name} ..." in first.output
-    assert first.output.strip().splitlines()[-1].startswith("Everything reconciles:")
-    assert "(nothing changed in the sources)" in second.output.strip().splitlines()[-1]
+    assert all(demo.output.strip().splitlines()[-1].startswith("Everything reconciles:") for demo in (first, second))
     # Right after the demo, with no variables set, the operator's commands find its data.
     assert held.exit_code == 0, held.output
     assert len([line for line in held.output.splitlines() if "| invoices" in line]) >= 1, held.output
