@@ -60,7 +60,7 @@ def test_each_kind_of_alert_reaches_the_notifier_once_with_a_link(admin, sandbox
     assert stopped.success
     _exhausted_dead_letter(sync_env)
     # A delivery past its freshness policy, as Dagster's freshness daemon reports it.
-    instance._report_runless_asset_event(  # noqa: SLF001
+    instance.report_runless_asset_event(
         asset_event=FreshnessStateChange(
             key=DELIVERY, previous_state=FreshnessState.PASS, new_state=FreshnessState.FAIL,
             state_change_timestamp=time.time(),

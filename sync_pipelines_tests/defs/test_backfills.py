@@ -9,6 +9,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -89,6 +90,10 @@ def launch(workspace: WorkspaceProcessContext, assets: list[dg.AssetKey], months
     return launched["backfillId"]
 
 
+def _ended(instance: dg.DagsterInstance, run_id: str) -> bool | None:
+    return instance.get_run_by_id(run_id).is_finished or None
+
+
 def finish(workspace: WorkspaceProcessContext, backfill_id: str) -> BulkActionStatus:
     """Let the backfill daemon's iteration run the backfill to its end; its final status."""
     instance, logger = workspace.instance, logging.getLogger("backfill")
@@ -96,8 +101,7 @@ def finish(workspace: WorkspaceProcessContext, backfill_id: str) -> BulkActionSt
     def finished() -> BulkActionStatus | None:
         list(execute_backfill_iteration(workspace, logger))
         for run in instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id})):
-            ended = lambda run_id=run.run_id: instance.get_run_by_id(run_id).is_finished or None  # noqa: E731
-            wait_for(ended, HANG_GUARD_SECONDS, "the run")
+            wait_for(partial(_ended, instance, run.run_id), HANG_GUARD_SECONDS, "the run")
         status = instance.get_backfill(backfill_id).status
         return status if status in FINISHED else None
 
