@@ -20,7 +20,7 @@ from sync_pipelines.lib import staging
 from sync_pipelines.lib.entities import OWNERS, Entity
 from sync_pipelines.lib.migration import planned_writes, report_metadata
 from sync_pipelines.lib.outbox import deliver_outbox
-from sync_pipelines.lib.reconcile import reconcile_delivery
+from sync_pipelines.lib.reconcile import failure_reasons, reconcile_delivery
 from sync_pipelines.lib.resources import with_resource_parameters
 from sync_pipelines.lib.staging import DRY_RUN_TAG, OutboxMessage, StagingResource
 from sync_pipelines.lib.validation import message_refusal, rejected_rows
@@ -232,6 +232,7 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
         )
         with resources.staging_db.connect() as conn:
             result = reconcile_delivery(conn, delivery=delivery, run_id=context.run.run_id)
+            reasons = [] if result.ok else failure_reasons(conn, delivery=delivery, result=result)
         yield dg.MaterializeResult(
             metadata={
                 **figures,
@@ -241,7 +242,8 @@ def delivered_asset(delivery: Delivery, deps: Sequence[dg.AssetKey] = ()) -> dg.
                 "seconds": round(time.monotonic() - started, 3),
             }
         )
-        yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=result.as_metadata())
+        metadata = {**result.as_metadata(), **({"reasons": staging.reasons_table(reasons)} if reasons else {})}
+        yield dg.AssetCheckResult(check_name="reconciliation", passed=result.ok, metadata=metadata)
 
     return dg.asset(
         with_resource_parameters(delivered, {**target.resources, "staging_db": StagingResource}),

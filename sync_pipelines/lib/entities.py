@@ -511,17 +511,7 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
                 "processed": totals.processed,
                 "rate": rate,
                 "by_field": dict(totals.failing_fields),
-                # What the UI's check panel shows a person: why, how often, and which records to look at.
-                "top_reasons": dg.MetadataValue.table(
-                    [dg.TableRecord(row) for row in reasons],
-                    schema=dg.TableSchema(
-                        columns=[
-                            dg.TableColumn("reason", "string"),
-                            dg.TableColumn("records", "int"),
-                            dg.TableColumn("sample_record_ids", "string"),
-                        ]
-                    ),
-                ),
+                "top_reasons": staging.reasons_table(reasons),
             },
         )
         yield dg.AssetCheckResult(check_name="unique_keys", passed=duplicates == 0, metadata={"duplicates": duplicates})

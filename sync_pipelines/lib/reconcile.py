@@ -95,6 +95,39 @@ def reconcile_delivery(conn: duckdb.DuckDBPyConnection, *, delivery: Delivery, r
     return result
 
 
+def failure_reasons(
+    conn: duckdb.DuckDBPyConnection, *, delivery: Delivery, result: Reconciliation, limit: int = 5
+) -> list[dict]:
+    """Why a reconciliation failed, as the UI's check panel shows it: {reason, records, sample_record_ids}, the
+    most frequent first (dead letters by their error, pending messages by status, then the count mismatches)."""
+    params = [delivery.flow, delivery.partition]
+    rows = conn.execute(
+        """SELECT reason, count(DISTINCT record_id) AS records,
+                  array_to_string(list(DISTINCT record_id ORDER BY record_id)[1:3], ', ')
+           FROM (SELECT 'dead letter: ' || left(d.error, 200) AS reason, coalesce(o.record_id, '(no id)') AS record_id
+                 FROM dead_letters d JOIN outbox o USING (flow, entity, message_id)
+                 WHERE d.flow = ? AND d.entity = ? AND o.status = 'dead'
+                 UNION ALL
+                 SELECT 'not delivered yet: ' || status, coalesce(record_id, '(no id)') FROM outbox
+                 WHERE flow = ? AND entity = ? AND status IN ('pending', 'held', 'claimed', 'in_flight')
+                 UNION ALL
+                 SELECT 'delivered more than once', coalesce(record_id, '(no id)') FROM audit_log
+                 WHERE flow = ? AND entity = ? AND outcome = 'delivered'
+                 GROUP BY idempotency_key, record_id HAVING count(*) > 1)
+           GROUP BY reason ORDER BY records DESC, reason LIMIT ?""",
+        [*params, *params, *params, limit],
+    ).fetchall()
+    reasons = [{"reason": r, "records": n, "sample_record_ids": samples} for r, n, samples in rows]
+    unaccounted = result.in_source - result.staged - result.quarantined
+    if unaccounted:
+        reasons.append({"reason": "landed but neither staged nor quarantined", "records": unaccounted,
+                        "sample_record_ids": ""})  # fmt: skip
+    if result.totals_mismatch:
+        reasons.append({"reason": "staged and delivered totals differ (currencies)", "records": result.totals_mismatch,
+                        "sample_record_ids": ""})  # fmt: skip
+    return reasons
+
+
 def _refused_ids(delivery: Delivery, staged_ids: str) -> str:
     """SQL for the staged records this delivery refused (parameters: its name, flow, partition). A refusal stands
     until the delivery queues something for the record again (a later, acceptable version)."""

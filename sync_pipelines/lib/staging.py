@@ -638,6 +638,21 @@ def top_reasons(
     return [{"reason": r, "records": n, "sample_record_ids": samples} for r, n, samples in rows]
 
 
+def reasons_table(reasons: list[dict]) -> dg.TableMetadataValue:
+    """Reasons as a check's table metadata: what the UI's check panel shows a person (why, how often, which
+    records to look at)."""
+    return dg.MetadataValue.table(
+        [dg.TableRecord(row) for row in reasons],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("reason", "string"),
+                dg.TableColumn("records", "int"),
+                dg.TableColumn("sample_record_ids", "string"),
+            ]
+        ),
+    )
+
+
 def append_to_feed(
     conn: duckdb.DuckDBPyConnection, table: str, changed: pd.DataFrame, replaced: pd.DataFrame, *, held: bool
 ) -> None:

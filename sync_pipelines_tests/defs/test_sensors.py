@@ -66,8 +66,15 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
         selection=synced("xero_to_segment"),
     )  # fmt: skip
     assert result.success
-    reconciliation = next(c for c in result.get_asset_check_evaluations() if c.check_name == "reconciliation")
+    reconciliation = next(
+        c for c in result.get_asset_check_evaluations()
+        if c.check_name == "reconciliation" and c.asset_key == dg.AssetKey(["segment", "xero_invoices_to_segment"])
+    )  # fmt: skip
     assert not reconciliation.passed
+    # The check says why: the dead letters by their error, with the records to look at.
+    (reason, *_) = reconciliation.metadata["reasons"].records
+    assert reason.data["reason"].startswith("dead letter: ") and reason.data["records"] > 0
+    assert reason.data["sample_record_ids"]
     database = sync_env["SYNC_PIPELINES_DUCKDB"]
     with duckdb.connect(database) as conn:
         parked, errors = conn.execute("SELECT count(*), count(DISTINCT error) FROM dead_letters").fetchone()

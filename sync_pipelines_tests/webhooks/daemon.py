@@ -4,6 +4,7 @@ and look for: a paid invoice's Segment message, a Segment person's order and its
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,38 @@ def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
                 daemon.wait()
+
+
+@contextmanager
+def dagster_webserver(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`dagster-webserver` on a free 127.0.0.1 port over env's DAGSTER_HOME (a daemon's): its base URL, once it
+    answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "dagster-webserver"), "-w", str(WORKSPACE), "-h", "127.0.0.1",
+               "-p", str(port)]  # fmt: skip
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, env={**os.environ, **env}, cwd=env["DAGSTER_HOME"], stdout=log,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            wait_for(lambda: _answers(f"{url}/server_info") or None, HANG_GUARD_SECONDS, "the Dagster webserver")
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.ConnectionError:
+        return False
 
 
 def launch_job(job: str, env: dict[str, str]) -> str:
