@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import dagster as dg
 import requests
+import yaml
 from cryptography.fernet import Fernet
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from tabulate import tabulate
@@ -134,8 +135,12 @@ DAGSTER_YAML = """telemetry:
 concurrency:
   pools:
     default_limit: 1
+    op_granularity_run_buffer: 25
 run_queue:
   dequeue_interval_seconds: 1
+sensors:
+  use_threads: true
+  num_workers: 8
 run_monitoring:
   enabled: true
   poll_interval_seconds: 5
@@ -152,13 +157,21 @@ python_logs:
 
 
 def _prepare_dagster_home() -> bool:
-    """Make $DAGSTER_HOME and its dagster.yaml on first use; False when no home is set."""
+    """Make $DAGSTER_HOME and its dagster.yaml on first use, and add to an existing one the settings it lacks (a
+    newer version's, say threaded sensors), leaving those it has alone; False when no home is set."""
     if not os.environ.get("DAGSTER_HOME"):
         return False
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+        return True
+    present = yaml.safe_load(config.read_text()) or {}
+    missing = {key: value for key, value in yaml.safe_load(DAGSTER_YAML).items() if key not in present}
+    if missing:
+        with config.open("a") as file:
+            file.write("\n" + yaml.safe_dump(missing, sort_keys=False))
     return True
 
 

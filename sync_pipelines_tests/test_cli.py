@@ -14,9 +14,10 @@ from unittest.mock import patch
 import duckdb
 import pytest
 import requests
+import yaml
 from click.testing import CliRunner
 
-from sync_pipelines.cli import main
+from sync_pipelines.cli import DAGSTER_YAML, _prepare_dagster_home, main
 from sync_pipelines.defs.flows import registered_deliveries, registered_flows
 from sync_pipelines.lib import migration, staging
 from sync_pipelines.lib.enrichment import ENRICHMENT
@@ -186,6 +187,23 @@ def test_the_webhooks_command_needs_a_vendor_secret_from_the_environment():
 
     assert result.exit_code == 2
     assert "XERO_WEBHOOK_KEY" in result.output
+
+
+def test_an_existing_dagster_yaml_gains_the_settings_it_lacks_and_keeps_its_own(tmp_path, monkeypatch):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("# mine\nrun_queue:\n  max_concurrent_runs: 3\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    assert _prepare_dagster_home()
+    assert _prepare_dagster_home()  # a second time adds nothing more
+
+    text = (home / "dagster.yaml").read_text()
+    assert text.startswith("# mine\n") and text.count("sensors:") == 1
+    settings = yaml.safe_load(text)
+    assert settings["run_queue"] == {"max_concurrent_runs": 3}
+    assert settings["sensors"] == yaml.safe_load(DAGSTER_YAML)["sensors"]
+    assert set(settings) == set(yaml.safe_load(DAGSTER_YAML))
 
 
 def _xero_writes(admin: SandboxAdmin) -> int:

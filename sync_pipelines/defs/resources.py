@@ -48,7 +48,9 @@ def defs() -> dg.Definitions:
                 base_url=dg.EnvVar("INTERCOM_API_URL"), access_token=dg.EnvVar("INTERCOM_ACCESS_TOKEN")
             ),
             "segment": SegmentResource(api_url=dg.EnvVar("SEGMENT_API_URL"), write_key=dg.EnvVar("SEGMENT_WRITE_KEY")),
-            "webhook_inbox": WebhookInboxResource(path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX")),
+            # A webhook sensor's tick listens 4 of the 5 s between the daemon's visits (its sensors run in threads,
+            # the CLI's dagster.yaml): a change starts its run within a fraction of a second, not up to 5 s later.
+            "webhook_inbox": WebhookInboxResource(path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX"), listen_seconds=4.0),
             "segment_workspace": SegmentWorkspaceResource(
                 inbox_path=dg.EnvVar("SYNC_PIPELINES_WEBHOOK_INBOX"),
                 public_api_url=dg.EnvVar("SEGMENT_PUBLIC_API_URL"),

@@ -93,7 +93,8 @@ def webhook_sync(
         name=f"{vendor}_webhook_sensor",
         job=job,
         # The daemon visits sensors every 5 s at most; a 5 s floor here too would make a tick that comes a moment
-        # early wait for the next visit, doubling the delay. So: every visit.
+        # early wait for the next visit, doubling the delay. So: every visit, and between visits the tick listens
+        # to the inbox (the resource's listen_seconds), so a run starts as an event lands.
         minimum_interval_seconds=2,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Requests one run of the entities whose {title} webhook category arrived since the last.",
@@ -109,7 +110,7 @@ def webhook_sync(
         busy = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT), limit=1)
         if busy:
             return dg.SkipReason(f"run {busy[0].run_id} is still syncing; new events wait for it")
-        pending = webhook_inbox.get_inbox().pending(vendor, after)
+        pending = webhook_inbox.get_inbox().wait_for_pending(vendor, after, webhook_inbox.listen_seconds)
         if pending is None:
             return dg.SkipReason("no webhook events since the last run")
         cursor = json.dumps({"seq": pending.last_seq})

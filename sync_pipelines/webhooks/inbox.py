@@ -8,6 +8,7 @@ receiver writes.
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ LOCK_TIMEOUT_SECONDS = 2.0
 # then the sensor has long run them, and the schedules' polls cover anything it did not. Intercom's retries are
 # shorter (intercom.md §9), so the same window covers them.
 RETENTION = timedelta(days=31)
+# How often a listening sensor looks again (one indexed count in SQLite).
+LISTEN_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,14 @@ class WebhookInbox:
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
 
+    def wait_for_pending(self, source: str, after_seq: int, seconds: float) -> Pending | None:
+        """`pending`, waiting up to `seconds` for something to arrive: a sensor that listens between the daemon's
+        visits starts a run as an event lands rather than at its next visit."""
+        deadline = time.monotonic() + seconds
+        while (pending := self.pending(source, after_seq)) is None and time.monotonic() < deadline:
+            time.sleep(LISTEN_POLL_SECONDS)
+        return pending
+
     def events(self, source: str, category: str | None, after_seq: int, limit: int) -> list[tuple[int, dict]]:
         """(seq, payload) of `source`'s `category` events (None: of any category) after `after_seq`, in arrival
         order: for a vendor whose webhooks carry the records themselves (Segment's messages)."""
@@ -273,6 +284,9 @@ class WebhookInboxResource(dg.ConfigurableResource):
     """The inbox the webhook receiver (`sync-pipelines webhooks`) writes, for the sensors to read."""
 
     path: str = Field(description="SQLite file of received webhook events, e.g. data/webhook_inbox.sqlite.")
+    listen_seconds: float = Field(
+        default=0.0, ge=0, description="How long a webhook sensor's tick waits for an event when none is pending."
+    )
 
     def get_inbox(self) -> WebhookInbox:
         return WebhookInbox(self.path)

@@ -33,6 +33,7 @@ from sync_pipelines_tests.webhooks.daemon import (
     HANG_GUARD_SECONDS,
     dagster_daemon,
     invoice_paid,
+    launch_job,
     order_invoices,
     person_and_order,
     wait_for,
@@ -309,11 +310,12 @@ def _daemon_runs(env: dict[str, str]) -> set[tuple[str, str | None, str | None]]
 # The waits are HANG_GUARD_SECONDS each, bounds against a broken run rather than speed claims (how fast a change
 # arrives is benchmarks/webhook_latency.py's to measure); the test's own timeout leaves room for both and the rest.
 @pytest.mark.timeout(3 * HANG_GUARD_SECONDS)
-def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_with_no_schedule(
+def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_without_waiting_for_a_sweep(
     admin, sandbox, sync_env, run_sync, tmp_path
 ):
     """Sandbox webhook -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Segment, all real; every
-    schedule is stopped, so only the webhook path can bring the payment."""
+    schedule is stopped, so only the webhook path can bring the payment. The second payment comes while a sweep of
+    Xero is running, and its run goes beside the sweep rather than after it."""
     assert run_sync().success
     payable = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED"]
     first, second = payable[:2]
@@ -321,6 +323,7 @@ def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_with_no
     with (
         WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"xero": key}) as receiver,
         dagster_daemon(sync_env, tmp_path / "daemon.log"),
+        dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance,
     ):
         admin.call("PUT", "/xero/webhooks", {"url": receiver.url_for("xero"), "key": key})
         # The first change also waits for the daemon to load the code location; the second, made after that run,
@@ -328,10 +331,30 @@ def test_a_paid_invoice_reaches_segment_by_webhook_under_the_real_daemon_with_no
         admin.post(f"/xero/invoices/{first['InvoiceID']}/pay")
         wait_for_message(sandbox.url, invoice_paid(first["InvoiceID"]), seconds=HANG_GUARD_SECONDS)
 
+        # A sweep of Xero, submitted as its schedule submits it, each Xero call slowed to 3 s: its extracts take
+        # the xero_api pool's one slot in turn for half a minute or more.
+        admin.faults(xero={"latency_ms": 3000})
+        sweep = launch_job(xero_to_segment.FLOW.job_name, sync_env)
+        wait_for(lambda: instance.get_run_record_by_id(sweep).start_time, HANG_GUARD_SECONDS, "the sweep's start")
         admin.post(f"/xero/invoices/{second['InvoiceID']}/pay")
         wait_for_message(sandbox.url, invoice_paid(second["InvoiceID"]), seconds=HANG_GUARD_SECONDS)
+        (paid_run,) = instance.get_runs(dg.RunsFilter(job_name=XERO_WEBHOOK_SYNC), limit=1)
+        wait_for(lambda: instance.get_run_record_by_id(sweep).end_time, HANG_GUARD_SECONDS, "the sweep's end")
+        # The payment's run was launched at once and its extracts took the pool's slot between the sweep's, ahead of
+        # those still waiting: real time did not queue behind the sweep.
+        paid_extracts = _xero_extract_steps(instance, paid_run.run_id)
+        sweep_extracts = _xero_extract_steps(instance, sweep)
+        assert min(step.start_time for step in paid_extracts) < max(step.end_time for step in sweep_extracts)
 
-    assert _daemon_runs(sync_env) == {(XERO_WEBHOOK_SYNC, XERO_WEBHOOK_SENSOR, None)}
+    assert _daemon_runs(sync_env) == {
+        (XERO_WEBHOOK_SYNC, XERO_WEBHOOK_SENSOR, None),
+        (xero_to_segment.FLOW.job_name, None, None),
+    }
+
+
+def _xero_extract_steps(instance: dg.DagsterInstance, run_id: str) -> list:
+    """A run's steps that read Xero (its landed_xero_* assets), with their start and end times."""
+    return [step for step in instance.get_run_step_stats(run_id) if step.step_key.startswith("xero__landed_xero_")]
 
 
 def _xero_contact_showing(admin, intercom_id: str, email: str) -> dict | None:
