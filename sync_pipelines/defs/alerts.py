@@ -1,7 +1,6 @@
 """The `alerts` sensor: tells the team, through the notifier, what needs a person (lib/alerts.py)."""
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,12 +25,12 @@ class Reading:
     """What a tick reads events with: the checks failing so far (kept in the cursor), and which flow a job or an
     asset belongs to."""
 
-    failing: dict[str, int]
+    failing: dict[str, str]  # check -> the run it started failing in
     jobs: dict[str, str]
     assets: dict[dg.AssetKey, str]
 
 
-def _run_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
+def _run_failed(record: dg.EventLogRecord, reading: Reading) -> Alert:
     entry = record.event_log_entry
     message = (entry.dagster_event.message if entry.dagster_event else None) or entry.user_message or ""
     return Alert(
@@ -43,17 +42,18 @@ def _run_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
 
 def _check_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | None:
     """A check that starts failing (after passing, or on its first evaluation): once per failing spell."""
-    evaluation = record.event_log_entry.dagster_event.event_specific_data
+    entry = record.event_log_entry
+    evaluation = entry.dagster_event.event_specific_data
     name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
     if evaluation.passed:
         reading.failing.pop(name, None)
         return None
     if name in reading.failing:
         return None  # still the same spell
-    reading.failing[name] = record.storage_id
+    reading.failing[name] = entry.run_id
     facts = ", ".join(f"{k}: {_shown(v)}" for k, v in list(evaluation.metadata.items())[:6])
     return Alert(
-        f"check_failed:{name}:{record.storage_id}", "check_failed", reading.assets.get(evaluation.asset_key),
+        f"check_failed:{name}:{entry.run_id}", "check_failed", reading.assets.get(evaluation.asset_key),
         f"Check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed ({facts}).",
         asset_link(evaluation.asset_key, "checks"),
     )  # fmt: skip
@@ -71,11 +71,9 @@ def _freshness_failed(record: dg.EventLogRecord, reading: Reading) -> Alert | No
     )  # fmt: skip
 
 
-READERS: dict[DagsterEventType, Callable[[dg.EventLogRecord, Reading], Alert | None]] = {
-    DagsterEventType.RUN_FAILURE: _run_failed,
-    DagsterEventType.ASSET_CHECK_EVALUATION: _check_failed,
-    DagsterEventType.FRESHNESS_STATE_CHANGE: _freshness_failed,
-}
+# How runs end: a run's check results are read once it has ended (each check runs within a run).
+RUN_ENDS = (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE)
+FRESHNESS = DagsterEventType.FRESHNESS_STATE_CHANGE
 
 
 def _shown(value: object) -> str:
@@ -106,17 +104,28 @@ def alert_sensor(
     )
     since = (datetime.now(UTC) - FIRST_LOOK_BACK).timestamp()
     raised: list[Alert] = []
-    for event_type, read in READERS.items():
+    # Run ends and freshness changes through the queries every event log storage answers across runs (SQLite's is
+    # sharded by run: a cross-run query by event id works for asset events and run status changes only).
+    ended: list[dg.EventLogRecord] = []
+    for event_type in RUN_ENDS:
         after = positions.get(event_type.value)
-        records = context.instance.event_log_storage.get_event_records(
-            dg.EventRecordsFilter(event_type=event_type, after_cursor=after), limit=PER_TICK, ascending=True
-        )
-        for record in records:
-            positions[event_type.value] = record.storage_id
-            if after is None and record.timestamp < since:
-                continue
-            if (alert := read(record, reading)) is not None:
-                raised.append(alert)
+        result = context.instance.fetch_run_status_changes(event_type, limit=PER_TICK, cursor=after, ascending=True)
+        positions[event_type.value] = result.cursor
+        ended += [record for record in result.records if after is not None or record.timestamp >= since]
+    for record in sorted(ended, key=lambda record: record.timestamp):
+        run_id = record.event_log_entry.run_id
+        if record.event_log_entry.dagster_event_type == DagsterEventType.RUN_FAILURE:
+            raised.append(_run_failed(record, reading))
+        checks = context.instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        raised += filter(None, (_check_failed(check, reading) for check in checks.records))
+    after = positions.get(FRESHNESS.value)
+    changes = context.instance.event_log_storage.get_event_records(
+        dg.EventRecordsFilter(event_type=FRESHNESS, after_cursor=after), limit=PER_TICK, ascending=True
+    )
+    for record in changes:
+        positions[FRESHNESS.value] = record.storage_id
+        if (after is not None or record.timestamp >= since) and (alert := _freshness_failed(record, reading)):
+            raised.append(alert)
     with staging_db.connect() as conn:
         raised += alerts.exhausted_dead_letters(conn, delivered)
         # A flow's own settings say which kinds of its alerts are sent; what belongs to no flow always is.

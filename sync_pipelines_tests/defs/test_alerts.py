@@ -2,11 +2,13 @@
 
 import time
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
+from sync_pipelines.cli import DAGSTER_YAML
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.alerts import alert_sensor
 from sync_pipelines.lib import staging
@@ -44,7 +46,11 @@ def _exhausted_dead_letter(env: dict[str, str]) -> None:
 
 def test_each_kind_of_alert_reaches_the_notifier_once_with_a_link(admin, sandbox, sync_env):
     url = f"{sandbox.url}/webhook/alerts"
-    instance = dg.DagsterInstance.ephemeral()
+    # The instance `sync-pipelines dev` keeps: SQLite storage, its event log sharded by run.
+    home = Path(sync_env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    instance = dg.DagsterInstance.from_config(str(home))
     job = defs().resolve_implicit_global_asset_job_def()
     # A mostly broken batch: the quarantine check fails and blocks, so the run fails.
     admin.reset(seed=11, invoices=8, malformed=12)
