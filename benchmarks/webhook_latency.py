@@ -7,7 +7,9 @@ UI), with every schedule stopped, for one flow:
 - xero_to_segment (the default): syncs everything once, warms up with one change, then pays invoices one at a time
   and times each from the payment until its "Invoice Paid" reaches the sandbox's Segment. Then pays a burst of
   invoices at once. With --during-sweep, each invoice is paid while a run of the flow's sync job (submitted as
-  its schedule would) is running: real time must not wait behind the sweep.
+  its schedule would) is running: real time must not wait behind the sweep. A change starts every --spacing
+  seconds (15 by default: a sweep and a webhook run make about 12 Xero calls, so sweeps one after another stay
+  within Xero's 60 calls a minute, as 15-minute schedules do by far; closer, every run waits for the minute).
 - segment_to_xero: lands the flow's Xero side once, stocks a Xero item, points the sandbox's Segment Webhooks
   destination at the receiver and warms up with one identify; then, one at a time, a new person is identified and
   completes an order of that item from the "web" source, timed from the emit until the order's invoice is in the
@@ -17,7 +19,7 @@ Either way prints the latencies' p50 and p95 (nearest rank), then how long the b
 many runs of the flow's webhook job carried the burst (runs coalesce).
 
     python benchmarks/webhook_latency.py [--flow {xero_to_segment,segment_to_xero}] [--changes 10] [--burst 10]
-                                         [--during-sweep]
+                                         [--during-sweep [--spacing 15]]
 """
 
 import argparse
@@ -35,6 +37,7 @@ from sync_pipelines.definitions import defs
 from sync_pipelines.defs import segment_to_xero
 from sync_pipelines.lib.entities import BACKFILLS
 from sync_pipelines.lib.flows import synced
+from sync_pipelines.vendors.xero import settings as xero_settings
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 from sync_pipelines_tests.conftest import stock_item
 from sync_pipelines_tests.webhooks.daemon import (
@@ -90,6 +93,8 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
     assert baseline.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, asset_selection=list(synced_all)
     ).success
+    # The baseline's writes (every flow's) spent Xero's minute: the measured changes start with a fresh window.
+    time.sleep(xero_settings.RATE_WINDOW_SECONDS)
     invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=30).json()
     payable = [i["InvoiceID"] for i in invoices if i["Type"] == "ACCREC" and i["Status"] == "AUTHORISED"]
     if len(payable) < 1 + args.changes + args.burst:
@@ -105,13 +110,16 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
         wait_for_message(sandbox_url, invoice_paid(payable[0]), WARM_UP_SECONDS)
         latencies, overlapped = [], 0
         for invoice_id in payable[1 : args.changes + 1]:
+            began = time.monotonic()
             sweep = _sweep_running(env) if args.during_sweep else None
             started = time.monotonic()
             _pay(sandbox_url, invoice_id)
             wait_for_message(sandbox_url, invoice_paid(invoice_id), CHANGE_SECONDS)
             latencies.append(time.monotonic() - started)
+            print(f"change {len(latencies)}: {latencies[-1]:.1f} s", flush=True)
             if sweep is not None:
                 overlapped += dg.DagsterInstance.get().get_run_by_id(sweep).status not in FINISHED
+                time.sleep(max(0.0, began + args.spacing - time.monotonic()))
         runs_before = len(dg.DagsterInstance.get().get_runs())
         burst = payable[1 + args.changes : 1 + args.changes + args.burst]
         started = time.monotonic()
@@ -190,6 +198,7 @@ def main() -> None:
     parser.add_argument(
         "--during-sweep", action="store_true", help="pay each invoice while a scheduled sweep of the flow is running"
     )
+    parser.add_argument("--spacing", type=float, default=15.0, help="seconds from one change to the next, in a sweep")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, running_sandbox(Path(tmp) / "data", port=0) as env:
