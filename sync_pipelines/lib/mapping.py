@@ -4,6 +4,7 @@ A bad file fails definition loading with `MappingError` naming the file, entity 
 "xero_to_segment.yaml: bills.track.properties.total: 'totl' is not a column of XeroInvoice".
 """
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,13 +36,28 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def load_mapping(path: Path, model: type[M], contracts: Mapping[str, type[pa.DataFrameModel]]) -> dict[str, M]:
-    """Every entity's mapping from the file, checked against its contract; raises MappingError naming the field."""
+    """Every entity's mapping from the file, checked against its contract; raises MappingError naming the field.
+
+    Parsed and checked once per text of the file: every run process and sensor tick builds the definitions that
+    read it."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        text = path.read_text()
+    except OSError as error:
         raise MappingError(f"{path.name}: cannot be read: {error}") from error
+    return dict(_checked_mapping(path.name, text, model, tuple(contracts.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_mapping(
+    name: str, text: str, model: type[M], contracts: tuple[tuple[str, type[pa.DataFrameModel]], ...]
+) -> dict[str, M]:
+    contracts = dict(contracts)
+    try:
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml's, where it is built
+    except yaml.YAMLError as error:
+        raise MappingError(f"{name}: cannot be read: {error}") from error
     if not isinstance(raw, dict):
-        raise MappingError(f"{path.name}: expected a mapping of entity name to its mapping")
+        raise MappingError(f"{name}: expected a mapping of entity name to its mapping")
     problems = [
         f"{entity}: not an entity of this flow ({', '.join(contracts)})" for entity in set(raw) - set(contracts)
     ]
@@ -60,5 +76,5 @@ def load_mapping(path: Path, model: type[M], contracts: Mapping[str, type[pa.Dat
         columns = set(contract.to_schema().columns)
         problems += [f"{entity}.{problem}" for problem in mapping.check(columns, contract.__name__)]
     if problems:
-        raise MappingError(f"{path.name}: " + "; ".join(sorted(problems)))
+        raise MappingError(f"{name}: " + "; ".join(sorted(problems)))
     return mappings
