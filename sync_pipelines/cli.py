@@ -382,13 +382,23 @@ def sandbox(
     show_envvar=True,
     help="The shared secret of the Segment Webhooks destination, which signs its deliveries (unset: no Segment route).",
 )
+@click.option(
+    "--salesforce-org",
+    envvar="SALESFORCE_ORGANIZATION_ID",
+    show_envvar=True,
+    help="The Salesforce organisation whose Outbound Messages are accepted (unset: no Salesforce route).",
+)
 def webhooks(
-    host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None, segment_secret: str | None
-) -> None:
-    """Receive Xero, Intercom and Segment webhooks: verify each delivery's signature, store its events, acknowledge."""
-    secrets = {"xero": key, "intercom": intercom_secret, "segment": segment_secret}
+    host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None, segment_secret: str | None,
+    salesforce_org: str | None,
+) -> None:  # fmt: skip
+    """Receive Xero, Intercom and Segment webhooks and Salesforce's Outbound Messages: verify each delivery (its
+    signature; Salesforce's, its organisation), store its events, acknowledge."""
+    secrets = {"xero": key, "intercom": intercom_secret, "segment": segment_secret, "salesforce": salesforce_org}
     if not any(secrets.values()):
-        raise click.UsageError("set XERO_WEBHOOK_KEY, INTERCOM_CLIENT_SECRET or SEGMENT_WEBHOOK_SECRET")
+        raise click.UsageError(
+            "set XERO_WEBHOOK_KEY, INTERCOM_CLIENT_SECRET, SEGMENT_WEBHOOK_SECRET or SALESFORCE_ORGANIZATION_ID"
+        )
     receiver = WebhookReceiver(inbox, secrets, host=host, port=port)
     for vendor, secret in secrets.items():
         if secret:

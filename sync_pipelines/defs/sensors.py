@@ -10,12 +10,18 @@ from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
 from sync_pipelines.vendors.intercom import entities as intercom
+from sync_pipelines.vendors.salesforce import entities as salesforce
 from sync_pipelines.vendors.segment import entities as segment
 from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.webhooks.inbox import WebhookInboxResource
 
 # The vendors that send webhooks, and their entities (each names its webhook category, or none).
-WEBHOOKS = {"xero": xero.ENTITIES, "intercom": intercom.ENTITIES, "segment": segment.ENTITIES}
+WEBHOOKS = {
+    "xero": xero.ENTITIES,
+    "intercom": intercom.ENTITIES,
+    "segment": segment.ENTITIES,
+    "salesforce": salesforce.ENTITIES,
+}
 
 # The run priority of webhook runs: above the schedules' 0.
 REAL_TIME_PRIORITY = "10"
@@ -75,7 +81,8 @@ def webhook_sync(
 ) -> tuple[dg.JobDefinition, dg.SensorDefinition]:
     """`<vendor>_webhook_sync` and its sensor: sync straight away what the vendor's webhooks in the inbox say changed.
 
-    Xero's and Intercom's webhooks say which records changed, not how (xero.md §6, intercom.md §9): a run re-reads
+    Xero's and Intercom's webhooks and Salesforce's Outbound Messages say which records changed (xero.md §6,
+    intercom.md §9, salesforce.md §9; an Outbound Message's fields are as they were when it was sent): a run re-reads
     them incrementally from the API; Segment's carry the messages, which a run lands from the inbox. Either way, for
     the entities whose `webhook_category` arrived, and delivered in every flow.
     """
@@ -110,7 +117,10 @@ def webhook_sync(
         busy = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT), limit=1)
         if busy:
             return dg.SkipReason(f"run {busy[0].run_id} is still syncing; new events wait for it")
-        pending = webhook_inbox.get_inbox().wait_for_pending(vendor, after, webhook_inbox.listen_seconds)
+        inbox = webhook_inbox.get_inbox()
+        # Only a vendor whose webhooks are in use is listened for: each listening tick holds a code-server thread.
+        listen = webhook_inbox.listen_seconds if inbox.receives(vendor) else 0.0
+        pending = inbox.wait_for_pending(vendor, after, listen)
         if pending is None:
             return dg.SkipReason("no webhook events since the last run")
         cursor = json.dumps({"seq": pending.last_seq})

@@ -237,6 +237,12 @@ class WebhookInbox:
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
 
+    def receives(self, source: str) -> bool:
+        """Whether `source` has delivered anything in the retention window: whether its webhooks are in use here."""
+        with self._connect() as conn:
+            found = conn.execute("SELECT 1 FROM webhook_events WHERE source = ? LIMIT 1", [source]).fetchone()
+        return found is not None
+
     def wait_for_pending(self, source: str, after_seq: int, seconds: float) -> Pending | None:
         """`pending`, waiting up to `seconds` for something to arrive: a sensor that listens between the daemon's
         visits starts a run as an event lands rather than at its next visit."""

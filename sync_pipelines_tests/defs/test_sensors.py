@@ -1,7 +1,7 @@
 """The sensors: dead letters are replayed once their backoff passes; webhook events become coalesced sync runs."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -13,6 +13,8 @@ from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.intercom.webhooks import WEBHOOKS as INTERCOM
+from sync_pipelines.vendors.salesforce import entities as salesforce
+from sync_pipelines.vendors.salesforce.webhooks import WEBHOOKS as SALESFORCE
 from sync_pipelines.vendors.segment.entities import USERS
 from sync_pipelines.vendors.segment.resource import SegmentResource
 from sync_pipelines.vendors.segment.webhooks import WEBHOOKS as SEGMENT
@@ -26,6 +28,8 @@ from sync_pipelines_tests.webhooks.conftest import (
     delivery_body,
     identify,
     intercom_notification,
+    outbound_message,
+    salesforce_notification,
     stored_events,
     xero_event,
 )
@@ -241,6 +245,26 @@ def test_intercom_webhook_sensor_moves_past_topics_no_entity_syncs(tmp_path):
 
     assert ticked.run_requests == []
     assert json.loads(ticked.cursor) == {"seq": 1}
+
+
+def test_salesforce_webhook_sensor_requests_a_run_of_the_notified_objects_and_their_deliveries(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    inbox = WebhookInbox(tmp_path / "webhook_inbox.sqlite")
+    now = datetime.now(UTC)
+    won = outbound_message(*(salesforce_notification("Opportunity", f"0065g00000AbCd{n}AAV", now) for n in range(3)))
+    inbox.store(SALESFORCE.events(won))
+
+    ticked = _webhook_tick(instance, inbox, None, "salesforce_webhook_sensor")
+
+    (request,) = ticked.run_requests
+    assert request.tags["sync_pipelines/webhook_events"] == "3"
+    # A deal's products come with it: a won deal's invoice is made of them.
+    synced = [salesforce.OPPORTUNITIES, salesforce.OPPORTUNITY_LINE_ITEMS]
+    assert set(request.asset_selection) == {
+        *(key for entity in synced for key in (entity.raw_key, entity.staged_key)),
+        dg.AssetKey(["xero", "salesforce_opportunities_to_xero"]),
+    }
+    assert isinstance(_webhook_tick(instance, inbox, ticked.cursor, "salesforce_webhook_sensor"), dg.SkipReason)
 
 
 def test_segment_webhook_sensor_requests_a_run_of_the_people_and_their_delivery(tmp_path):

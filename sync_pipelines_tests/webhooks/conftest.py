@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from sync_pipelines.sandbox.intercom.webhooks import signature
+from sync_pipelines.vendors.salesforce.webhooks import OUTBOUND, SOAP
 from sync_pipelines.vendors.xero.webhooks import sign
 from sync_pipelines.webhooks.receiver import WebhookReceiver
 
@@ -26,6 +27,7 @@ KEY = "test-webhook-key"
 TENANT_ID = "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f"
 INTERCOM_SECRET = "test-intercom-client-secret"
 APP_ID = "ecahpwf5"
+SALESFORCE_ORGANIZATION_ID = "00D5g000004ABCDEAU"
 
 
 def xero_event(category: str = "INVOICE", event_type: str = "UPDATE", resource_id: str | None = None) -> dict:
@@ -176,6 +178,33 @@ def post_segment(receiver: WebhookReceiver, body: bytes, headers: dict[str, str]
     """Post as Segment's Webhooks destination does; the status."""
     headers = {"Content-Type": "application/json", "User-Agent": "Segment.io/1.0", **headers}
     return requests.post(receiver.url_for("segment"), data=body, headers=headers, timeout=30).status_code
+
+
+def salesforce_notification(sobject: str, record_id: str, changed: datetime, notification_id: str | None = None) -> str:
+    """One Notification with an sObject's selected fields, as an Outbound Message carries it."""
+    notification_id = notification_id or f"04l5g{uuid.uuid4().hex[:13].upper()}"
+    stamp = changed.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return (
+        f"<Notification><Id>{notification_id}</Id>"
+        f'<sObject xsi:type="sf:{sobject}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+        f"<sf:Id>{record_id}</sf:Id><sf:StageName>Closed Won</sf:StageName>"
+        f"<sf:SystemModstamp>{stamp}</sf:SystemModstamp></sObject></Notification>"
+    )
+
+
+def outbound_message(*notifications: str, organization_id: str = SALESFORCE_ORGANIZATION_ID) -> bytes:
+    """A SOAP `notifications` message as Salesforce posts it (salesforce.md §9)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{SOAP}" xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+        f'<notifications xmlns="{OUTBOUND}"><OrganizationId>{organization_id}</OrganizationId>'
+        '<ActionId>04k5g000000ABCDAA0</ActionId><SessionId xsi:nil="true"/>'
+        "<EnterpriseUrl>https://example.my.salesforce.com/services/Soap/c/62.0/00D5g000004ABCD</EnterpriseUrl>"
+        "<PartnerUrl>https://example.my.salesforce.com/services/Soap/u/62.0/00D5g000004ABCD</PartnerUrl>"
+        + "".join(notifications)
+        + "</notifications></soapenv:Body></soapenv:Envelope>"
+    ).encode()
 
 
 def stored_events(inbox_path: Path) -> list[dict]:

@@ -41,7 +41,8 @@ class SalesforceObject:
     # cursor; exact re-reads are dropped when landing.
     overlap: timedelta = timedelta(minutes=5)
     id_field: str = "Id"
-    webhook_category: str | None = None  # no webhook path for Salesforce yet: the schedule polls it
+    # The sObject whose Outbound Messages say this one changed (salesforce.md §9): the webhook run re-reads it.
+    webhook_category: str | None = None
 
     def read(self, salesforce: SalesforceResource, cursor: dict | None) -> Iterator[list[dict]]:
         since = None if cursor is None else Position.from_dict(cursor)
@@ -88,17 +89,20 @@ class SalesforceObject:
 
 
 # Each sObject as data: (name, description, sObject, fields read, contract, flattener). Converted leads are read
-# too: conversion takes them out of the prospects group.
+# too: conversion takes them out of the prospects group. An opportunity's Outbound Message also re-reads its
+# products, which a won deal's invoice is made of.
 ENTITIES = ACCOUNTS, CONTACTS, LEADS, OPPORTUNITY_LINE_ITEMS, OPPORTUNITIES = tuple(
-    Entity("salesforce", name, description, SalesforceObject(sobject, fields), contract, "id", flatten)
-    for name, description, sobject, fields, contract, flatten in (
-        ("accounts", "Salesforce accounts (organisations)", "Account", ACCOUNT_FIELDS, SalesforceAccount,
+    Entity("salesforce", name, description, SalesforceObject(sobject, fields, webhook_category=notified_by), contract,
+           "id", flatten)
+    for name, description, sobject, notified_by, fields, contract, flatten in (
+        ("accounts", "Salesforce accounts (organisations)", "Account", "Account", ACCOUNT_FIELDS, SalesforceAccount,
          flatten_account),
-        ("contacts", "Salesforce contacts (people)", "Contact", CONTACT_FIELDS, SalesforceContact, flatten_contact),
-        ("leads", "Salesforce leads (prospects)", "Lead", LEAD_FIELDS, SalesforceLead, flatten_lead),
-        ("opportunity_line_items", "Salesforce opportunity products", "OpportunityLineItem", LINE_ITEM_FIELDS,
-         SalesforceOpportunityLineItem, flatten_line_item),
-        ("opportunities", "Salesforce opportunities (deals)", "Opportunity", OPPORTUNITY_FIELDS,
+        ("contacts", "Salesforce contacts (people)", "Contact", "Contact", CONTACT_FIELDS, SalesforceContact,
+         flatten_contact),
+        ("leads", "Salesforce leads (prospects)", "Lead", "Lead", LEAD_FIELDS, SalesforceLead, flatten_lead),
+        ("opportunity_line_items", "Salesforce opportunity products", "OpportunityLineItem", "Opportunity",
+         LINE_ITEM_FIELDS, SalesforceOpportunityLineItem, flatten_line_item),
+        ("opportunities", "Salesforce opportunities (deals)", "Opportunity", "Opportunity", OPPORTUNITY_FIELDS,
          SalesforceOpportunity, flatten_opportunity),
     )
 )  # fmt: skip

@@ -58,3 +58,9 @@ RETRYABLE_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 
 # salesforce.md §3.1, §5: the client name Salesforce shows in its API usage reports.
 CALL_OPTIONS = "client=sync_pipelines"
+
+# salesforce.md §9: Outbound Messages carry up to 100 notifications, each with the fields an admin selected;
+# 100 records of a few kB each is well under this.
+MAX_WEBHOOK_BODY_BYTES = 4 * 1024 * 1024
+# salesforce.md §9: Salesforce drops a message it could not deliver for 24 hours; an older one is a replay.
+OUTBOUND_MESSAGE_MAX_AGE_HOURS = 24
