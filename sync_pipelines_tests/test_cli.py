@@ -215,6 +215,8 @@ def _migration_reports(database: str) -> dict[bool, Counter]:
         return migration.latest_reports(conn, "segment_to_xero")
 
 
+# Bounds a hung run only, several times what it takes on a loaded 2-core machine (it is no speed claim).
+@pytest.mark.timeout(900)
 def test_a_dry_run_of_a_segment_archive_reports_the_writes_the_migration_then_makes(
     admin, sync_env, tmp_path, monkeypatch
 ):

@@ -3,6 +3,8 @@
 import json
 from collections import Counter
 
+import pytest
+
 from sync_pipelines.definitions import defs
 from sync_pipelines.lib.staging import StagingResource
 
@@ -76,6 +78,8 @@ def test_a_salesforce_change_updates_its_xero_contact_and_a_deletion_archives_it
     assert _writes(admin)["xero"] == 2
 
 
+# Bounds a hung run only, several times what it takes on a loaded 2-core machine (it is no speed claim).
+@pytest.mark.timeout(600)
 def test_the_quota_budget_stops_a_run_at_a_checkpoint_and_the_next_run_resumes_from_it(admin, run_sync, sync_env):
     admin.salesforce_reset(accounts=2500, contacts_per_account=0, leads=0, opportunities=0)
     run_sync(_crm_assets())  # connects and syncs; then the org's day is nearly spent

@@ -5,6 +5,7 @@ import json
 from collections import Counter
 
 import dagster as dg
+import pytest
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
@@ -264,6 +265,8 @@ def _write_calls(admin) -> Counter:
     )
 
 
+# Bounds a hung run only, several times what it takes on a loaded 2-core machine (it is no speed claim).
+@pytest.mark.timeout(900)
 def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, run_sync, sync_env):
     """Segment -> Xero and Xero -> Segment, run one after the other several times after each change (three rounds
     are enough for an echo to come back and go out again), with what the product sends Segment coming back through

@@ -40,6 +40,8 @@ def _calls(admin: SandboxAdmin, vendor: str, *endings: str) -> int:
     )
 
 
+# Bounds a hung run only, several times what it takes on a loaded 2-core machine (it is no speed claim).
+@pytest.mark.timeout(900)
 def test_salesforce_runs_killed_mid_write_raise_no_invoice_payment_or_contact_twice_and_lose_none(admin, sync_env):
     admin.reset(invoices=0, contacts=0)
     admin.limits(minute_limit=600)
@@ -65,6 +67,8 @@ def test_salesforce_runs_killed_mid_write_raise_no_invoice_payment_or_contact_tw
     assert announced["Deal won"] >= len(won) and announced["Deal paid"] >= len(paid)  # none lost
 
 
+# Bounds a hung run only, several times what it takes on a loaded 2-core machine (it is no speed claim).
+@pytest.mark.timeout(900)
 def test_segment_deliveries_killed_mid_batch_lose_nothing_and_resend_at_most_one_batch_per_kill(admin, sync_env):
     batches = partial(_calls, admin, "segment", "/batch")
     loop = kill_and_rerun(
