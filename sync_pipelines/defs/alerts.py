@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
+from dagster._core.event_api import EventLogCursor
 from dagster._core.events import DagsterEventType
 
 from sync_pipelines.defs.flows import registered_deliveries, registered_flows
@@ -109,6 +110,8 @@ def alert_sensor(
     ended: list[dg.EventLogRecord] = []
     for event_type in RUN_ENDS:
         after = positions.get(event_type.value)
+        if isinstance(after, int):  # an earlier version's cursor: the event's id, as the index shard numbers it
+            after = EventLogCursor.from_storage_id(after).to_string()
         result = context.instance.fetch_run_status_changes(event_type, limit=PER_TICK, cursor=after, ascending=True)
         positions[event_type.value] = result.cursor
         ended += [record for record in result.records if after is not None or record.timestamp >= since]

@@ -1,5 +1,6 @@
 """The alerts sensor against the sandbox's notifier: each kind of alert reaches the team once, with its link."""
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+from dagster._core.events import DagsterEventType
 
 from sync_pipelines.cli import DAGSTER_YAML
 from sync_pipelines.definitions import defs
@@ -89,3 +91,28 @@ def test_each_kind_of_alert_reaches_the_notifier_once_with_a_link(admin, sandbox
     )
     assert "xero:invoice:refused:created" in by_kind["dead_letter_exhausted"]["text"]
     assert by_kind["freshness_failed"]["link"].endswith("/assets/segment/xero_invoices_to_segment")
+
+
+def test_a_cursor_an_earlier_version_left_goes_on_from_where_it_was(admin, sandbox, sync_env):
+    home = Path(sync_env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    instance = dg.DagsterInstance.from_config(str(home))
+
+    @dg.op
+    def fails() -> None:
+        raise RuntimeError("the vendor is down")
+
+    @dg.job
+    def breaks() -> None:
+        fails()
+
+    seen = breaks.execute_in_process(instance=instance, raise_on_error=False)
+    (told,) = instance.fetch_run_status_changes(DagsterEventType.RUN_FAILURE, limit=1).records
+    failed = breaks.execute_in_process(instance=instance, raise_on_error=False)
+    # The earlier version kept each kind's last event id: the first failure had been told.
+    old_cursor = {"after": {DagsterEventType.RUN_FAILURE.value: told.storage_id}}
+    _tick(instance, sync_env, f"{sandbox.url}/webhook/alerts", json.dumps(old_cursor))
+
+    (alert,) = [n["body"] for n in admin.notifications() if n["path"] == "alerts"]
+    assert alert["kind"] == "run_failed" and alert["link"].endswith(failed.run_id) and seen.run_id != failed.run_id
