@@ -56,6 +56,7 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
     """The environment that points every resource at the embedded sandbox (README: "Real APIs")."""
     # The sandbox is the optional `sandbox` extra: only the commands that run it import it.
+    from sync_pipelines.sandbox.salesforce.seed import ORG_ID
     from sync_pipelines.sandbox.server import SandboxSettings
 
     settings = SandboxSettings(state_path=data_dir / "sandbox.sqlite")
@@ -70,6 +71,7 @@ def sandbox_environment(base_url: str, data_dir: Path) -> dict[str, str]:
         "SALESFORCE_CLIENT_ID": settings.salesforce_client_id,
         "SALESFORCE_CLIENT_SECRET": settings.salesforce_client_secret,
         "SALESFORCE_TOKEN_PATH": str(data_dir / "sandbox_salesforce_token.enc"),
+        "SALESFORCE_ORGANIZATION_ID": ORG_ID,
         "INTERCOM_API_URL": f"{base_url}/intercom",
         "INTERCOM_ACCESS_TOKEN": settings.intercom_access_token,
         "INTERCOM_CLIENT_SECRET": settings.intercom_client_secret,
@@ -287,8 +289,8 @@ def _delivered_by_runs(database: str, run_ids: list[str]) -> list[dict]:
 @click.option("--ui-port", default=3000, show_default=True)
 @click.option("--webhook-port", default=WEBHOOK_PORT, show_default=True, help="Webhook receiver port.")
 def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
-    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero, Intercom and Segment webhooks go to a
-    local receiver."""
+    """The Dagster UI (127.0.0.1) against the embedded sandbox, whose Xero, Intercom and Segment webhooks and
+    Salesforce Outbound Messages go to a local receiver."""
     with (
         running_sandbox(data_dir, port) as env,
         WebhookReceiver(
@@ -297,6 +299,7 @@ def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
                 "xero": env["XERO_WEBHOOK_KEY"],
                 "intercom": env["INTERCOM_CLIENT_SECRET"],
                 "segment": env["SEGMENT_WEBHOOK_SECRET"],
+                "salesforce": env["SALESFORCE_ORGANIZATION_ID"],
             },
             port=webhook_port,
         ) as receiver,
@@ -308,7 +311,9 @@ def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
         requests.put(f"{sandbox_url}/_admin/intercom/webhooks", json=intercom_hooks, timeout=10).raise_for_status()
         destination = {"url": receiver.url_for("segment"), "secret": env["SEGMENT_WEBHOOK_SECRET"]}
         requests.put(f"{sandbox_url}/_admin/segment/destination", json=destination, timeout=10).raise_for_status()
-        click.echo(f"sandbox webhooks -> {receiver.url}/{{xero,intercom,segment}}/webhooks")
+        outbound = {"url": receiver.url_for("salesforce")}
+        requests.put(f"{sandbox_url}/_admin/salesforce/outbound", json=outbound, timeout=10).raise_for_status()
+        click.echo(f"sandbox webhooks -> {receiver.url}/{{xero,intercom,segment}}/webhooks, {outbound['url']}")
         _prepare_dagster_home()
         # The dagster next to this interpreter: the same environment even when it is not activated.
         dagster = str(Path(sys.executable).with_name("dagster"))

@@ -142,6 +142,20 @@ class SandboxAdmin:
         """The next `jobs` Bulk query jobs end Failed."""
         self.call("POST", "/salesforce/bulk/fail", {"jobs": jobs, **({"message": message} if message else {})})
 
+    def salesforce_outbound(self, **options) -> dict:
+        """The Outbound Message actions; options (url, objects, backoff_seconds, max_backoff_seconds,
+        max_age_seconds, newest_first) are PUT first."""
+        return (
+            self.call("PUT", "/salesforce/outbound", options) if options else self.call("GET", "/salesforce/outbound")
+        )
+
+    def salesforce_flush_outbound(self, timeout: float = 30) -> None:
+        self.call("POST", "/salesforce/outbound/flush", {"timeout": timeout})
+
+    def salesforce_outbound_deliveries(self) -> list[dict]:
+        """[{seq, object, notifications, attempts, delivered}], oldest first."""
+        return self.call("GET", "/salesforce/outbound/deliveries")
+
     # -- Intercom (/_admin/intercom) -----------------------------------------------------------
 
     def intercom_reset(self, **sizes: int) -> dict:

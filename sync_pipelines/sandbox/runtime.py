@@ -16,6 +16,7 @@ from sync_pipelines.sandbox.intercom.workspace import IntercomWorkspace
 from sync_pipelines.sandbox.salesforce.org import SalesforceOrg
 from sync_pipelines.sandbox.segment.workspace import SegmentWorkspace
 from sync_pipelines.sandbox.store import Store
+from sync_pipelines.sandbox.webhooks import DeliveryLoop
 from sync_pipelines.sandbox.xero import seed
 from sync_pipelines.sandbox.xero.accounting import Ledger
 from sync_pipelines.sandbox.xero.webhooks import WebhookEmitter
@@ -41,7 +42,8 @@ class SandboxSettings:
     salesforce_* configure the Salesforce org (sandbox/salesforce): its connected app's credentials, the seed
     sizes (contacts_per_account is an average), the daily API request allocation (salesforce.md §5; 15,000 as
     in a Developer Edition), the access-token lifetime (§1.5: the session timeout, commonly 2 h), refresh-token
-    rotation (§1.2, off by default) and how long a Bulk query job stays InProgress (§6).
+    rotation (§1.2, off by default), how long a Bulk query job stays InProgress (§6) and the first retry delay of an
+    Outbound Message that was not acknowledged (§9; doubling up to 2 h).
 
     intercom_* configure the Intercom workspace (sandbox/intercom): the access token, the app's client secret
     (which signs webhooks) and app id, the seed sizes, the requests allowed per 10-second window (intercom.md §3:
@@ -88,6 +90,7 @@ class SandboxSettings:
     salesforce_access_token_ttl: int = 7200
     salesforce_refresh_token_rotation: bool = False
     salesforce_bulk_job_seconds: float = 0.5
+    salesforce_outbound_backoff_seconds: float = 0.5
     intercom_access_token: str = "sandbox-intercom-token"
     intercom_client_secret: str = "sandbox-intercom-client-secret"
     intercom_app_id: str = "sandboxapp"
@@ -145,13 +148,17 @@ class Runtime:
             self.reset()
 
     def start_webhooks(self) -> None:
-        """Every vendor's webhook delivery thread (Xero's, Intercom's, Segment's destination), with the server."""
-        for loop in (self.webhooks, self.intercom.webhooks, self.segment.destination):
+        """Every vendor's webhook delivery thread (Xero's, Intercom's, Segment's destination, Salesforce's Outbound
+        Messages), with the server."""
+        for loop in self._delivery_loops():
             loop.start()
 
     def stop_webhooks(self) -> None:
-        for loop in (self.webhooks, self.intercom.webhooks, self.segment.destination):
+        for loop in self._delivery_loops():
             loop.stop()
+
+    def _delivery_loops(self) -> tuple[DeliveryLoop, ...]:
+        return (self.webhooks, self.intercom.webhooks, self.segment.destination, self.salesforce.outbound)
 
     def reset(self, **overrides: Any) -> dict[str, Any]:
         """Regenerate every record deterministically, and forget what Segment's sources emitted; OAuth tokens

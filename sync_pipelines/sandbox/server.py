@@ -88,6 +88,7 @@ class SandboxServer(BackgroundServer):
     def _app(self, url: str) -> Starlette:
         # Webhook events carry resource URLs under the address the sandbox really listens on.
         self.runtime.webhooks.base_url = url
+        self.runtime.salesforce.outbound.instance_url = f"{url}/salesforce"
         return build_app(self.runtime)
 
     def _close(self) -> None:

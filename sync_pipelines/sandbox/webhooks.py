@@ -86,6 +86,10 @@ class DeliveryLoop(ABC):
     def queue_length(self) -> int:
         """How many deliveries wait."""
 
+    def seconds_to_next_due(self) -> float | None:
+        """How long until a delivery put back for later is due; None when none is (the thread sleeps until woken)."""
+        return None
+
     # -- the delivery thread ------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -107,7 +111,7 @@ class DeliveryLoop(ABC):
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait()
+            self._wake.wait(self.seconds_to_next_due())
             self._wake.clear()
             while not self._stopping.is_set() and self._deliver_next():
                 pass

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import intercom_to_xero, segment_to_xero, xero_to_segment
+from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, segment_to_xero, xero_to_segment
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.staging import StagingResource
@@ -37,10 +37,11 @@ from sync_pipelines_tests.webhooks.daemon import (
     HANG_GUARD_SECONDS,
     dagster_daemon,
     invoice_paid,
+    invoices_referencing,
     launch_job,
-    order_invoices,
     person_and_order,
     wait_for,
+    wait_for_invoice,
     wait_for_message,
 )
 
@@ -56,6 +57,7 @@ def dead_letter_replay(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC = "xero_webhook_sync", "intercom_webhook_sync"
 XERO_WEBHOOK_SENSOR, INTERCOM_WEBHOOK_SENSOR = "xero_webhook_sensor", "intercom_webhook_sensor"
 SEGMENT_WEBHOOK_SYNC, SEGMENT_WEBHOOK_SENSOR = "segment_webhook_sync", "segment_webhook_sensor"
+SALESFORCE_WEBHOOK_SYNC, SALESFORCE_WEBHOOK_SENSOR = "salesforce_webhook_sync", "salesforce_webhook_sensor"
 XERO_DELIVERIES = xero_to_segment.FLOW.deliveries()
 
 
@@ -427,7 +429,7 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
 def _in_xero(admin, sandbox_url: str, user_id: str, order_id: str) -> tuple[dict, dict] | None:
     """A Segment person's Xero contact (its ContactNumber is the userId) and their order's one sales invoice."""
     contact = next((c for c in admin.get("/xero/contacts") if c.get("ContactNumber") == user_id), None)
-    invoices = order_invoices(sandbox_url, order_id)
+    invoices = invoices_referencing(sandbox_url, order_id)
     return (contact, invoices[0]) if contact is not None and len(invoices) == 1 else None
 
 
@@ -457,4 +459,36 @@ def test_a_segment_order_reaches_xero_by_webhook_under_the_real_daemon_with_no_s
     assert all(delivery["delivered"] for delivery in admin.segment_webhook_deliveries())
     assert _daemon_runs(sync_env) == {(SEGMENT_WEBHOOK_SYNC, SEGMENT_WEBHOOK_SENSOR, None)}
     assert invoice["Contact"]["ContactID"] == contact["ContactID"]
-    assert [i["InvoiceID"] for i in order_invoices(sandbox.url, "ord-by-webhook")] == [invoice["InvoiceID"]]
+    assert [i["InvoiceID"] for i in invoices_referencing(sandbox.url, "ord-by-webhook")] == [invoice["InvoiceID"]]
+
+
+@pytest.mark.timeout(3 * HANG_GUARD_SECONDS)  # as above
+def test_a_deal_won_in_salesforce_is_invoiced_in_xero_by_outbound_message_under_the_real_daemon(
+    admin, sandbox, sync_env, run_sync, tmp_path
+):
+    """Opportunity saved -> the org's Outbound Message -> receiver -> inbox -> sensor under `dagster-daemon` -> run
+    -> Xero invoice, all real; every schedule is stopped, so only the outbound-message path can raise it."""
+    admin.reset(invoices=0, contacts=0)
+    admin.salesforce_reset(accounts=6, contacts_per_account=0, leads=0, opportunities=12)
+    flow = synced(salesforce_to_xero.NAME).resolve(defs().resolve_asset_graph())
+    assert run_sync(list(flow)).success  # the accounts are Xero contacts: only the won deals are new
+    first, second = [
+        o["Id"] for o in admin.salesforce_records("Opportunity", deleted=False) if not o["IsClosed"] and o["AccountId"]
+    ][:2]
+    organization = sync_env["SALESFORCE_ORGANIZATION_ID"]
+    with (
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"salesforce": organization}) as receiver,
+        dagster_daemon(sync_env, tmp_path / "daemon.log"),
+    ):
+        admin.salesforce_outbound(url=receiver.url_for("salesforce"))
+        # The first change also waits for the daemon to load the code location; the second, made after that run,
+        # shows that later messages get a run of their own.
+        admin.salesforce_update("Opportunity", first, StageName="Closed Won")
+        wait_for_invoice(sandbox.url, first)
+        admin.salesforce_update("Opportunity", second, StageName="Closed Won")
+        wait_for_invoice(sandbox.url, second)
+        admin.salesforce_flush_outbound()
+
+    assert all(delivery["delivered"] for delivery in admin.salesforce_outbound_deliveries())
+    assert _daemon_runs(sync_env) == {(SALESFORCE_WEBHOOK_SYNC, SALESFORCE_WEBHOOK_SENSOR, None)}
+    assert [len(invoices_referencing(sandbox.url, deal)) for deal in (first, second)] == [1, 1]

@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -91,12 +91,16 @@ def xero_signature(key: str, body: bytes) -> str:
 
 class Receiver:
     """A webhook receiver on a free loopback port: records every POST (raw body, lower-cased headers) and answers
-    500 to the first `failures` of them; with `key` set it answers 401 to a signature that does not verify."""
+    500 to the first `failures` of them; with `key` set it answers 401 to a signature that does not verify. A
+    successful answer carries `answer_body`; `refuse` (body -> bool) turns more requests away with a 500."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[bytes, dict[str, str]]] = []
+        self.answered: list[int] = []  # the status of each request, in the same order
         self.failures = 0
         self.key: str | None = None
+        self.answer_body = b""
+        self.refuse: Callable[[bytes], bool] = lambda body: False
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/xero/webhooks"
@@ -112,9 +116,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status = receiver._answer(body, {k.lower(): v for k, v in self.headers.items()})
+                answer = receiver.answer_body if status == 200 else b""
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet: the test asserts on what was recorded."""
@@ -124,9 +130,16 @@ class Receiver:
     def _answer(self, body: bytes, headers: dict[str, str]) -> int:
         with self._lock:
             self.requests.append((body, headers))
-            if self.failures:
-                self.failures -= 1
-                return 500
+            status = self._status(body, headers)
+            self.answered.append(status)
+            return status
+
+    def _status(self, body: bytes, headers: dict[str, str]) -> int:
+        if self.failures:
+            self.failures -= 1
+            return 500
+        if self.refuse(body):
+            return 500
         if self.key is not None and not hmac.compare_digest(
             headers.get("x-xero-signature", ""), xero_signature(self.key, body)
         ):

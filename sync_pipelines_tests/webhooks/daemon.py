@@ -179,12 +179,14 @@ def person_and_order(user_id: str, order_id: str) -> tuple[dict, dict]:
     return person, order
 
 
-def order_invoices(sandbox_url: str, order_id: str) -> list[dict]:
-    """The sandbox's Xero sales invoices of an order (its Reference is the order_id)."""
+def invoices_referencing(sandbox_url: str, reference: str) -> list[dict]:
+    """The sandbox's Xero sales invoices with this Reference (a Segment order's order_id, a won deal's Id)."""
     invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=10).json()
-    return [i for i in invoices if i["Type"] == "ACCREC" and i.get("Reference") == order_id]
+    return [i for i in invoices if i["Type"] == "ACCREC" and i.get("Reference") == reference]
 
 
-def wait_for_invoice(sandbox_url: str, order_id: str, seconds: float = HANG_GUARD_SECONDS) -> dict:
-    """Poll the sandbox's Xero until an order's invoice is there, or fail at the deadline."""
-    return wait_for(lambda: next(iter(order_invoices(sandbox_url, order_id)), None), seconds, f"{order_id}'s invoice")
+def wait_for_invoice(sandbox_url: str, reference: str, seconds: float = HANG_GUARD_SECONDS) -> dict:
+    """Poll the sandbox's Xero until the invoice with this Reference is there, or fail at the deadline."""
+    return wait_for(
+        lambda: next(iter(invoices_referencing(sandbox_url, reference)), None), seconds, f"{reference}'s invoice"
+    )

@@ -1,4 +1,5 @@
-"""Admin API under /_admin/salesforce: reset, records as a user would change them, limits, sessions, Bulk faults.
+"""Admin API under /_admin/salesforce: reset, records as a user would change them, limits, sessions, Bulk faults,
+Outbound Messages.
 
 Like the rest of /_admin it is unauthenticated, never fault-injected and does not count against the org's
 daily API allocation. Record changes go through the same rules as the REST API (records.py); errors come back
@@ -6,6 +7,7 @@ as {"error", "errorCode", "fields"} with the status the API would use.
 """
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,8 +19,11 @@ from sync_pipelines.sandbox.salesforce.org import SETTING_NAMES, SalesforceOrg, 
 from sync_pipelines.sandbox.salesforce.rest import PINNED_VERSION, record_json
 from sync_pipelines.sandbox.salesforce.schema import OBJECTS, PREFIXES, SObject, sobject
 from sync_pipelines.sandbox.store import dumps
+from sync_pipelines.sandbox.webhooks import check_url
 
 _VERSION = PINNED_VERSION[1]
+_OUTBOUND_OPTIONS = {"url", "objects", "backoff_seconds", "max_backoff_seconds", "max_age_seconds", "newest_first"}
+_OUTBOUND_SECONDS = ("backoff_seconds", "max_backoff_seconds", "max_age_seconds")
 DEFAULT_BULK_FAILURE = "InternalServerError: the job failed while processing (sandbox fault)"
 
 
@@ -53,6 +58,9 @@ class SalesforceAdmin:
                 Route("/settings", self.settings, methods=["GET", "PUT"]),
                 Route("/tokens/expire", self.expire_tokens, methods=["POST"]),
                 Route("/bulk/fail", self.fail_bulk, methods=["POST"]),
+                Route("/outbound", self.outbound, methods=["GET", "PUT"]),
+                Route("/outbound/deliveries", self.outbound_deliveries, methods=["GET"]),
+                Route("/outbound/flush", self.outbound_flush, methods=["POST"]),
             ],
             exception_handlers={ValueError: _value_error, SalesforceError: _salesforce_error},
         )
@@ -170,3 +178,43 @@ class SalesforceAdmin:
             return _bad("jobs must be at least 1")
         pending = self.org.fail_next_bulk_jobs(jobs, str(body.get("message", DEFAULT_BULK_FAILURE)))
         return JSONResponse({"pending": pending})
+
+    # -- Outbound Messages (salesforce.md §9) -------------------------------------------------
+
+    async def outbound(self, request: Request) -> Response:
+        """The actions' endpoint and delivery settings {url, objects, backoff_seconds, max_backoff_seconds,
+        max_age_seconds, newest_first, queued, dropped}; PUT changes any of them (url null: actions off)."""
+        outbound = self.org.outbound
+        if request.method == "PUT":
+            body = await _json(request)
+            if set(body) - _OUTBOUND_OPTIONS:
+                return _bad(f"Outbound Message options are {sorted(_OUTBOUND_OPTIONS)}")
+            seconds = {name: float(body.get(name, getattr(outbound, name))) for name in _OUTBOUND_SECONDS}
+            if any(value < 0 for value in seconds.values()):
+                return _bad(f"{', '.join(_OUTBOUND_SECONDS)} must not be negative")
+            url = check_url(body["url"]) if "url" in body else outbound.url
+            for name, value in seconds.items():
+                setattr(outbound, name, value)
+            outbound.newest_first = bool(body.get("newest_first", outbound.newest_first))
+            outbound.configure(url, body.get("objects"))
+        return JSONResponse(
+            {
+                "url": outbound.url,
+                "objects": sorted(outbound.objects),
+                **{name: getattr(outbound, name) for name in _OUTBOUND_SECONDS},
+                "newest_first": outbound.newest_first,
+                "queued": await run_in_threadpool(outbound.queue_length),
+                "dropped": await run_in_threadpool(self.store.outbound_dropped),
+            }
+        )
+
+    async def outbound_deliveries(self, request: Request) -> Response:
+        """[{seq, object, notifications, attempts: [status or error name], delivered}], oldest first."""
+        return JSONResponse(await run_in_threadpool(self.store.outbound_deliveries))
+
+    async def outbound_flush(self, request: Request) -> Response:
+        """Wait (in a worker thread: the receiver may be this very server) until nothing is queued or retried."""
+        timeout = float((await _json(request)).get("timeout", 30))
+        idle = await run_in_threadpool(self.org.outbound.wait_idle, timeout)
+        queued = await run_in_threadpool(self.org.outbound.queue_length)
+        return JSONResponse({"idle": idle, "queued": queued}, 200 if idle else 504)

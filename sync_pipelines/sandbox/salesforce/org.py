@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from sync_pipelines.sandbox.salesforce import seed
+from sync_pipelines.sandbox.salesforce.outbound import OutboundMessages
 from sync_pipelines.sandbox.salesforce.records import Writer
 from sync_pipelines.sandbox.salesforce.schema import OBJECTS, datetime_text
 from sync_pipelines.sandbox.salesforce.store import SalesforceStore
@@ -36,8 +37,9 @@ class SalesforceOrg:
         self.settings = settings
         self.state = store
         self.store = SalesforceStore(store)
-        self.writer = Writer(self.store, seed.API_USER_ID)
         self.org_id, self.user_id = seed.ORG_ID, seed.API_USER_ID
+        self.outbound = OutboundMessages(self.store, self.org_id, settings.salesforce_outbound_backoff_seconds)
+        self.writer = Writer(self.store, seed.API_USER_ID, on_save=self.outbound.observe)
         self.daily_api_limit: int = settings.salesforce_daily_api_limit
         self.access_token_ttl: int = settings.salesforce_access_token_ttl
         self.refresh_token_rotation: bool = settings.salesforce_refresh_token_rotation

@@ -6,6 +6,7 @@ they share one set of rules and a failed record rolls back alone (a savepoint) o
 
 import re
 import sqlite3
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -36,11 +37,19 @@ def entity_is_deleted() -> SalesforceError:
     return SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
 
 
-class Writer:
-    """Creates, updates and deletes records as the org's API user (OwnerId, CreatedById, LastModifiedById)."""
+SaveHook = Callable[[sqlite3.Connection, SObject, str], None]
 
-    def __init__(self, store: SalesforceStore, user_id: str):
+
+class Writer:
+    """Creates, updates and deletes records as the org's API user (OwnerId, CreatedById, LastModifiedById).
+
+    `on_save` hears of every record saved, created or edited (a roll-up edits its opportunity), inside the write's
+    transaction: the org's workflow rules (outbound.py) fire there. Deletes and SystemModstamp-only changes do not.
+    """
+
+    def __init__(self, store: SalesforceStore, user_id: str, on_save: SaveHook | None = None):
         self.store, self.user_id = store, user_id
+        self.on_save: SaveHook = on_save or (lambda conn, sobject, record_id: None)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -183,6 +192,7 @@ class Writer:
             "SystemModstamp": now,
         }
         self.store.update(conn, leads, lead["Id"], changes)
+        self.on_save(conn, leads, lead["Id"])
         result["lead"] = {**lead, **changes}
         return result
 
@@ -214,6 +224,7 @@ class Writer:
             self.store.insert(conn, sobject, row)
         else:
             self.store.update(conn, sobject, row["Id"], {k: v for k, v in row.items() if current[k] != v})
+        self.on_save(conn, sobject, row["Id"])
         if sobject.name == "OpportunityLineItem":
             self._roll_up(conn, row["OpportunityId"], now)
         return row
@@ -339,6 +350,7 @@ class Writer:
         _expected_revenue(row)
         changes["ExpectedRevenue"] = row["ExpectedRevenue"]
         self.store.update(conn, opportunities, opportunity_id, changes)
+        self.on_save(conn, opportunities, opportunity_id)
 
 
 def derive_opportunity(row: dict[str, Any], changes: dict[str, Any]) -> None:

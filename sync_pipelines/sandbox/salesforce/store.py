@@ -6,7 +6,8 @@ plus id counters, OAuth tokens, kept query results (cursors and Bulk job snapsho
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +29,15 @@ CREATE TABLE IF NOT EXISTS sf_result_rows (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sf_jobs (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, job TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sf_raw (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sf_outbound_queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, notification_id TEXT NOT NULL, object TEXT NOT NULL,
+    record_id TEXT NOT NULL, queued_at REAL NOT NULL, due_at REAL NOT NULL, tries INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sf_outbound_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, object TEXT NOT NULL, notifications TEXT NOT NULL, body BLOB NOT NULL,
+    attempts TEXT NOT NULL DEFAULT '[]', delivered INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sf_outbound_dropped (
+    notification_id TEXT PRIMARY KEY, object TEXT NOT NULL, record_id TEXT NOT NULL, queued_at REAL NOT NULL,
+    tries INTEGER NOT NULL);
 """
 
 
@@ -116,6 +126,7 @@ class SalesforceStore:
             conn.execute("DELETE FROM sf_results")
             conn.execute("DELETE FROM sf_jobs")
             conn.execute("DELETE FROM sf_raw")
+            conn.execute("DELETE FROM sf_outbound_queue")
             for name, sobject in OBJECTS.items():
                 conn.execute(f"DELETE FROM {sobject.table}")
                 rows = records.get(name, [])
@@ -244,3 +255,105 @@ class SalesforceStore:
     def delete_job(self, conn: sqlite3.Connection, job_id: str) -> None:
         conn.execute("DELETE FROM sf_jobs WHERE id = ?", (job_id,))
         self.drop_results(conn, "id = ?", (job_id,))
+
+    # -- Outbound Messages (outbound.py) ------------------------------------------------------
+
+    def queue_outbound(self, conn: sqlite3.Connection, notification_id: str, object_name: str, record_id: str) -> None:
+        now = time.time()
+        conn.execute(
+            "INSERT INTO sf_outbound_queue (notification_id, object, record_id, queued_at, due_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (notification_id, object_name, record_id, now, now),
+        )
+
+    def claim_outbound(
+        self,
+        now: float,
+        max_age_seconds: float,
+        limit: int,
+        newest_first: bool,
+        envelope: Callable[[str, list[tuple[str, dict[str, Any]]]], bytes],
+    ) -> tuple[int, bytes] | None:
+        """Drop what is too old, then log one message of the due notifications of the first due object, rendered
+        with the records as they are now: (delivery seq, body), or None when nothing is due."""
+        order = "DESC" if newest_first else "ASC"
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO sf_outbound_dropped SELECT notification_id, object, record_id, queued_at, tries "
+                "FROM sf_outbound_queue WHERE queued_at < ?",
+                (now - max_age_seconds,),
+            )
+            conn.execute("DELETE FROM sf_outbound_queue WHERE queued_at < ?", (now - max_age_seconds,))
+            first = conn.execute(
+                f"SELECT object FROM sf_outbound_queue WHERE due_at <= ? ORDER BY seq {order} LIMIT 1", (now,)
+            ).fetchone()
+            if first is None:
+                return None
+            rows = conn.execute(
+                f"SELECT seq, notification_id, record_id FROM sf_outbound_queue WHERE object = ? AND due_at <= ? "
+                f"ORDER BY seq {order} LIMIT ?",
+                (first[0], now, limit),
+            ).fetchall()
+            sobject = OBJECTS[first[0]]
+            notifications = [
+                (notification_id, self.get(conn, sobject, record_id)) for _, notification_id, record_id in rows
+            ]
+            body = envelope(first[0], [(n, row) for n, row in notifications if row is not None])
+            seq = conn.execute(
+                "INSERT INTO sf_outbound_deliveries (object, notifications, body) VALUES (?, ?, ?) RETURNING seq",
+                (first[0], dumps([row[0] for row in rows]), body),
+            ).fetchone()[0]
+        return seq, body
+
+    def settle_outbound(
+        self, seq: int, outcome: int | str, delivered: bool, now: float, backoff_seconds: float, max_backoff: float
+    ) -> None:
+        """Log an attempt; acknowledged notifications leave the queue, the others are due again after a backoff
+        that doubles with each try."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE sf_outbound_deliveries SET attempts = json_insert(attempts, '$[#]', ?), "
+                "delivered = MAX(delivered, ?) WHERE seq = ?",
+                (outcome, int(delivered), seq),
+            )
+            queued = (
+                "seq IN (SELECT value FROM json_each((SELECT notifications FROM sf_outbound_deliveries WHERE seq = ?)))"
+            )
+            if delivered:
+                conn.execute(f"DELETE FROM sf_outbound_queue WHERE {queued}", (seq,))
+            else:
+                conn.execute(
+                    "UPDATE sf_outbound_queue SET tries = tries + 1, due_at = ? + min(? * (1 << tries), ?) "
+                    f"WHERE {queued}",
+                    (now, backoff_seconds, max_backoff, seq),
+                )
+
+    def outbound_queue_length(self) -> int:
+        with self.reading() as conn:
+            return conn.execute("SELECT COUNT(*) FROM sf_outbound_queue").fetchone()[0]
+
+    def next_outbound_due(self) -> float | None:
+        with self.reading() as conn:
+            return conn.execute("SELECT min(due_at) FROM sf_outbound_queue").fetchone()[0]
+
+    def discard_outbound(self) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sf_outbound_queue")
+
+    def outbound_deliveries(self) -> list[dict[str, Any]]:
+        """The message log, oldest first: {seq, object, notifications (queue seqs), attempts, delivered}."""
+        with self.reading() as conn:
+            rows = self._dicts(
+                conn.execute(
+                    "SELECT seq, object, notifications, attempts, delivered FROM sf_outbound_deliveries ORDER BY seq"
+                )
+            )
+        return [
+            {**row, "notifications": json.loads(row["notifications"]), "attempts": json.loads(row["attempts"]),
+             "delivered": bool(row["delivered"])}
+            for row in rows
+        ]  # fmt: skip
+
+    def outbound_dropped(self) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            return self._dicts(conn.execute("SELECT * FROM sf_outbound_dropped ORDER BY queued_at"))
