@@ -14,11 +14,15 @@ UI), with every schedule stopped, for one flow:
   destination at the receiver and warms up with one identify; then, one at a time, a new person is identified and
   completes an order of that item from the "web" source, timed from the emit until the order's invoice is in the
   sandbox's Xero. Then a burst of such orders, emitted at once.
+- salesforce_to_xero: syncs the flow once (its accounts become Xero contacts), points the org's Outbound Messages at
+  the receiver and warms up with one won deal; then, one at a time, a user moves an open deal to Closed Won, timed
+  from the save until the deal's invoice is in the sandbox's Xero. Then a burst of deals won at once.
 
 Either way prints the latencies' p50 and p95 (nearest rank), then how long the burst's last change took and how
 many runs of the flow's webhook job carried the burst (runs coalesce).
 
-    python benchmarks/webhook_latency.py [--flow {xero_to_segment,segment_to_xero}] [--changes 10] [--burst 10]
+    python benchmarks/webhook_latency.py [--flow {xero_to_segment,segment_to_xero,salesforce_to_xero}]
+                                         [--changes 10] [--burst 10]
                                          [--during-sweep [--spacing 15]]
 """
 
@@ -34,7 +38,7 @@ import requests
 
 from sync_pipelines.cli import QUIET_LOGS, running_sandbox
 from sync_pipelines.definitions import defs
-from sync_pipelines.defs import segment_to_xero
+from sync_pipelines.defs import salesforce_to_xero, segment_to_xero
 from sync_pipelines.lib.entities import BACKFILLS
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.vendors.xero import settings as xero_settings
@@ -59,6 +63,12 @@ def _percentile(samples: list[float], share: float) -> float:
     """Nearest-rank percentile: a value that was actually measured."""
     ordered = sorted(samples)
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _print_latencies(latencies: list[float]) -> None:
+    print("latencies (s): " + " ".join(f"{seconds:.1f}" for seconds in latencies))
+    print(f"latency p50: {_percentile(latencies, 0.5):.1f} s")
+    print(f"latency p95: {_percentile(latencies, 0.95):.1f} s")
 
 
 def _pay(sandbox_url: str, invoice_id: str) -> None:
@@ -134,9 +144,7 @@ def _xero_to_segment(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
     print(f"changes: {len(latencies)} after one warm-up; runs by job: {dict(runs)}")
     if args.during_sweep:
         print(f"each paid while a scheduled xero_to_segment sweep ran; {overlapped} arrived before their sweep ended")
-    print("latencies (s): " + " ".join(f"{seconds:.1f}" for seconds in latencies))
-    print(f"latency p50: {_percentile(latencies, 0.5):.1f} s")
-    print(f"latency p95: {_percentile(latencies, 0.95):.1f} s")
+    _print_latencies(latencies)
     print(f"burst: {len(burst)} changes at once, all in Segment after {burst_seconds:.1f} s, in {burst_runs} runs")
 
 
@@ -178,16 +186,79 @@ def _segment_to_xero(args: argparse.Namespace, tmp: str, env: dict[str, str]) ->
     runs = Counter(run.job_name for run in dg.DagsterInstance.get().get_runs())
 
     print(f"changes: {len(latencies)} orders after one warm-up identify; runs by job: {dict(runs)}")
-    print("latencies (s): " + " ".join(f"{seconds:.1f}" for seconds in latencies))
-    print(f"latency p50: {_percentile(latencies, 0.5):.1f} s")
-    print(f"latency p95: {_percentile(latencies, 0.95):.1f} s")
+    _print_latencies(latencies)
     print(
         f"burst: {len(burst)} orders emitted at once, all invoiced in Xero after {burst_seconds:.1f} s, "
         f"in {burst_runs} {job} runs"
     )
 
 
-FLOWS = {"xero_to_segment": _xero_to_segment, "segment_to_xero": _segment_to_xero}
+def _win(sandbox_url: str, deal_id: str) -> None:
+    """A user moves the deal to Closed Won in the org: its Outbound Message goes to the receiver."""
+    url = f"{sandbox_url}/_admin/salesforce/records/Opportunity/{deal_id}"
+    requests.post(url, json={"StageName": "Closed Won"}, timeout=30).raise_for_status()
+
+
+def _salesforce_to_xero(args: argparse.Namespace, tmp: str, env: dict[str, str]) -> None:
+    sandbox_url = env["XERO_API_URL"].removesuffix("/xero/api")
+    admin = f"{sandbox_url}/_admin"
+    requests.post(f"{admin}/reset", json={"invoices": 0, "contacts": 0}, timeout=60).raise_for_status()
+    sizes = {
+        "accounts": 30,
+        "contacts_per_account": 0,
+        "leads": 0,
+        "opportunities": 4 * (1 + args.changes + args.burst),
+    }
+    requests.post(f"{admin}/salesforce/reset", json=sizes, timeout=60).raise_for_status()
+    flow = synced(salesforce_to_xero.NAME).resolve(defs().resolve_asset_graph())
+    baseline = defs().resolve_implicit_global_asset_job_def()
+    assert baseline.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, asset_selection=list(flow)
+    ).success
+    time.sleep(xero_settings.RATE_WINDOW_SECONDS)  # as in _xero_to_segment: a fresh minute for the measured changes
+    deals = requests.get(f"{admin}/salesforce/records/Opportunity", params={"deleted": "false"}, timeout=30).json()
+    open_deals = [d["Id"] for d in deals if not d["IsClosed"] and d["AccountId"]]
+    if len(open_deals) < 1 + args.changes + args.burst:
+        raise SystemExit(f"only {len(open_deals)} open deals with an account in the sandbox")
+    job = "salesforce_webhook_sync"
+    with (
+        WebhookReceiver(env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"salesforce": env["SALESFORCE_ORGANIZATION_ID"]}) as rx,
+        dagster_daemon(env, Path(tmp) / "daemon.log"),
+    ):
+        requests.put(
+            f"{admin}/salesforce/outbound", json={"url": rx.url_for("salesforce")}, timeout=10
+        ).raise_for_status()
+        _win(sandbox_url, open_deals[0])
+        wait_for_invoice(sandbox_url, open_deals[0], WARM_UP_SECONDS)
+        latencies = []
+        for deal_id in open_deals[1 : args.changes + 1]:
+            started = time.monotonic()
+            _win(sandbox_url, deal_id)
+            wait_for_invoice(sandbox_url, deal_id, CHANGE_SECONDS)
+            latencies.append(time.monotonic() - started)
+            print(f"change {len(latencies)}: {latencies[-1]:.1f} s", flush=True)
+        runs_before = len(dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name=job)))
+        burst = open_deals[1 + args.changes : 1 + args.changes + args.burst]
+        started = time.monotonic()
+        for deal_id in burst:
+            _win(sandbox_url, deal_id)
+        for deal_id in burst:
+            wait_for_invoice(sandbox_url, deal_id, CHANGE_SECONDS)
+        burst_seconds = time.monotonic() - started
+        burst_runs = len(dg.DagsterInstance.get().get_runs(dg.RunsFilter(job_name=job))) - runs_before
+    runs = Counter(run.job_name for run in dg.DagsterInstance.get().get_runs())
+
+    print(f"changes: {len(latencies)} deals won after one warm-up; runs by job: {dict(runs)}")
+    _print_latencies(latencies)
+    print(f"burst: {len(burst)} deals won at once, all invoiced in Xero after {burst_seconds:.1f} s, ", end="")
+    print(f"in {burst_runs} {job} runs")
+
+
+FLOWS = {
+    "xero_to_segment": _xero_to_segment,
+    "segment_to_xero": _segment_to_xero,
+    "salesforce_to_xero": _salesforce_to_xero,
+}
 
 
 def main() -> None:

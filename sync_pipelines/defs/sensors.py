@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from sync_pipelines.defs.flows import registered_deliveries, registered_flows
+from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
@@ -68,29 +68,35 @@ def dead_letter_replay(delivered: dict[tuple[str, str], dg.AssetKey]) -> dg.Sens
     return sensor
 
 
-def _sync_keys(entities: Sequence[Entity], deliveries: Sequence[Delivery]) -> list[dg.AssetKey]:
-    """The entities' extract and staged assets, and the deliveries of them."""
+def _sync_keys(
+    entities: Sequence[Entity], deliveries: Sequence[Delivery], follow_ups: Sequence[tuple[Entity, dg.AssetKey]]
+) -> list[dg.AssetKey]:
+    """The entities' extract and staged assets, the deliveries of them and the flows' follow-ups of them."""
     return [
         *(key for entity in entities for key in (entity.raw_key, entity.staged_key)),
         *(d.key for d in deliveries if d.entity in entities),
+        *(key for entity, key in follow_ups if entity in entities),
     ]
 
 
 def webhook_sync(
-    vendor: str, entities: Sequence[Entity], deliveries: Sequence[Delivery]
+    vendor: str,
+    entities: Sequence[Entity],
+    deliveries: Sequence[Delivery],
+    follow_ups: Sequence[tuple[Entity, dg.AssetKey]],
 ) -> tuple[dg.JobDefinition, dg.SensorDefinition]:
     """`<vendor>_webhook_sync` and its sensor: sync straight away what the vendor's webhooks in the inbox say changed.
 
     Xero's and Intercom's webhooks and Salesforce's Outbound Messages say which records changed (xero.md §6,
     intercom.md §9, salesforce.md §9; an Outbound Message's fields are as they were when it was sent): a run re-reads
     them incrementally from the API; Segment's carry the messages, which a run lands from the inbox. Either way, for
-    the entities whose `webhook_category` arrived, and delivered in every flow.
+    the entities whose `webhook_category` arrived, delivered in every flow, with the flows' follow-ups of them.
     """
     title = vendor.capitalize()
     webhook_entities = [entity for entity in entities if entity.source.webhook_category is not None]
     job = dg.define_asset_job(
         f"{vendor}_webhook_sync",
-        selection=_sync_keys(webhook_entities, deliveries),
+        selection=_sync_keys(webhook_entities, deliveries, follow_ups),
         # A webhook run moves a handful of records: one process for all its steps, not one per step.
         executor_def=dg.in_process_executor,
         description=f"Sync the {title} entities that webhooks said changed, at once rather than at the next poll.",
@@ -131,7 +137,7 @@ def webhook_sync(
             )
         run = dg.RunRequest(
             run_key=f"{vendor}-webhook:{pending.first_seq}-{pending.last_seq}",
-            asset_selection=_sync_keys(matching, deliveries),
+            asset_selection=_sync_keys(matching, deliveries, follow_ups),
             # Ahead of the sweeps: the run queue launches it first, and its steps take a vendor's pool slot
             # before a sweep's next step does (Dagster orders both by this tag).
             tags={"sync_pipelines/webhook_events": str(pending.events), "dagster/priority": REAL_TIME_PRIORITY},
@@ -143,11 +149,13 @@ def webhook_sync(
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    deliveries = registered_deliveries()
+    flows = {flow: flow.deliveries() for flow in registered_flows()}
+    deliveries = [delivery for of_flow in flows.values() for delivery in of_flow]
     # Every asset that delivers from an outbox: each flow's deliveries and the extras that have an outbox of their own.
     delivered = {(d.flow, d.partition): d.key for d in deliveries}
-    delivered |= {(flow.name, name): key for flow in registered_flows() for name, key in flow.extra_outboxes}
+    delivered |= {(flow.name, name): key for flow in flows for name, key in flow.extra_outboxes}
+    follow_ups = [pair for flow, of_flow in flows.items() for pair in flow.follow_ups(of_flow)]
     jobs, sensors = zip(
-        *(webhook_sync(vendor, entities, deliveries) for vendor, entities in WEBHOOKS.items()), strict=True
+        *(webhook_sync(vendor, entities, deliveries, follow_ups) for vendor, entities in WEBHOOKS.items()), strict=True
     )
     return dg.Definitions(jobs=list(jobs), sensors=[dead_letter_replay(delivered), *sensors])

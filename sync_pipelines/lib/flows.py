@@ -44,6 +44,10 @@ def no_extras(deliveries: Sequence[Delivery]) -> dg.Definitions:
     return dg.Definitions()
 
 
+def no_follow_ups(deliveries: Sequence[Delivery]) -> list[tuple[Entity, dg.AssetKey]]:
+    return []
+
+
 @dataclass(frozen=True)
 class Flow:
     name: str  # e.g. "xero_to_segment": its asset group, job and schedule
@@ -58,6 +62,9 @@ class Flow:
     unsynced: tuple[dg.AssetKey, ...] = ()
     # Extras that deliver from an outbox partition of their own: (partition, asset), for dead-letter replays.
     extra_outboxes: tuple[tuple[str, dg.AssetKey], ...] = ()
+    # Extras a webhook run of an entity materialises too, as (entity, asset), made from the deliveries: e.g. a
+    # deal's invoice status written back to the CRM as soon as Xero says the invoice changed.
+    follow_ups: Callable[[Sequence[Delivery]], list[tuple[Entity, dg.AssetKey]]] = no_follow_ups
     every_minutes: int = 15  # the sweep's period; the registry staggers the flows' minutes within it
     # The kinds of alert (lib/alerts.KINDS) its runs, checks and dead letters send the team.
     alerts: frozenset[str] = frozenset(KINDS)

@@ -1,6 +1,7 @@
-"""What goes back to Salesforce: each record's Xero ContactID, and the two-way fields kept equal with Xero.
+"""What goes back to Salesforce: each record's Xero ContactID, the two-way fields kept equal with Xero, and what
+accounting knows of it (a deal's invoice, a customer's balance).
 
-Both are assets of a delivery into Xero whose records are Salesforce's (built by its flow for its parties).
+Each is an asset of a delivery into Xero whose records are Salesforce's (built by its flow).
 """
 
 import json
@@ -12,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from sync_pipelines.lib import staging
+from sync_pipelines.lib.accounting import as_settled, due_values
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.outbox import deliver_outbox
 from sync_pipelines.lib.staging import OutboxMessage, StagingResource
@@ -21,6 +23,7 @@ from sync_pipelines.vendors.delivery import Deliveries
 from sync_pipelines.vendors.salesforce.client import SalesforceQuotaBudgetReached
 from sync_pipelines.vendors.salesforce.resource import SalesforceResource
 from sync_pipelines.vendors.xero.entities import CONTACTS as XERO_CONTACTS
+from sync_pipelines.vendors.xero.entities import INVOICES as XERO_INVOICES
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.writes import write_contacts
 
@@ -86,9 +89,9 @@ def xero_id_write_back(delivery: Delivery) -> dg.AssetsDefinition:
 
 
 @dataclass(frozen=True)
-class TwoWayWrites:
-    """Delivers two-way settlements: contact fields to Xero, record fields to Salesforce (both idempotent:
-    each sets values rather than adding anything)."""
+class FieldWrites:
+    """Sets fields: of Xero contacts and of Salesforce records (both idempotent: each sets values rather than
+    adding anything)."""
 
     sobject: str
 
@@ -169,7 +172,7 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
             conn.execute("COMMIT")
         figures = deliver_outbox(
             context, SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db), flow=delivery.flow,
-            entity=entity, source=source.vendor, target=TwoWayWrites(source.source.sobject),
+            entity=entity, source=source.vendor, target=FieldWrites(source.source.sobject),
         )  # fmt: skip
         return dg.MaterializeResult(
             metadata={
@@ -182,3 +185,69 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
         )
 
     return two_way
+
+
+def accounting_write_back(delivery: Delivery) -> dg.AssetsDefinition:
+    """Writes what accounting knows of each record to the Salesforce fields the mapping's `accounting` names: a won
+    deal's invoice number, link, status, amount due and paid date; an account's balance (lib/accounting.py).
+
+    Xero owns those fields, so only a value Xero changed is written, and nothing else on the record. The write
+    changes the record, which Salesforce then announces; that read-back changes nothing bound for Xero (no echo).
+    """
+    source, mapping, entity = delivery.entity, delivery.target.mapping, f"{delivery.partition}_accounting"
+
+    @dg.asset(
+        key=accounting_key(delivery),
+        deps=[delivery.key, XERO_INVOICES.staged_key],
+        group_name=delivery.flow,
+        kinds={"salesforce"},
+        description=(
+            f"{source.description}: what Xero knows of each ({', '.join(sorted(set(mapping.accounting.values())))}) "
+            f"written to {', '.join(mapping.accounting)} in Salesforce."
+        ),
+    )
+    def accounting(
+        context: dg.AssetExecutionContext,
+        salesforce: SalesforceResource,
+        xero: XeroResource,
+        staging_db: StagingResource,
+    ) -> dg.MaterializeResult:
+        started = time.monotonic()
+        short_code = _short_code(xero) if "invoice_url" in mapping.accounting.values() else None
+        with staging_db.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            due = due_values(
+                conn, entity=entity, source_table=source.table, source_system=source.vendor, mapping=mapping,
+                short_code=short_code,
+            )  # fmt: skip
+            stamp = staging.utcnow().strftime("%Y%m%dT%H%M%S%f")
+            messages = [
+                OutboxMessage(
+                    f"accounting:{source.name}:{record_id}:{stamp}", record_id, "record", "accounting",
+                    {"type": "record", "messageId": f"accounting:{source.name}:{record_id}:{stamp}",
+                     "record": {"Id": record_id, **values}},
+                )
+                for record_id, values in due.items()
+            ]  # fmt: skip
+            staging.enqueue(conn, flow=delivery.flow, entity=entity, messages=messages, run_id=context.run.run_id)
+            staging.settle_fields(conn, entity, as_settled(due))
+            conn.execute("COMMIT")
+        figures = deliver_outbox(
+            context, SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db), flow=delivery.flow,
+            entity=entity, source=source.vendor, target=FieldWrites(source.source.sobject),
+        )  # fmt: skip
+        return dg.MaterializeResult(
+            metadata={**figures, "records_changed": len(due), "seconds": round(time.monotonic() - started, 3)}
+        )
+
+    return accounting
+
+
+def accounting_key(delivery: Delivery) -> dg.AssetKey:
+    return dg.AssetKey(["salesforce", f"{delivery.entity.label}_accounting"])
+
+
+def _short_code(xero: XeroResource) -> str | None:
+    """The organisation's ShortCode, which links into the Xero app need (one read of GET /Organisation)."""
+    organisations = xero.get_client().read("Organisation", key="Organisations")
+    return organisations[0].get("ShortCode") if organisations else None

@@ -2,6 +2,7 @@
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -54,8 +55,11 @@ def test_every_account_and_contact_has_exactly_one_xero_contact_linked_both_ways
         written_back = {r["Id"]: r["Xero_Contact_ID__c"] for r in admin.salesforce_records(sobject)}
         assert all(written_back[r["Id"]] == contact_of[r["Id"]]["ContactID"] for r in live[sobject]), sobject
 
+    # What Xero made of the first run's writes (the won deals' invoices, their accounts' balances) is read back by
+    # the next run and written to Salesforce; the run after that reads back those write-backs: an echo.
+    assert run_sync(_crm_assets()).success
     admin.reset_stats()
-    assert run_sync(_crm_assets()).success  # reads back our own write-back: an echo, nothing to write
+    assert run_sync(_crm_assets()).success
     assert _writes(admin) == {"xero": 0, "salesforce": 0}, admin.stats()
 
 
@@ -199,6 +203,50 @@ def test_a_won_deal_is_invoiced_once_with_its_products_and_paid_once_at_the_paid
         deal["Id"]: 1 for deal in [*won, open_deal]
     }
     assert len([p for p in admin.get("/xero/payments") if p["Invoice"]["InvoiceID"] == invoice["InvoiceID"]]) == 1
+
+
+def _paid_date(invoice: dict) -> str:
+    """FullyPaidOnDate ("/Date(ms+0000)/", xero.md §2.2) as the date Salesforce shows."""
+    millis = int(invoice["FullyPaidOnDate"].removeprefix("/Date(").split("+")[0].split(")")[0])
+    return datetime.fromtimestamp(millis / 1000, UTC).date().isoformat()
+
+
+def test_what_accounting_knows_goes_back_to_won_deals_and_accounts_and_nothing_echoes(admin, run_sync):
+    admin.reset(invoices=0, contacts=0)
+    admin.salesforce_reset(accounts=6, contacts_per_account=0, leads=0, opportunities=24)
+    assert run_sync(_crm_assets()).success  # raises the won deals' invoices
+    assert run_sync(_crm_assets()).success  # reads them back from Xero: what they are goes to Salesforce
+    won = [o for o in _won(admin) if o["AccountId"]]
+    paid = won[0]
+    (invoice,) = _invoices_by_reference(admin)[paid["Id"]]
+    admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
+    assert run_sync(_crm_assets()).success  # the payment reaches the deal and its account
+
+    invoices = {ref: found for ref, (found,) in _invoices_by_reference(admin).items()}
+    deals = {o["Id"]: o for o in admin.salesforce_records("Opportunity")}
+    assert invoices[paid["Id"]]["Status"] == "PAID"
+    for deal in won:
+        shown, invoice = deals[deal["Id"]], invoices[deal["Id"]]
+        assert shown["Xero_Invoice_Number__c"] == invoice["InvoiceNumber"]
+        assert shown["Xero_Invoice_Status__c"] == invoice["Status"]
+        assert shown["Xero_Amount_Due__c"] == invoice["AmountDue"]
+        assert shown["Xero_Invoice_URL__c"].startswith("https://go.xero.com/app/!")
+        assert shown["Xero_Invoice_URL__c"].endswith(f"/invoicing/view/{invoice['InvoiceID']}")
+        assert shown["Xero_Paid_Date__c"] == (_paid_date(invoice) if deal is paid else None)
+    assert all(not o.get("Xero_Invoice_Number__c") for o in deals.values() if o["Id"] not in invoices)
+    owed: dict[str, float] = {}
+    for invoice in admin.get("/xero/invoices"):
+        if invoice["Type"] == "ACCREC" and invoice["Status"] == "AUTHORISED":
+            owed[invoice["Contact"]["ContactID"]] = owed.get(invoice["Contact"]["ContactID"], 0) + invoice["AmountDue"]
+    accounts = [a for a in admin.salesforce_records("Account") if not a["IsDeleted"]]
+    assert {a["Id"]: a["Xero_Balance__c"] for a in accounts if a["Xero_Balance__c"] is not None} == {
+        a["Id"]: round(owed[a["Xero_Contact_ID__c"]], 2) for a in accounts if a["Xero_Contact_ID__c"] in owed
+    }
+    assert any(a["Id"] == paid["AccountId"] for a in accounts)
+
+    admin.reset_stats()
+    assert run_sync(_crm_assets()).success  # reads back the fields it wrote: an echo, nothing to write
+    assert _writes(admin) == {"xero": 0, "salesforce": 0}, admin.stats()
 
 
 def _contact(admin, number: str) -> dict:

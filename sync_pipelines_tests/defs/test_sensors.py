@@ -9,6 +9,7 @@ import pytest
 
 from sync_pipelines.definitions import defs
 from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, segment_to_xero, xero_to_segment
+from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.staging import StagingResource
@@ -142,9 +143,16 @@ def _store_xero(inbox: WebhookInbox, *events: dict) -> None:
 
 
 def _keys_for(*categories: str) -> set[dg.AssetKey]:
-    """The rule the sensor follows: every entity whose Xero webhook category arrived, landed, staged and delivered."""
+    """The rule the sensor follows: every entity whose Xero webhook category arrived, landed, staged and delivered,
+    and the flows' follow-ups of it."""
     deliveries = [d for d in XERO_DELIVERIES if d.entity.source.webhook_category in categories]
-    return {key for d in deliveries for key in (d.entity.raw_key, d.entity.staged_key, d.key)}
+    follow_ups = {
+        key
+        for flow in registered_flows()
+        for entity, key in flow.follow_ups(flow.deliveries())
+        if entity.vendor == "xero" and entity.source.webhook_category in categories
+    }
+    return {key for d in deliveries for key in (d.entity.raw_key, d.entity.staged_key, d.key)} | follow_ups
 
 
 def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while_one_is_in_flight(tmp_path):
@@ -157,9 +165,12 @@ def test_webhook_sensor_requests_one_run_per_batch_of_events_and_coalesces_while
     (request,) = ticked.run_requests
     assert request.run_key == "xero-webhook:1-3"
     assert set(request.asset_selection) == _keys_for("INVOICE", "CONTACT")
-    assert {dg.AssetKey(["xero", "landed_xero_invoices"]), dg.AssetKey(["segment", "xero_invoices_to_segment"])} <= set(
-        request.asset_selection
-    )
+    assert {
+        dg.AssetKey(["xero", "landed_xero_invoices"]),
+        dg.AssetKey(["segment", "xero_invoices_to_segment"]),
+        # A deal's invoice changed in Xero: its status goes back to Salesforce in the same run.
+        dg.AssetKey(["salesforce", "salesforce_opportunities_accounting"]),
+    } <= set(request.asset_selection)
     assert not set(request.asset_selection) & {  # polled entities (no webhooks for them) are left to the schedule
         key for d in XERO_DELIVERIES if d.entity.source.webhook_category is None for key in (d.entity.raw_key, d.key)
     }
@@ -463,11 +474,12 @@ def test_a_segment_order_reaches_xero_by_webhook_under_the_real_daemon_with_no_s
 
 
 @pytest.mark.timeout(3 * HANG_GUARD_SECONDS)  # as above
-def test_a_deal_won_in_salesforce_is_invoiced_in_xero_by_outbound_message_under_the_real_daemon(
+def test_a_won_deal_is_invoiced_by_outbound_message_and_its_payment_comes_back_under_the_real_daemon(
     admin, sandbox, sync_env, run_sync, tmp_path
 ):
     """Opportunity saved -> the org's Outbound Message -> receiver -> inbox -> sensor under `dagster-daemon` -> run
-    -> Xero invoice, all real; every schedule is stopped, so only the outbound-message path can raise it."""
+    -> Xero invoice; then the invoice paid in Xero -> Xero's webhook -> run -> the Opportunity shows it paid. All
+    real; every schedule is stopped, so only the webhook paths can carry either."""
     admin.reset(invoices=0, contacts=0)
     admin.salesforce_reset(accounts=6, contacts_per_account=0, leads=0, opportunities=12)
     flow = synced(salesforce_to_xero.NAME).resolve(defs().resolve_asset_graph())
@@ -475,20 +487,35 @@ def test_a_deal_won_in_salesforce_is_invoiced_in_xero_by_outbound_message_under_
     first, second = [
         o["Id"] for o in admin.salesforce_records("Opportunity", deleted=False) if not o["IsClosed"] and o["AccountId"]
     ][:2]
-    organization = sync_env["SALESFORCE_ORGANIZATION_ID"]
+    secrets = {"salesforce": sync_env["SALESFORCE_ORGANIZATION_ID"], "xero": sync_env["XERO_WEBHOOK_KEY"]}
     with (
-        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], {"salesforce": organization}) as receiver,
+        WebhookReceiver(sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"], secrets) as receiver,
         dagster_daemon(sync_env, tmp_path / "daemon.log"),
     ):
         admin.salesforce_outbound(url=receiver.url_for("salesforce"))
+        admin.call("PUT", "/xero/webhooks", {"url": receiver.url_for("xero"), "key": secrets["xero"]})
         # The first change also waits for the daemon to load the code location; the second, made after that run,
         # shows that later messages get a run of their own.
         admin.salesforce_update("Opportunity", first, StageName="Closed Won")
         wait_for_invoice(sandbox.url, first)
         admin.salesforce_update("Opportunity", second, StageName="Closed Won")
-        wait_for_invoice(sandbox.url, second)
+        invoice = wait_for_invoice(sandbox.url, second)
+        admin.post(f"/xero/invoices/{invoice['InvoiceID']}/pay")
+        shown = wait_for(
+            lambda: next(
+                (o for o in admin.salesforce_records("Opportunity") if o["Id"] == second
+                 and o["Xero_Invoice_Status__c"] == "PAID"), None,
+            ),
+            HANG_GUARD_SECONDS, "the paid status on the deal",
+        )  # fmt: skip
         admin.salesforce_flush_outbound()
 
     assert all(delivery["delivered"] for delivery in admin.salesforce_outbound_deliveries())
-    assert _daemon_runs(sync_env) == {(SALESFORCE_WEBHOOK_SYNC, SALESFORCE_WEBHOOK_SENSOR, None)}
+    assert _daemon_runs(sync_env) == {
+        (SALESFORCE_WEBHOOK_SYNC, SALESFORCE_WEBHOOK_SENSOR, None),
+        (XERO_WEBHOOK_SYNC, XERO_WEBHOOK_SENSOR, None),
+    }
+    (paid,) = invoices_referencing(sandbox.url, second)
+    assert shown["Xero_Invoice_Number__c"] == paid["InvoiceNumber"] and shown["Xero_Amount_Due__c"] == 0
+    assert shown["Xero_Paid_Date__c"] is not None
     assert [len(invoices_referencing(sandbox.url, deal)) for deal in (first, second)] == [1, 1]

@@ -7,7 +7,7 @@ condition first holds, a payment of that invoice once another holds, and a team 
 import json
 import string
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pandas as pd
 from pydantic import Field
@@ -195,6 +195,13 @@ class TwoWayMapping(StrictModel):
         return self.field_conflicts.get(field, self.conflicts)
 
 
+# What accounting knows of a record, for the source system to show (lib/accounting.py): of the invoice the
+# mapping's `invoice` raised for it, and of its Xero contact (what the customer owes on all their sales invoices).
+InvoiceValue = Literal["invoice_number", "invoice_url", "invoice_status", "amount_due", "amount_paid", "paid_date"]
+ContactValue = Literal["balance"]
+INVOICE_VALUES, CONTACT_VALUES = get_args(InvoiceValue), get_args(ContactValue)
+
+
 class GroupRecord(StrictModel):
     """A record that is itself a contact group (an Intercom segment): its name, and its members' source ids."""
 
@@ -230,6 +237,8 @@ class XeroMapping(StrictModel):
     credit_note: CreditNoteMapping | None = None
     notify: dict[Literal["contact", "invoice", "payment", "credit_note"], str] = {}  # automation -> template
     two_way: TwoWayMapping | None = None
+    # Source field (its API name, written back) -> what Xero knows of the record (its invoice's, its contact's).
+    accounting: dict[str, InvoiceValue | ContactValue] = {}
 
     @property
     def two_way_fields(self) -> frozenset[str]:
@@ -267,6 +276,13 @@ class XeroMapping(StrictModel):
             ]
         if self.payment and not self.invoice:
             problems.append("payment: needs an invoice part (it pays that invoice)")
+        for field, value in self.accounting.items():
+            if value in INVOICE_VALUES and not self.invoice:
+                problems.append(f"accounting.{field}: {value} needs an invoice part (it is that invoice's)")
+            if value in CONTACT_VALUES and not self.contact:
+                problems.append(f"accounting.{field}: {value} needs a contact part (it is that contact's)")
+        written_both_ways = set(self.accounting) & set(self.two_way.fields.values() if self.two_way else ())
+        problems += [f"accounting.{field}: also a two_way field; a field has one owner" for field in written_both_ways]
         for automation in self.notify:
             if getattr(self, automation) is None:
                 problems.append(f"notify.{automation}: there is no {automation} part to notify about")

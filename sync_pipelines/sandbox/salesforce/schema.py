@@ -82,6 +82,15 @@ def _address(prefix: str) -> tuple[Field, ...]:
 
 
 XERO_CONTACT_ID = Field("Xero_Contact_ID__c", "string", external_id=True)
+# Custom fields an org adds for what accounting knows of a deal and of a customer (README: "Salesforce set-up").
+XERO_INVOICE_FIELDS = (
+    _text("Xero_Invoice_Number__c", 255),
+    Field("Xero_Invoice_URL__c", "url"),
+    _text("Xero_Invoice_Status__c", 40),
+    Field("Xero_Amount_Due__c", "currency"),
+    Field("Xero_Paid_Date__c", "date"),
+)
+XERO_BALANCE = Field("Xero_Balance__c", "currency")
 
 # salesforce.md §8 (Opportunity): a stage decides Probability, IsClosed, IsWon and the forecast category.
 STAGES: dict[str, tuple[int, bool, bool, str]] = {
@@ -198,6 +207,7 @@ OBJECTS: dict[str, SObject] = {
                 Field("Rating", "picklist"),
                 Field("AccountSource", "picklist"),
                 XERO_CONTACT_ID,
+                XERO_BALANCE,
             ),
         ),
         SObject(
@@ -270,6 +280,7 @@ OBJECTS: dict[str, SObject] = {
                 _derived("HasOpportunityLineItem", "boolean"),
                 _derived("FiscalYear", "int"),
                 _derived("FiscalQuarter", "int"),
+                *XERO_INVOICE_FIELDS,
             ),
         ),
         SObject(

@@ -67,6 +67,12 @@ class SalesforceStore:
         self.store = store
         with store.connection() as conn:
             conn.executescript(_TABLES + "".join(_object_table(s) for s in OBJECTS.values()))
+            # A state file from before a field was added (custom fields, say) gains its column, empty.
+            for sobject in OBJECTS.values():
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({sobject.table})")}
+                for f in sobject.fields:
+                    if f.name not in present:
+                        conn.execute(f'ALTER TABLE {sobject.table} ADD COLUMN "{f.name}" {f.sql_type}')
 
     def transaction(self):
         return self.store.transaction()

@@ -10,6 +10,7 @@ import hmac
 import json
 import math
 import secrets
+import string
 import time
 import uuid
 from collections.abc import Callable
@@ -30,7 +31,13 @@ from sync_pipelines.sandbox.oauth import (
 from sync_pipelines.sandbox.runtime import Runtime
 from sync_pipelines.sandbox.store import COLLECTIONS, dumps
 from sync_pipelines.sandbox.xero import tracking
-from sync_pipelines.sandbox.xero.accounting import HISTORY_COLLECTIONS, Invalid, PostDataInvalid, group_summary
+from sync_pipelines.sandbox.xero.accounting import (
+    BASE_CURRENCY,
+    HISTORY_COLLECTIONS,
+    Invalid,
+    PostDataInvalid,
+    group_summary,
+)
 from sync_pipelines.sandbox.xero.credit_notes import CreditNotes
 from sync_pipelines.sandbox.xero.dates import (
     connection_string,
@@ -123,6 +130,13 @@ def api_error(number: int, kind: str, message: str, **extra: Any) -> JSONRespons
     return JSONResponse({"ErrorNumber": number, "Type": kind, "Message": message, **extra}, 400)
 
 
+def short_code(tenant_id: str) -> str:
+    """An organisation's ShortCode: "!" and five letters or digits, stable for the tenant (e.g. "!mBdtL")."""
+    alphabet = string.ascii_letters + string.digits
+    number = uuid.UUID(tenant_id).int
+    return "!" + "".join(alphabet[(number >> (6 * n)) % len(alphabet)] for n in range(5))
+
+
 def envelope(**fields: Any) -> dict[str, Any]:
     """Collection responses share one envelope; DateTimeUTC carries no offset (xero.md §2.2)."""
     return {
@@ -208,6 +222,7 @@ class XeroSandbox:
                 Route("/api/Connections", self.connections, methods=["GET"]),
                 Route("/api/connections/{connection_id}", self.delete_connection, methods=["DELETE"]),
                 Route("/api/Connections/{connection_id}", self.delete_connection, methods=["DELETE"]),
+                Route(api + "/Organisation", self.organisation, methods=["GET"]),
                 Route(api + "/{collection}", self.collection, methods=["GET", "PUT", "POST"]),
                 Route(api + "/{collection}/{record_id}", self.record, methods=["GET", "POST"]),
                 Route(api + "/{collection}/{record_id}/History", self.history, methods=["GET", "PUT", "POST"]),
@@ -503,6 +518,24 @@ class XeroSandbox:
         return _COLLECTION_NAMES.get(request.path_params["collection"].lower())
 
     # -- Accounting API endpoints -------------------------------------------------------------
+
+    async def organisation(self, request: Request) -> Response:
+        """The tenant's organisation (xero_accounting.yaml getOrganisations): its name, base currency and the
+        ShortCode that deep links into the Xero app use."""
+
+        def read(token: dict) -> Response:
+            tenant_id, name = self.runtime.tenant_id, self.store.meta_get("tenant_name")
+            organisation = {
+                "Name": name, "LegalName": name, "PaysTax": True, "Version": "GLOBAL", "OrganisationType": "COMPANY",
+                "BaseCurrency": BASE_CURRENCY, "CountryCode": "US", "IsDemoCompany": False,
+                "OrganisationStatus": "ACTIVE", "FinancialYearEndDay": 31, "FinancialYearEndMonth": 12,
+                "Timezone": "UTC", "OrganisationEntityType": "COMPANY", "ShortCode": short_code(tenant_id),
+                "OrganisationID": tenant_id, "Edition": "BUSINESS", "Class": "STANDARD", "Addresses": [], "Phones": [],
+                "ExternalLinks": [], "PaymentTerms": {},
+            }  # fmt: skip
+            return JSONResponse(envelope(Organisations=[organisation]))
+
+        return await self._gate(request, read)
 
     async def collection(self, request: Request) -> Response:
         name = self._collection_name(request)
