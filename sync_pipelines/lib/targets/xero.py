@@ -49,7 +49,7 @@ from sync_pipelines.vendors.xero.writes import (
     own_name,
     pay_invoice,
     raise_credit_note,
-    raise_invoice,
+    raise_invoices,
     write_contacts,
     written_versions,
 )
@@ -480,19 +480,19 @@ class XeroTarget:
         )
         if documents and attempt(report, [p["messageId"] for p in documents], make_options, reads=True) is None:
             by_type["invoice"], by_type["credit_note"] = [], []
-        writes = (
-            ("note", partial(add_note, contact_id=contact_id)),
-            ("invoice", partial(raise_invoice, contact_id=contact_id)),
-            ("payment", pay_invoice),
-            ("credit_note", partial(raise_credit_note, contact_id=contact_id)),
-        )
-        for kind, write in writes:
+
+        def one_by_one(kind: str, write) -> None:
             for payload in by_type.get(kind, []):
                 message_id = payload["messageId"]
                 written = attempt(report, [message_id], partial(write, client, payload, message_id in resending))
                 if written is not None:
                     report.versions[message_id] = written_versions(written)
                     report.delivered.append(message_id)
+
+        one_by_one("note", partial(add_note, contact_id=contact_id))
+        raise_invoices(client, by_type.get("invoice", []), resending, contact_id, report)
+        one_by_one("payment", pay_invoice)
+        one_by_one("credit_note", partial(raise_credit_note, contact_id=contact_id))
         notifications = by_type.get("notify", [])
         if notifications:
             unsent = {m for m, _ in report.failed + report.rejected}

@@ -6,10 +6,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import requests
 
@@ -136,6 +138,8 @@ class XeroClient:
         self._tenant_lock = threading.Lock()
         self._page_size = page_size
         self._limiter = CallLimiter(calls_per_minute, max_concurrent)
+        self._max_concurrent = max_concurrent
+        self._day_spent_until = 0.0  # monotonic: once Xero says the day is spent, no call is made before this
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._session = requests.Session()
@@ -168,7 +172,13 @@ class XeroClient:
         where: str | None = None,
         params: dict | None = None,
     ) -> Iterator[list[dict]]:
-        """Yield non-empty pages at the largest page size, stopping without an extra empty call (xero.md §3.1)."""
+        """Yield non-empty pages at the largest page size, in order, stopping without an extra empty call (xero.md
+        §3.1).
+
+        The first page says how many there are (`pagination.pageCount`); the rest are then fetched as many at a time
+        as the tenant allows in flight (5, xero.md §5), at most a few pages ahead of the one the caller is on, so
+        fetching overlaps with what the caller does with each page and memory stays bounded.
+        """
         headers = {}
         if modified_since is not None:
             # xero.md §3.2: a header, UTC, no offset; naive datetimes are taken as UTC.
@@ -179,22 +189,53 @@ class XeroClient:
         if where:
             query["where"] = where
         url = self._url(collection)
-        page = 1
-        while True:
-            response = self._request(
+
+        def fetch(page: int) -> requests.Response:
+            return self._request(
                 "GET", url, params={**query, "page": page, "pageSize": self._page_size}, headers=headers
             )
-            if response.status_code == 304:
-                # xero.md §3.2: undocumented for lists; treat as "no changes".
-                return
-            body = response.json()
+
+        first = fetch(1)
+        if first.status_code == 304:
+            return  # xero.md §3.2: undocumented for lists; treat as "no changes".
+        body = first.json()
+        page_count = (body.get("pagination") or {}).get("pageCount")
+        if page_count is None:
+            yield from self._serial_pages(collection, fetch, body)
+            return
+        if body.get(collection):
+            yield body[collection]
+        if page_count <= 1 or len(body.get(collection, [])) < self._page_size:
+            return
+        ahead = 2 * self._max_concurrent
+        with ThreadPoolExecutor(self._max_concurrent, thread_name_prefix="xero-pages") as pool:
+            pending: deque[Future[requests.Response]] = deque()
+            next_page = 2
+            try:
+                while pending or next_page <= page_count:
+                    while next_page <= page_count and len(pending) < ahead:
+                        pending.append(pool.submit(fetch, next_page))
+                        next_page += 1
+                    items = pending.popleft().result().json().get(collection, [])
+                    if items:
+                        yield items
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _serial_pages(
+        self, collection: str, fetch: Callable[[int], requests.Response], body: dict
+    ) -> Iterator[list[dict]]:
+        """Pages one after another, for a response without `pageCount`: until a short page (xero.md §3.1)."""
+        page = 1
+        while True:
             items = body.get(collection, [])
             if items:
                 yield items
-            page_count = (body.get("pagination") or {}).get("pageCount")
-            if len(items) < self._page_size or (page_count is not None and page >= page_count):
+            if len(items) < self._page_size:
                 return
             page += 1
+            body = fetch(page).json()
 
     def write(
         self,
@@ -275,6 +316,9 @@ class XeroClient:
             raise XeroApiError(f"Xero {method} {url} kept failing: {exc}") from exc
 
     def _send(self, method: str, url: str, headers: dict, kwargs: dict, tenant: bool) -> requests.Response:
+        spent_for = self._day_spent_until - time.monotonic()
+        if tenant and spent_for > 0:
+            raise XeroDailyLimitReached(math.ceil(spent_for))  # pages still queued behind a refused one stop here
         headers = {**headers, "Authorization": f"Bearer {self._auth.access_token()}"}
         # xero.md §1.6: tenant-less calls (/connections) do not count against the tenant's limits.
         with self._limiter.slot() if tenant else contextlib.nullcontext():
@@ -305,6 +349,7 @@ class XeroClient:
             problem = response.headers.get("X-Rate-Limit-Problem", "").lower()
             # xero.md §5: "day" (older docs "Daily") means defer the run, not retry soon.
             if problem.startswith("day"):
+                self._day_spent_until = time.monotonic() + (retry_after or 0)
                 raise XeroDailyLimitReached(retry_after)
             if retry_after:
                 self._limiter.pause(retry_after)

@@ -248,13 +248,42 @@ def addressed(document: dict, contact_id: ContactIds) -> dict:
     return {**document, "Contact": {"ContactID": contact_id(document["Contact"])}}
 
 
-def raise_invoice(client, payload: dict, again: bool, contact_id: ContactIds) -> list[dict]:
-    """PUT creates only, under the message's own key: a replay returns the first answer, not a second invoice;
-    sent again past the key's window, the invoice is first looked for by its Reference."""
-    if again and (invoice := _invoice_by_reference(client, payload["Invoice"]["Reference"])) is not None:
-        return [invoice]
-    body = addressed(payload["Invoice"], contact_id)
-    return [_written(client.write("PUT", "Invoices", [body], payload["messageId"]))]
+def raise_invoices(
+    client, payloads: list[dict], resending: frozenset[str], contact_id: ContactIds, report: DeliveryReport
+) -> None:
+    """Invoices in batches of up to WRITE_BATCH per PUT (creates only), each element settled on its own
+    (summarizeErrors=false: one refused invoice does not hold up the rest).
+
+    Once ever holds through the outbox's write-ahead record, not a per-invoice key: every message of a batch is
+    recorded as sending before the call, and one that may have gone (`resending`: a crash, a timeout, a failed call)
+    is first looked for by its Reference, since a batch sent again may be made of other messages, under another
+    Idempotency-Key. A replay of the same batch gets Xero's first answer under the same key.
+    """
+    ready = []
+    for payload in payloads:
+        message_id = payload["messageId"]
+        if message_id in resending:
+            lookup = partial(_raised_or_none_yet, client, payload["Invoice"]["Reference"])
+            found = attempt(report, [message_id], lookup, reads=True)
+            if found:
+                report.delivered.append(message_id)
+                report.versions[message_id] = written_versions([found])
+            if found is None or found:
+                continue  # the lookup failed (recorded), or the invoice is there
+        body = attempt(report, [message_id], partial(addressed, payload["Invoice"], contact_id), reads=True)
+        if body is not None:
+            ready.append((message_id, body))
+    for start in range(0, len(ready), WRITE_BATCH):
+        batch = ready[start : start + WRITE_BATCH]
+        ids = [message_id for message_id, _ in batch]
+        put = partial(client.write, "PUT", "Invoices", [body for _, body in batch], _key("invoices", *ids))
+        results = attempt(report, ids, put)
+        for message_id, result in zip(ids, results or [], strict=True):
+            if problems := _problems(result):
+                report.rejected.append((message_id, problems))
+            else:
+                report.delivered.append(message_id)
+                report.versions[message_id] = written_versions([result])
 
 
 def pay_invoice(client, payload: dict, again: bool) -> list[dict]:
@@ -352,6 +381,11 @@ def _written(results: list[dict]) -> dict:
     if problems:
         raise Rejected(problems)
     return result
+
+
+def _raised_or_none_yet(client, reference: str) -> dict:
+    """The live sales invoice raised under this Reference, or {} when there is none (None is a failed lookup)."""
+    return _invoice_by_reference(client, reference) or {}
 
 
 def _invoice_by_reference(client, reference: str, collection: str = "Invoices", kind: str = "ACCREC") -> dict | None:

@@ -1,0 +1,80 @@
+"""A full read of Xero invoices against the bound Xero's limits allow, with a slow API.
+
+Seeds the sandbox (in its own process), makes every Xero call take --latency seconds and keeps Xero's real limits
+(60 calls a minute, 5 in flight per tenant: xero.md §5), then reads every invoice page through the product's client
+twice: one page at a time (the baseline), then as it reads by default. Prints each read's wall time against the
+bound: the shortest time any client could take for those page calls under those limits, knowing the page count
+in advance (an earliest-start schedule of the calls).
+
+    python benchmarks/xero_read.py [--invoices 30000] [--latency 1.5]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import requests
+from sandbox_process import connect, sandbox_process
+
+from sync_pipelines.vendors.xero import settings
+from sync_pipelines.vendors.xero.resource import XeroResource
+
+
+def bound_seconds(calls: int, latency: float, in_flight: int, per_window: int, window: float) -> float:
+    """When the last of `calls` calls of `latency` s ends if each starts as early as the limits let it."""
+    ends: list[float] = []
+    starts: deque[float] = deque()
+    for n in range(calls):
+        start = ends[n - in_flight] if n >= in_flight else 0.0
+        if len(starts) == per_window:
+            start = max(start, starts.popleft() + window)
+        starts.append(start)
+        ends.append(start + latency)
+        ends.sort()
+    return max(ends)
+
+
+def _read(max_concurrent: int) -> tuple[float, int]:
+    """A full read of the Invoices collection: (wall seconds, pages)."""
+    client = XeroResource(
+        api_url=os.environ["XERO_API_URL"], identity_url=os.environ["XERO_IDENTITY_URL"],
+        client_id=os.environ["XERO_CLIENT_ID"], client_secret=os.environ["XERO_CLIENT_SECRET"],
+        token_path=os.environ["XERO_TOKEN_PATH"], token_key=os.environ["SYNC_PIPELINES_TOKEN_KEY"],
+        max_concurrent=max_concurrent,
+    ).get_client()  # fmt: skip
+    assert client.tenant_id  # /connections does not count against the tenant's limits
+    started = time.perf_counter()
+    pages = sum(1 for _ in client.iter_pages("Invoices"))
+    return time.perf_counter() - started, pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=30_000)
+    parser.add_argument("--latency", type=float, default=1.5, help="seconds each Xero call takes")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="xero_read_"))
+    with sandbox_process(work, "--invoices", str(args.invoices), ready_seconds=900) as url:
+        connect(url, work)
+        faults = {"xero": {"latency_ms": args.latency * 1000}}
+        requests.put(f"{url}/_admin/faults", json=faults, timeout=10).raise_for_status()
+        figures = []
+        for label, concurrent in (("one page at a time", 1), ("default (pages fetched together)", None)):
+            time.sleep(settings.RATE_WINDOW_SECONDS)  # each read starts with the minute's allowance whole
+            seconds, pages = _read(concurrent or settings.MAX_CONCURRENT)
+            figures.append((label, seconds, pages))
+
+    limits = (settings.MAX_CONCURRENT, settings.CALLS_PER_MINUTE, settings.RATE_WINDOW_SECONDS)
+    print(f"{args.invoices:,} invoices, {args.latency} s a call, limits: {limits[0]} in flight, {limits[1]} a minute")
+    for label, seconds, pages in figures:
+        bound = bound_seconds(pages, args.latency, *limits)
+        print(f"{label:<34} {pages} pages in {seconds:6.1f} s; bound {bound:6.1f} s; ratio {seconds / bound:.2f}")
+    print(f"speed-up over one page at a time: {figures[0][1] / figures[1][1]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
