@@ -28,16 +28,16 @@ def normalised_name(name: object) -> str | None:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", name.lower()).split()) or None
 
 
-def invoiced_references(conn: duckdb.DuckDBPyConnection, references: list[str]) -> set[str]:
-    """References of live invoices Xero already has, as staged."""
+def raised_invoices(conn: duckdb.DuckDBPyConnection, references: list[str]) -> dict[str, str]:
+    """Reference -> InvoiceID of the live invoices Xero already has under these references, as staged."""
     if not references or not staging.table_exists(conn, INVOICES.table):
-        return set()
+        return {}
     with staging.frame_as(conn, "wanted", pd.DataFrame({"reference": references})):
         rows = conn.execute(
-            f"""SELECT DISTINCT i.reference FROM "{INVOICES.table}" i JOIN wanted w USING (reference)
-                WHERE i.status NOT IN ('DELETED', 'VOIDED')"""
+            f"""SELECT i.reference, any_value(i.invoice_id) FROM "{INVOICES.table}" i JOIN wanted w USING (reference)
+                WHERE i.status NOT IN ('DELETED', 'VOIDED') GROUP BY i.reference"""
         ).fetchall()
-    return {reference for (reference,) in rows}
+    return dict(rows)
 
 
 def match_contacts(

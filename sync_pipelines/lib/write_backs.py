@@ -117,6 +117,28 @@ class FieldWrites:
         return {"xero_api_calls": xero.calls, "salesforce_api_calls": salesforce.rest_calls}
 
 
+def record_write(message_id: str, record_id: str, values: dict, event: str) -> OutboxMessage:
+    """An outbox message that sets fields of one Salesforce record (FieldWrites)."""
+    payload = {"type": "record", "messageId": message_id, "record": {"Id": record_id, **values}}
+    return OutboxMessage(message_id, record_id, "record", event, payload)
+
+
+def _deliver_fields(
+    context: dg.AssetExecutionContext,
+    delivery: Delivery,
+    entity: str,
+    salesforce: SalesforceResource,
+    xero: XeroResource,
+    staging_db: StagingResource,
+) -> dict:
+    """Send the outbox partition `entity` of a delivery's write-backs through FieldWrites; its figures."""
+    resources = SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db)
+    return deliver_outbox(
+        context, resources, flow=delivery.flow, entity=entity, source=delivery.entity.vendor,
+        target=FieldWrites(delivery.entity.source.sobject),
+    )  # fmt: skip
+
+
 def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
     """Keeps the mapping's two-way fields equal between each record and its Xero contact (lib/two_way.py)."""
     source = delivery.entity
@@ -158,8 +180,7 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
                     messages.append(OutboxMessage(message_id, s.source_id, "contact", "two_way", payload))
                 if s.to_source:
                     message_id = f"two_way:{source.name}:{s.source_id}:salesforce:{stamp}"
-                    payload = {"type": "record", "messageId": message_id, "record": {"Id": s.source_id, **s.to_source}}
-                    messages.append(OutboxMessage(message_id, s.source_id, "record", "two_way", payload))
+                    messages.append(record_write(message_id, s.source_id, s.to_source, "two_way"))
             staging.enqueue(conn, flow=delivery.flow, entity=entity, messages=messages, run_id=context.run.run_id)
             staging.settle_fields(
                 conn, source.label, [(s.source_id, f, v) for s in settlements for f, v in s.agreed.items()]
@@ -170,10 +191,7 @@ def two_way_sync(delivery: Delivery) -> dg.AssetsDefinition:
                 run_id=context.run.run_id,
             )  # fmt: skip
             conn.execute("COMMIT")
-        figures = deliver_outbox(
-            context, SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db), flow=delivery.flow,
-            entity=entity, source=source.vendor, target=FieldWrites(source.source.sobject),
-        )  # fmt: skip
+        figures = _deliver_fields(context, delivery, entity, salesforce, xero, staging_db)
         return dg.MaterializeResult(
             metadata={
                 **figures,
@@ -222,20 +240,13 @@ def accounting_write_back(delivery: Delivery) -> dg.AssetsDefinition:
             )  # fmt: skip
             stamp = staging.utcnow().strftime("%Y%m%dT%H%M%S%f")
             messages = [
-                OutboxMessage(
-                    f"accounting:{source.name}:{record_id}:{stamp}", record_id, "record", "accounting",
-                    {"type": "record", "messageId": f"accounting:{source.name}:{record_id}:{stamp}",
-                     "record": {"Id": record_id, **values}},
-                )
+                record_write(f"accounting:{source.name}:{record_id}:{stamp}", record_id, values, "accounting")
                 for record_id, values in due.items()
-            ]  # fmt: skip
+            ]
             staging.enqueue(conn, flow=delivery.flow, entity=entity, messages=messages, run_id=context.run.run_id)
             staging.settle_fields(conn, entity, as_settled(due))
             conn.execute("COMMIT")
-        figures = deliver_outbox(
-            context, SimpleNamespace(salesforce=salesforce, xero=xero, staging_db=staging_db), flow=delivery.flow,
-            entity=entity, source=source.vendor, target=FieldWrites(source.source.sobject),
-        )  # fmt: skip
+        figures = _deliver_fields(context, delivery, entity, salesforce, xero, staging_db)
         return dg.MaterializeResult(
             metadata={**figures, "records_changed": len(due), "seconds": round(time.monotonic() - started, 3)}
         )

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.xero.settings import WRITE_BATCH
 from sync_pipelines_tests.conftest import SandboxAdmin
 from sync_pipelines_tests.crashes import kill_and_rerun
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
@@ -24,6 +25,7 @@ from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_count
 KILLS = 10
 # Small batches, so a flow of a few hundred messages takes dozens of calls: room for every kill, whatever the speed.
 SEGMENT_BATCH_BYTES = 10_000
+SMALL_XERO_BATCH = 2
 
 
 @pytest.fixture
@@ -52,7 +54,10 @@ def test_salesforce_runs_killed_mid_write_raise_no_invoice_payment_or_contact_tw
         admin.salesforce_update("Opportunity", deal_id, StageName="Paid")
 
     money_writes = partial(_calls, admin, "xero", "/Invoices", "/Payments")
-    loop = kill_and_rerun("salesforce_to_xero", money_writes, kills=KILLS, rng=random.Random(4))
+    # Invoices and payments go two to a call here (50 in production), so there are dozens of writes to kill in.
+    loop = kill_and_rerun(
+        "salesforce_to_xero", money_writes, kills=KILLS, rng=random.Random(4), xero_write_batch=SMALL_XERO_BATCH
+    )
 
     assert len(loop.kill_points) >= KILLS and loop.final_returncode == 0, loop
     invoices = [i for i in admin.get("/xero/invoices") if i["Type"] == "ACCREC"]
@@ -88,7 +93,10 @@ def test_segment_deliveries_killed_mid_batch_lose_nothing_and_resend_at_most_one
 
 
 def test_two_runs_of_one_flow_at_once_deliver_every_message_and_notification_exactly_once(admin, sync_env):
-    command = [sys.executable, "-m", "sync_pipelines_tests.crashes", "xero_to_segment", str(SEGMENT_BATCH_BYTES), "600"]
+    command = [
+        sys.executable, "-m", "sync_pipelines_tests.crashes", "xero_to_segment", str(SEGMENT_BATCH_BYTES), "600",
+        str(WRITE_BATCH),
+    ]  # fmt: skip
     runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
 
     assert [run.wait() for run in runs] == [0, 0]

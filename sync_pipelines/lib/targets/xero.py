@@ -18,10 +18,10 @@ from sync_pipelines.lib.deliveries import Changes, Totals
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.matching import (
     contact_numbers,
-    invoiced_references,
     match_contacts,
     name_holders,
     normalised_name,
+    raised_invoices,
     staged_ids,
 )
 from sync_pipelines.lib.staging import OutboxMessage
@@ -47,7 +47,7 @@ from sync_pipelines.vendors.xero.writes import (
     ensure_tracking_options,
     found_again,
     own_name,
-    pay_invoice,
+    pay_invoices,
     raise_credit_note,
     raise_invoices,
     write_contacts,
@@ -195,7 +195,7 @@ class XeroTarget:
         if self.mapping.invoice:
             messages += self._invoices(conn, source, live)
         if self.mapping.payment:
-            messages += self._payments(source, live)
+            messages += self._payments(conn, source, live)
         if self.mapping.credit_note:
             messages += self._credit_notes(conn, source, live)
         return messages + self._notifications(messages, rows)
@@ -363,7 +363,7 @@ class XeroTarget:
         if not due:
             return []
         references = {record_id: str(json_value(row[invoice.reference])) for record_id, row in due.items()}
-        raised = invoiced_references(conn, list(references.values()))
+        raised = raised_invoices(conn, list(references.values()))
         billed = {record_id: str(json_value(row[invoice.contact])) for record_id, row in due.items()}
         contact_ids = staging.linked_ids(
             conn, source_system=source, target_system=self.system, source_ids=list(billed.values())
@@ -388,19 +388,23 @@ class XeroTarget:
             messages.append(OutboxMessage(message_id, record_id, "invoice", "raised", payload))
         return messages
 
-    def _payments(self, source: str, rows: dict[str, dict]) -> list[OutboxMessage]:
+    def _payments(self, conn, source: str, rows: dict[str, dict]) -> list[OutboxMessage]:
+        """A payment per record whose `when` holds; with its invoice's InvoiceID when that invoice is staged, so
+        payments are looked up in Xero fifty at a time by ID rather than one by one by Reference."""
         payment, invoice = self.mapping.payment, self.mapping.invoice
+        due = {record_id: str(json_value(row[invoice.reference])) for record_id, row in rows.items()
+               if payment.when.holds(row)}  # fmt: skip
+        invoice_ids = raised_invoices(conn, list(due.values()))
         messages = []
-        for record_id, row in rows.items():
-            if not payment.when.holds(row):
-                continue
+        for record_id, reference in due.items():
             message_id = f"{source}:xero_payment:{record_id}"
             payload = {
                 "type": "payment",
                 "messageId": message_id,
-                "reference": str(json_value(row[invoice.reference])),
+                "reference": reference,
                 "Account": {"Code": payment.account_code},
                 "Date": staging.utcnow().date().isoformat(),
+                **({"InvoiceID": invoice_ids[reference]} if reference in invoice_ids else {}),
             }
             messages.append(OutboxMessage(message_id, record_id, "payment", "paid", payload))
         return messages
@@ -491,7 +495,7 @@ class XeroTarget:
 
         one_by_one("note", partial(add_note, contact_id=contact_id))
         raise_invoices(client, by_type.get("invoice", []), resending, contact_id, report)
-        one_by_one("payment", pay_invoice)
+        pay_invoices(client, by_type.get("payment", []), report)
         one_by_one("credit_note", partial(raise_credit_note, contact_id=contact_id))
         notifications = by_type.get("notify", [])
         if notifications:

@@ -520,8 +520,8 @@ class XeroSandbox:
     # -- Accounting API endpoints -------------------------------------------------------------
 
     async def organisation(self, request: Request) -> Response:
-        """The tenant's organisation (xero_accounting.yaml getOrganisations): its name, base currency and the
-        ShortCode that deep links into the Xero app use."""
+        """The tenant's organisation (https://developer.xero.com/documentation/api/accounting/organisation): its
+        name, base currency and the ShortCode that deep links into the Xero app use."""
 
         def read(token: dict) -> Response:
             tenant_id, name = self.runtime.tenant_id, self.store.meta_get("tenant_name")

@@ -127,6 +127,7 @@ class XeroClient:
         page_size: int = settings.MAX_PAGE_SIZE,
         calls_per_minute: int = settings.CALLS_PER_MINUTE,
         max_concurrent: int = settings.MAX_CONCURRENT,
+        write_batch: int = settings.WRITE_BATCH,
         timeout: float = 30,
         max_attempts: int = 8,
     ) -> None:
@@ -139,6 +140,7 @@ class XeroClient:
         self._page_size = page_size
         self._limiter = CallLimiter(calls_per_minute, max_concurrent)
         self._max_concurrent = max_concurrent
+        self.write_batch = write_batch  # elements per batch write (writes.py)
         self._day_spent_until = 0.0  # monotonic: once Xero says the day is spent, no call is made before this
         self._timeout = timeout
         self._max_attempts = max_attempts

@@ -27,6 +27,7 @@ class XeroResource(dg.ConfigurableResource):
     page_size: int = settings.MAX_PAGE_SIZE
     calls_per_minute: int = settings.CALLS_PER_MINUTE
     max_concurrent: int = settings.MAX_CONCURRENT
+    write_batch: int = settings.WRITE_BATCH  # elements per batch write: fewer only to test many small writes
     max_attempts: int = 8  # tries per call before its messages wait in the dead letters
 
     _client: XeroClient | None = PrivateAttr(default=None)
@@ -47,6 +48,7 @@ class XeroResource(dg.ConfigurableResource):
                 page_size=self.page_size,
                 calls_per_minute=self.calls_per_minute,
                 max_concurrent=self.max_concurrent,
+                write_batch=self.write_batch,
                 max_attempts=self.max_attempts,
             )
         return self._client

@@ -23,6 +23,10 @@ RATE_WINDOW_SECONDS = 60.0
 # xero.md §1.4: refresh this long before the access token expires (xero-python's buffer).
 REFRESH_BUFFER_SECONDS = 60
 
+# xero.md §4: batch writes, each element answered on its own with summarizeErrors=false. Fifty keeps a request
+# small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
+WRITE_BATCH = 50
+
 # xero.md §4.3: Idempotency-Key header length limit.
 MAX_IDEMPOTENCY_KEY_CHARS = 128
 

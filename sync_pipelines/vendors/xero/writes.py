@@ -19,9 +19,6 @@ from sync_pipelines.vendors.retrying import RetryableResponse
 from sync_pipelines.vendors.xero.client import XeroApiError, XeroDailyLimitReached
 from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 
-# xero.md §4: batch writes, each element answered on its own with summarizeErrors=false. Fifty keeps a request
-# small enough to retry cheaply while a thousand contacts still take only twenty of the 60 calls a minute.
-WRITE_BATCH = 50
 # xero.md §2.5: the unique-name validation message
 NAME_TAKEN = "is already assigned to another contact"
 
@@ -68,8 +65,8 @@ class ContactGroups:
                 found = [
                     p for p in batch if attempt(report, [p["messageId"]], partial(self._contact_id, p), reads=True)
                 ]
-                for start in range(0, len(found), WRITE_BATCH):
-                    chunk = found[start : start + WRITE_BATCH]
+                for start in range(0, len(found), self._client.write_batch):
+                    chunk = found[start : start + self._client.write_batch]
                     ids = [p["messageId"] for p in chunk]
                     if attempt(report, ids, partial(self._add, group, chunk)) is not None:
                         report.delivered += ids
@@ -143,8 +140,8 @@ def write_contacts(client, payloads: list[dict], report: DeliveryReport) -> None
     xero.md §2.5: a name another active contact holds is refused; such a contact is written again with its
     ContactNumber (the source id) in its name, so two people called Jo Smith stay two contacts.
     """
-    for start in range(0, len(payloads), WRITE_BATCH):
-        batch = payloads[start : start + WRITE_BATCH]
+    for start in range(0, len(payloads), client.write_batch):
+        batch = payloads[start : start + client.write_batch]
         clashes = _write_contact_batch(client, batch, report)
         if clashes:
             renamed = [{**p, "Contact": {**p["Contact"], "Name": own_name(p["Contact"])}} for p in clashes]
@@ -251,7 +248,7 @@ def addressed(document: dict, contact_id: ContactIds) -> dict:
 def raise_invoices(
     client, payloads: list[dict], resending: frozenset[str], contact_id: ContactIds, report: DeliveryReport
 ) -> None:
-    """Invoices in batches of up to WRITE_BATCH per PUT (creates only), each element settled on its own
+    """Invoices in batches of up to `client.write_batch` (50) per PUT (creates only), each element settled on its own
     (summarizeErrors=false: one refused invoice does not hold up the rest).
 
     Once ever holds through the outbox's write-ahead record, not a per-invoice key: every message of a batch is
@@ -273,34 +270,100 @@ def raise_invoices(
         body = attempt(report, [message_id], partial(addressed, payload["Invoice"], contact_id), reads=True)
         if body is not None:
             ready.append((message_id, body))
-    for start in range(0, len(ready), WRITE_BATCH):
-        batch = ready[start : start + WRITE_BATCH]
+    for start in range(0, len(ready), client.write_batch):
+        batch = ready[start : start + client.write_batch]
         ids = [message_id for message_id, _ in batch]
         put = partial(client.write, "PUT", "Invoices", [body for _, body in batch], _key("invoices", *ids))
-        results = attempt(report, ids, put)
+        _settle_each(report, ids, attempt(report, ids, put))
+
+
+def pay_invoices(client, payloads: list[dict], report: DeliveryReport) -> None:
+    """Pay what is due on each record's invoice, fifty payments to a `PUT /Payments`, each element settled on its
+    own; nothing due (already paid, e.g. a replay) is success. Every invoice is read first, so sending a payment
+    again needs nothing more. A DRAFT invoice is approved first, in batches too (xero.md §2.4, §2.9: only
+    AUTHORISED invoices take payments)."""
+    invoices = _invoices_of(client, payloads, report)
+    due = []
+    for payload in payloads:
+        message_id, invoice = payload["messageId"], invoices.get(payload["messageId"])
+        if invoice is None:
+            continue  # its lookup failed, recorded
+        if not invoice:
+            report.failed.append((message_id, f"no invoice with Reference {payload['reference']!r} in Xero yet"))
+        elif not invoice.get("AmountDue"):
+            report.delivered.append(message_id)
+        else:
+            due.append((payload, invoice))
+    approved = _approve(client, [(p, i) for p, i in due if i["Status"] == "DRAFT"], report)
+    due = [(p, i) for p, i in due if i["Status"] != "DRAFT" or p["messageId"] in approved]
+    for start in range(0, len(due), client.write_batch):
+        batch = due[start : start + client.write_batch]
+        ids = [payload["messageId"] for payload, _ in batch]
+        bodies = [
+            {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": payload["Account"], "Date": payload["Date"],
+             "Amount": invoice["AmountDue"], "Reference": payload["reference"]}
+            for payload, invoice in batch
+        ]  # fmt: skip
+        put = partial(client.write, "PUT", "Payments", bodies, _key("payments", *ids))
+        _settle_each(report, ids, attempt(report, ids, put))
+
+
+def _invoices_of(client, payloads: list[dict], report: DeliveryReport) -> dict[str, dict]:
+    """Message id -> the live invoice its payment is for ({} when Xero has none yet); a failed lookup is recorded
+    and its message left out. Known InvoiceIDs are read fifty at a time by `IDs` (xero.md §3.3: keep ID lists to
+    about 50); the rest, and any not found that way, one by one by Reference."""
+    found: dict[str, dict] = {}
+    failed: set[str] = set()
+    by_id = [p for p in payloads if p.get("InvoiceID")]
+    for start in range(0, len(by_id), client.write_batch):
+        batch = by_id[start : start + client.write_batch]
+        ids = [p["messageId"] for p in batch]
+        invoices = attempt(report, ids, partial(_invoices_by_id, client, [p["InvoiceID"] for p in batch]), reads=True)
+        if invoices is None:
+            failed.update(ids)
+            continue
+        found |= {p["messageId"]: invoices[p["InvoiceID"]] for p in batch if p["InvoiceID"] in invoices}
+    for payload in payloads:
+        message_id = payload["messageId"]
+        if message_id not in found and message_id not in failed:
+            lookup = partial(_raised_or_none_yet, client, payload["reference"])
+            invoice = attempt(report, [message_id], lookup, reads=True)
+            if invoice is not None:
+                found[message_id] = invoice
+    return found
+
+
+def _approve(client, drafts: list[tuple[dict, dict]], report: DeliveryReport) -> set[str]:
+    """Approve draft invoices in batches; the message ids whose invoice is now AUTHORISED."""
+    approved: set[str] = set()
+    for start in range(0, len(drafts), client.write_batch):
+        batch = drafts[start : start + client.write_batch]
+        ids = [payload["messageId"] for payload, _ in batch]
+        bodies = [{"InvoiceID": invoice["InvoiceID"], "Status": "AUTHORISED"} for _, invoice in batch]
+        results = attempt(report, ids, partial(client.write, "POST", "Invoices", bodies, _key("approve", *ids)))
         for message_id, result in zip(ids, results or [], strict=True):
             if problems := _problems(result):
                 report.rejected.append((message_id, problems))
             else:
-                report.delivered.append(message_id)
-                report.versions[message_id] = written_versions([result])
+                approved.add(message_id)
+    return approved
 
 
-def pay_invoice(client, payload: dict, again: bool) -> list[dict]:
-    """Pay what is due on the record's invoice; nothing due (already paid, e.g. a replay) is success. It always
-    looks first, so sending it again (`again`) needs nothing more."""
-    invoice = _invoice_by_reference(client, payload["reference"])
-    if invoice is None:
-        raise WaitingFor(f"no invoice with Reference {payload['reference']!r} in Xero yet")
-    if not invoice.get("AmountDue"):
-        return [invoice]
-    if invoice["Status"] == "DRAFT":
-        # xero.md §2.4, §2.9: only AUTHORISED invoices take payments; a paid deal's draft is approved first.
-        approval = {"InvoiceID": invoice["InvoiceID"], "Status": "AUTHORISED"}
-        _written(client.write("POST", "Invoices", [approval], f"{payload['messageId']}:approve"))
-    body = {"Invoice": {"InvoiceID": invoice["InvoiceID"]}, "Account": payload["Account"], "Date": payload["Date"],
-            "Amount": invoice["AmountDue"], "Reference": payload["reference"]}  # fmt: skip
-    return [_written(client.write("PUT", "Payments", [body], payload["messageId"]))]
+def _settle_each(report: DeliveryReport, message_ids: list[str], results: list[dict] | None) -> None:
+    """Each element of a batch write settled on its own: delivered with its record's version, or rejected with
+    Xero's validation messages (a failed call was recorded by `attempt`)."""
+    for message_id, result in zip(message_ids, results or [], strict=True):
+        if problems := _problems(result):
+            report.rejected.append((message_id, problems))
+        else:
+            report.delivered.append(message_id)
+            report.versions[message_id] = written_versions([result])
+
+
+def _invoices_by_id(client, invoice_ids: list[str]) -> dict[str, dict]:
+    """InvoiceID -> the live invoice, for up to about 50 IDs (xero.md §3.3)."""
+    pages = client.iter_pages("Invoices", params={"IDs": ",".join(invoice_ids)})
+    return {i["InvoiceID"]: i for page in pages for i in page if i["Status"] not in ("DELETED", "VOIDED")}
 
 
 # What a credit note copies of each line of the invoice it credits whole.
