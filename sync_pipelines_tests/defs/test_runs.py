@@ -88,7 +88,7 @@ def _launch(env: dict[str, str], job: str) -> None:
 
 
 def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid of the process the code server started for the run (its 'Started process for run' event)."""
+    """The pid of the run's process (its "Started process for run" event)."""
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         pid = record.dagster_event.engine_event_data.metadata.get("pid")
         if pid is not None and "Started process for run" in (record.dagster_event.message or ""):

@@ -38,30 +38,41 @@ FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 @contextmanager
-def dagster_daemon(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """`dagster-daemon run` with the CLI's instance settings in env's DAGSTER_HOME; stopped, with its children."""
+def dagster_daemon(env: dict[str, str], log_path: Path, workspace: Path = WORKSPACE) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` over `workspace` (the project's, its schedules stopped) with the CLI's instance settings in
+    env's DAGSTER_HOME; stopped, with its children."""
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     env = {**os.environ, **env}
     bin_dir = Path(sys.executable).parent
-    _stop_schedules(home, env, bin_dir)
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # the instance's storage is made once here, not raced by the processes below
+    if workspace == WORKSPACE:
+        _stop_schedules(home, env, bin_dir)
     with log_path.open("wb") as log:
-        # Its own session: the code server and the runs it launches stop with it.
+        # Its own session: its code server, its warm run process and the runs stop with it.
         daemon = subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-w", str(WORKSPACE)],
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
             env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
             yield daemon
         finally:
-            _let_runs_finish(home, seconds=60)
-            os.killpg(daemon.pid, signal.SIGTERM)  # the daemon, its code server and any run still going
             try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+                _let_runs_finish(home, seconds=60)
+            finally:
+                _stop(daemon)
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    """Stop the daemon and its process group: its code server, its warm run process and any run still going."""
+    os.killpg(daemon.pid, signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
 
 
 @contextmanager
@@ -112,8 +123,6 @@ def launch_job(job: str, env: dict[str, str]) -> str:
 
 def _stop_schedules(home: Path, env: dict[str, str], bin_dir: Path) -> None:
     """Stop the schedules, all at once: each `dagster schedule stop` loads the code location for seconds."""
-    with dg.DagsterInstance.from_config(str(home)):
-        pass  # the instance's storage is made once here, not raced by the stops below
     stops = [
         subprocess.Popen(
             [str(bin_dir / "dagster"), "schedule", "stop", name, "-w", str(WORKSPACE)],
