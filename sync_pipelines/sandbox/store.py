@@ -9,7 +9,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ COLLECTIONS: dict[str, tuple[str, str, str | None, str | None, tuple[str, str]]]
     "CreditNotes": ("credit_notes", "CreditNoteID", "Type", "Status", ("Contact", "ContactID")),
 }
 _SQLITE_INT = (-(2**63), 2**63 - 1)
+# Listings whose order is kept for paging (a few clients reading at once, each with its own filters).
+LISTINGS_KEPT = 8
 _LABEL_FIELD = {
     "Invoices": "InvoiceNumber",
     "Contacts": "Name",
@@ -125,6 +127,7 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.create_function("casefold", 1, _casefold, deterministic=True)
+        self._listings: dict[tuple, tuple[tuple[int, int], list[int]]] = {}  # see page()
         script = _SCHEMA + "".join(_RECORD_TABLE.format(table=spec[0]) for spec in COLLECTIONS.values())
         self._conn.executescript(script)
         # State files written before webhook events carried data (CREDITNOTE's Type and Status) gain the column.
@@ -267,6 +270,28 @@ class Store:
         sql = f"SELECT body, malformed FROM {table} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
         values = (*params, limit, offset)
         return conn.execute(sql, values).fetchall() if conn else self._query(sql, values)
+
+    def page(
+        self, collection: str, where: str, params: Sequence[Any], order: str, limit: int, offset: int
+    ) -> tuple[list[tuple[str, str | None]], int]:
+        """One page of a listing and the listing's length, exactly as LIMIT/OFFSET gives them, at the cost of the
+        page alone: the listing's order (its rowids) is read once and kept until the next write to the file, so a
+        client reading page after page (Xero pages by number) costs each page, not every row before it."""
+        table = COLLECTIONS[collection][0]
+        key = (table, where, tuple(params), order)
+        with self._lock:
+            version = (self._conn.total_changes, self._conn.execute("PRAGMA data_version").fetchone()[0])
+            kept = self._listings.pop(key, None)
+            if kept is None or kept[0] != version:
+                sql = f"SELECT rowid FROM {table} WHERE {where} ORDER BY {order}"
+                kept = (version, [row[0] for row in self._conn.execute(sql, tuple(params))])
+            self._listings[key] = kept  # the most recently used last
+            while len(self._listings) > LISTINGS_KEPT:
+                self._listings.pop(next(iter(self._listings)))
+            rowids = kept[1][offset : offset + limit]
+            sql = f"SELECT rowid, body, malformed FROM {table} WHERE rowid IN ({', '.join('?' * len(rowids))})"
+            rows = {rowid: (body, malformed) for rowid, body, malformed in self._conn.execute(sql, rowids)}
+        return [rows[rowid] for rowid in rowids], len(kept[1])
 
     def count(self, collection: str, where: str = "1", params: Iterable[Any] = ()) -> int:
         table = COLLECTIONS[collection][0]

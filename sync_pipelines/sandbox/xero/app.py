@@ -731,18 +731,17 @@ class XeroSandbox:
         if name == "Contacts" and query.get("includeArchived", "").lower() != "true":
             conditions.append("status != 'ARCHIVED'")  # archived contacts are hidden by default (xero.md §7)
         where = " AND ".join(f"({c})" for c in conditions) or "1"
-        total = self.runtime.store.count(name, where, params)
         summary = query.get("summaryOnly", "").lower() == "true"
         if page is None:
             # Unpaged GETs return everything in summary form; over 100k documents Xero refuses (xero.md §3.1, §3.3).
-            if total > HIGH_VOLUME_THRESHOLD:
+            if self.runtime.store.count(name, where, params) > HIGH_VOLUME_THRESHOLD:
                 return api_error(
                     51, "HighVolumeException", "The request would process too many documents; use paging and filters"
                 )
             rows = self.store.find(name, where, params, order)
             return self._collection_response(name, [body for body, _ in rows], None, summary=True)
         page = max(1, page)
-        rows = self.store.find(name, where, params, order, limit=page_size, offset=(page - 1) * page_size)
+        rows, total = self.store.page(name, where, params, order, limit=page_size, offset=(page - 1) * page_size)
         pagination = {
             "page": page,
             "pageSize": page_size,

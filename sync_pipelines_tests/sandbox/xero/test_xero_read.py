@@ -41,6 +41,20 @@ def test_default_order_is_updated_then_id_and_ties_exist(api):
     assert [ms for ms, _ in newest] == sorted((ms for ms, _ in map(_key, invoices)), reverse=True)[:3]
 
 
+def test_a_page_after_a_write_is_the_page_of_the_listing_as_it_is_now(api):
+    """Pages are numbered over the listing as it stands at each request, as Xero's are: a record edited between two
+    page reads moves to the end, and the next page starts one record later in what was read before."""
+    before = api.all_pages("Invoices", page_size=50)
+    first = api.request("GET", "Invoices", params={"page": 1, "pageSize": 50}).json()["Invoices"]
+    assert first == before[:50]
+    edited = first[0]["InvoiceID"]
+    assert api.request("POST", "Invoices", json={"InvoiceID": edited, "Reference": "edited"}).ok
+    second = api.request("GET", "Invoices", params={"page": 2, "pageSize": 50}).json()["Invoices"]
+    assert [i["InvoiceID"] for i in second] == [i["InvoiceID"] for i in before[51:101]]
+    last = api.request("GET", "Invoices", params={"page": 4, "pageSize": 50}).json()["Invoices"]
+    assert last[-1]["InvoiceID"] == edited and last[-1]["Reference"] == "edited"
+
+
 def test_if_modified_since_is_inclusive_and_accepts_offsets(api):
     invoices = api.all_pages("Invoices")
     pivot = parse_net(invoices[120]["UpdatedDateUTC"])
