@@ -189,6 +189,13 @@ class StagingResource(dg.ConfigurableResource):
     lock_timeout_seconds: float = Field(
         default=300.0, description="How long a step waits for another process's write lock."
     )
+    memory_limit: str = Field(
+        default="256MB",
+        description=(
+            "DuckDB's memory limit (it spills to disk beyond it). Without one DuckDB keeps up to 80% of the "
+            "machine's memory in its buffers, and a step's memory grows with the rows the store holds."
+        ),
+    )
 
     _preview: Path | None = PrivateAttr(default=None)
 
@@ -227,7 +234,7 @@ class StagingResource(dg.ConfigurableResource):
             stop=stop_after_delay(self.lock_timeout_seconds),
             reraise=True,
         )(duckdb.connect)
-        conn = connect(path)
+        conn = connect(path, config={"memory_limit": self.memory_limit})
         try:
             migrate(conn)
             yield conn
