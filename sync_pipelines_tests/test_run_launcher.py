@@ -13,7 +13,7 @@ import pytest
 from dagster._core.launcher import WorkerStatus
 
 from sync_pipelines.run_launcher import RUN_WORKER_TAG, WarmRunLauncher
-from sync_pipelines_tests.webhooks.daemon import FINISHED, HANG_GUARD_SECONDS, dagster_daemon, wait_for
+from sync_pipelines_tests.webhooks.daemon import FINISHED, HANG_GUARD_SECONDS, dagster_daemon, launch_job, wait_for
 
 CODE = """
 import json
@@ -70,13 +70,7 @@ def daemon(location, tmp_path):
 
 def _launch(instance: dg.DagsterInstance, location: Path) -> str:
     """Submit a run of the probe to the run queue, as the UI's Launch does; its id."""
-    before = {run.run_id for run in instance.get_runs()}
-    workspace = location.parent / "workspace.yaml"
-    subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", "probe", "-w", str(workspace)],
-        env={**os.environ, "DAGSTER_HOME": instance.root_directory}, check=True, capture_output=True,
-    )  # fmt: skip
-    return next(run.run_id for run in instance.get_runs() if run.run_id not in before)
+    return launch_job("probe", {"DAGSTER_HOME": instance.root_directory}, workspace=location.parent / "workspace.yaml")
 
 
 def _ended(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRun:

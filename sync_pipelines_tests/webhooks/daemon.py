@@ -107,14 +107,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def launch_job(job: str, env: dict[str, str]) -> str:
+def launch_job(job: str, env: dict[str, str], workspace: Path = WORKSPACE) -> str:
     """Submit a run of `job` to the instance's run queue, as the UI's Launch (or a schedule's tick) does; its id."""
     home = env["DAGSTER_HOME"]
     with dg.DagsterInstance.from_config(home) as instance:
         before = {run.run_id for run in instance.get_runs(dg.RunsFilter(job_name=job))}
     dagster = Path(sys.executable).parent / "dagster"
     subprocess.run(
-        [str(dagster), "job", "launch", "-j", job, "-w", str(WORKSPACE)],
+        [str(dagster), "job", "launch", "-j", job, "-w", str(workspace)],
         env={**os.environ, **env}, cwd=home, check=True, capture_output=True,
     )  # fmt: skip
     with dg.DagsterInstance.from_config(home) as instance:
