@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet
 
 from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib import json_codec
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero.resource import XeroResource
@@ -24,7 +25,7 @@ class SandboxAdmin:
     def call(self, method: str, path: str, body: dict | None = None, **params) -> object:
         response = requests.request(method, self.url + path, json=body, params=params or None, timeout=60)
         assert response.status_code == 200, response.text
-        return response.json() if response.content else None
+        return json_codec.response_json(response) if response.content else None
 
     def get(self, path: str, **params) -> object:
         return self.call("GET", path, **params)

@@ -76,6 +76,9 @@ def _text(free_text: bool):
     return check
 
 
+_SINGLE_LINE_TEXT, _FREE_TEXT = _text(free_text=False), _text(free_text=True)
+
+
 def _value_check(column: pa.Column):
     """What a flattened value must be to become this column's without pandera changing its meaning, or None."""
     dtype = column.dtype.type
@@ -88,8 +91,32 @@ def _value_check(column: pa.Column):
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return _date
     if pd.api.types.is_string_dtype(dtype):
-        return _text(bool((column.metadata or {}).get("free_text")))
+        return _FREE_TEXT if (column.metadata or {}).get("free_text") else _SINGLE_LINE_TEXT
     return None
+
+
+def _all_pass(values: list, check) -> bool:
+    """Whether every value of a column passes `check`, told for the whole column at once where it can be (the
+    usual case: one type throughout, nothing odd), so that only a column with a suspect value is judged value by
+    value."""
+    kinds = {type(value) for value in values} - {type(None)}
+    present = [value for value in values if value is not None]
+    if check is _float and kinds <= {float, int}:
+        try:
+            return all(map(math.isfinite, present))
+        except OverflowError:  # an int beyond any float
+            return False
+    if check in (_SINGLE_LINE_TEXT, _FREE_TEXT) and kinds <= {str}:
+        # A space joins them: it is no character either pattern looks for.
+        joined = " ".join(present)
+        return not _NEVER_TEXT.search(joined) and (check is _FREE_TEXT or not _LINE_BREAKS.search(joined))
+    if check is _date:
+        return all(issubclass(kind, datetime) for kind in kinds)
+    if check is _integer and kinds <= {int}:
+        return not present or (_INT64[0] <= min(present) and max(present) <= _INT64[1])
+    if check is _boolean:
+        return kinds <= {bool}
+    return False
 
 
 def _shape_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[object, list[str]]:
@@ -99,7 +126,7 @@ def _shape_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> dict[obj
     reasons: dict[object, list[str]] = {}
     for name, column in schema.columns.items():
         check = _value_check(column)
-        if check is None or name not in frame.columns:
+        if check is None or name not in frame.columns or _all_pass(frame[name].tolist(), check):
             continue
         for index, value in frame[name].items():
             if value is not None and (problem := check(value)) is not None:

@@ -76,10 +76,8 @@ INVOICES = Entity("xero", "invoices", "invoices", _Invoices(), XeroInvoice, "inv
 
 def land(conn, records: list[dict]) -> pd.DataFrame:
     """The records landed as Xero invoices, as the staged step reads them."""
-    staging.land_raw(
-        conn, source="xero", entity="invoices", records=records, id_field="InvoiceID",
-        updated_at=[None] * len(records), run_id="run-1",
-    )  # fmt: skip
+    page = staging.landing_frame(records, id_field="InvoiceID", updated_at=[None] * len(records))
+    staging.land(conn, source="xero", entity="invoices", page=page, run_id="run-1")
     return staging.unprocessed_landing(conn, source="xero", entity="invoices", after_seq=0, limit=100)
 
 

@@ -3,6 +3,7 @@
 import multiprocessing
 from datetime import timedelta
 
+import duckdb
 import pandas as pd
 
 from sync_pipelines.lib import staging
@@ -42,6 +43,34 @@ def test_migrations_apply_once_and_record_the_version(tmp_path):
                 len(MIGRATIONS),
                 len(MIGRATIONS),
             )
+
+
+def test_a_store_made_before_zstd_landing_keeps_its_landed_records_and_their_sequence(tmp_path):
+    path = str(tmp_path / "w.duckdb")
+    with duckdb.connect(path) as conn:  # the store as the release before this migration left it
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+        zstd = next(n for n, statements in enumerate(MIGRATIONS) if "USING COMPRESSION zstd" in "".join(statements))
+        for number, statements in enumerate(MIGRATIONS[:zstd], start=1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, now())", [number])
+        page = staging.landing_frame(
+            [{"InvoiceID": "a"}, {"InvoiceID": "b"}], id_field="InvoiceID", updated_at=[None] * 2
+        )
+        staging.land(conn, source="xero", entity="invoices", page=page, run_id="r1")
+    with StagingResource(database=path).connect() as conn:
+        page = staging.landing_frame(
+            [{"InvoiceID": "b"}, {"InvoiceID": "c"}], id_field="InvoiceID", updated_at=[None] * 2
+        )
+        assert staging.land(conn, source="xero", entity="invoices", page=page, run_id="r2") == 1  # b was landed
+        assert conn.execute("SELECT seq, record_id FROM raw_landing ORDER BY seq").fetchall() == [
+            (1, "a"), (2, "b"), (3, "c"),
+        ]  # fmt: skip
+        conn.execute("CHECKPOINT")
+        (compressions,) = conn.execute(
+            "SELECT list(DISTINCT compression) FROM pragma_storage_info('raw_landing') WHERE column_name = 'payload'"
+        ).fetchone()
+        assert "ZSTD" in compressions
 
 
 def test_outbox_never_queues_a_message_id_twice(tmp_path):

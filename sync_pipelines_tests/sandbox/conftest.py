@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.sandbox import SandboxServer
 
 CLIENT = ("sandbox-client-id", "sandbox-client-secret")
@@ -70,9 +71,8 @@ class XeroApi:
         """Every record, following pagination.pageCount (xero.md §3.1)."""
         records, page = [], 1
         while True:
-            body = self.request(
-                "GET", path, headers=headers, params={**params, "page": page, "pageSize": page_size}
-            ).json()
+            answer = self.request("GET", path, headers=headers, params={**params, "page": page, "pageSize": page_size})
+            body = json_codec.response_json(answer)
             records.extend(body[path])
             if page >= body["pagination"]["pageCount"]:
                 return records

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 import tenacity
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.intercom import settings
 from sync_pipelines.vendors.retrying import RetryableResponse, retrying
 
@@ -346,7 +347,7 @@ class IntercomClient:
             ),
         )
         try:
-            return policy(attempt).json()
+            return json_codec.response_json(policy(attempt))
         except RetryableResponse as exc:
             raise IntercomApiError.from_response(exc.response, f"Intercom {method} {path} kept failing") from None
         except requests.RequestException as exc:
@@ -415,7 +416,7 @@ def _error_list(response: requests.Response) -> tuple[list[dict], str | None]:
     """intercom.md §2: `{"type": "error.list", "request_id", "errors": [{code, message, field}]}`; a few endpoints
     answer `{"type": "error", "message"}` and proxies plain text."""
     try:
-        body = response.json()
+        body = json_codec.response_json(response)
     except ValueError:
         return ([{"code": None, "message": response.text[:500]}] if response.text else []), None
     if not isinstance(body, dict):

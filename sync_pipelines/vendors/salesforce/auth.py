@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.retrying import TRANSIENT_ERRORS, retrying
 from sync_pipelines.vendors.salesforce import settings
 from sync_pipelines.vendors.token_store import CredentialsError, EncryptedTokenStore, consent_by_redirect
@@ -53,7 +54,7 @@ def _token_request(login_url: str, form: dict[str, str], timeout: float = 30, ma
     except _TOKEN_RETRYABLE as exc:
         raise SalesforceAuthError(f"Salesforce login server unavailable: {exc}") from None
     try:
-        body = response.json()
+        body = json_codec.response_json(response)
     except ValueError:
         body = {}
     if response.status_code != 200 or "access_token" not in body:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import requests
 import tenacity
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.retrying import RetryableResponse, retry_after_seconds, retrying
 from sync_pipelines.vendors.salesforce import settings
 from sync_pipelines.vendors.salesforce.auth import TokenManager
@@ -254,7 +255,7 @@ class SalesforceClient:
         raises BulkJobFailed when the job ends Failed or Aborted or outlives `bulk_job_timeout`.
         """
         jobs = f"{self._data_path}/jobs/query"
-        job = self._request(
+        created = self._request(
             "POST",
             jobs,
             json={
@@ -264,7 +265,8 @@ class SalesforceClient:
                 "columnDelimiter": "COMMA",
                 "lineEnding": "LF",
             },
-        ).json()
+        )
+        job = json_codec.response_json(created)
         self._await_job(f"{jobs}/{job['id']}")
         # salesforce.md §6: the job info names the queried object, whose describe types the CSV columns.
         types = self._field_types(job["object"])
@@ -296,7 +298,7 @@ class SalesforceClient:
         # salesforce.md §4.1: the value is a path segment and must be URL-encoded.
         path = f"{self._data_path}/sobjects/{sobject}/{external_field}/{quote(str(value), safe='')}"
         response = self._request("PATCH", path, json=fields)
-        body = response.json() if response.content else {}
+        body = json_codec.response_json(response) if response.content else {}
         created = bool(body.get("created", response.status_code == 201))
         return RecordResult(body.get("id"), True, body.get("errors", []), created)
 
@@ -315,7 +317,7 @@ class SalesforceClient:
                 "allOrNone": all_or_none,
                 "records": [{"attributes": {"type": sobject}, **record} for record in chunk],
             }
-            items = self._request("PATCH", f"{self._data_path}/composite/sobjects", json=body).json()
+            items = json_codec.response_json(self._request("PATCH", f"{self._data_path}/composite/sobjects", json=body))
             results.extend(
                 RecordResult(item.get("id") or record["Id"], bool(item.get("success")), item.get("errors", []))
                 for record, item in zip(chunk, items, strict=True)
@@ -330,7 +332,7 @@ class SalesforceClient:
         headers = {"Sforce-Query-Options": f"batchSize={self._batch_size}"}
         response = self._request("GET", f"{self._data_path}/{resource}", params={"q": soql}, headers=headers)
         while True:
-            body = response.json()
+            body = json_codec.response_json(response)
             body["records"] = [_plain(record) for record in body["records"]]
             yield body
             if body["done"] or not body.get("nextRecordsUrl"):
@@ -348,7 +350,7 @@ class SalesforceClient:
         §11: a field added later in the run is missed; its CSV values just stay strings.
         """
         if sobject not in self._describes:
-            body = self._request("GET", f"{self._data_path}/sobjects/{sobject}/describe").json()
+            body = json_codec.response_json(self._request("GET", f"{self._data_path}/sobjects/{sobject}/describe"))
             self._describes[sobject] = {field["name"].lower(): field["type"] for field in body["fields"]}
         return self._describes[sobject]
 
@@ -364,7 +366,7 @@ class SalesforceClient:
             stop=tenacity.stop_after_delay(self._bulk_job_timeout),
             retry_error_callback=lambda state: state.outcome.result(),
         )
-        job = poll(lambda: self._request("GET", job_path).json())
+        job = poll(lambda: json_codec.response_json(self._request("GET", job_path)))
         if job["state"] == "JobComplete":
             return
         if job["state"] not in settings.BULK_TERMINAL_STATES:
@@ -468,7 +470,7 @@ class SalesforceClient:
 def _errors(response: requests.Response) -> list[dict]:
     """salesforce.md §5: the error body is a JSON array of {message, errorCode, fields}."""
     try:
-        body = response.json()
+        body = json_codec.response_json(response)
     except ValueError:
         return [{"errorCode": None, "message": response.text[:500]}] if response.text else []
     if isinstance(body, list):

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.segment import settings
 from sync_pipelines.vendors.segment.read_api import ReadApi
 
@@ -74,7 +75,7 @@ class SegmentProfileApi(ReadApi):
 
     def _refused(self, response: requests.Response, description: str) -> Exception:
         try:
-            error = response.json().get("error") or {}
+            error = json_codec.response_json(response).get("error") or {}
         except (ValueError, AttributeError):
             error = {}
         code, message = error.get("code"), error.get("message") or response.text[:200]

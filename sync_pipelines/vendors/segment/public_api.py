@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.retrying import retry_after_seconds
 from sync_pipelines.vendors.segment import settings
 from sync_pipelines.vendors.segment.read_api import ReadApi
@@ -127,7 +128,7 @@ def _error_entries(response: requests.Response) -> list[dict]:
     """The `errors` entries of an error answer; a body that is not the envelope (a proxy's page) becomes one entry
     holding its text."""
     try:
-        body = response.json()
+        body = json_codec.response_json(response)
     except ValueError:
         return [{"type": None, "message": response.text[:500]}] if response.text else []
     errors = body.get("errors") if isinstance(body, dict) else None

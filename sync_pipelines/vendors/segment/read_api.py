@@ -8,6 +8,7 @@ import logging
 
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.retrying import RetryableResponse, retry_after_seconds, retrying
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class ReadApi:
             ),
         )
         try:
-            return policy(attempt).json()
+            return json_codec.response_json(policy(attempt))
         except RetryableResponse as exc:
             raise self._refused(exc.response, f"{self.api} GET {path} kept failing") from None
         except requests.RequestException as exc:

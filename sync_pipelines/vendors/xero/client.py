@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.vendors.retrying import RetryableResponse, retrying
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
@@ -160,7 +161,8 @@ class XeroClient:
         """The configured tenant, or the only connected one (xero.md §1.6)."""
         with self._tenant_lock:
             if self._tenant_id is None:
-                connections = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False).json()
+                answer = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False)
+                connections = json_codec.response_json(answer)
                 tenants = sorted({c["tenantId"] for c in connections})
                 if len(tenants) != 1:
                     raise XeroApiError(f"expected one connected tenant, found {len(tenants)}; set tenant_id")
@@ -200,7 +202,7 @@ class XeroClient:
         first = fetch(1)
         if first.status_code == 304:
             return  # xero.md §3.2: undocumented for lists; treat as "no changes".
-        body = first.json()
+        body = json_codec.response_json(first)
         page_count = (body.get("pagination") or {}).get("pageCount")
         if page_count is None:
             yield from self._serial_pages(collection, fetch, body)
@@ -218,7 +220,7 @@ class XeroClient:
                     while next_page <= page_count and len(pending) < ahead:
                         pending.append(pool.submit(fetch, next_page))
                         next_page += 1
-                    items = pending.popleft().result().json().get(collection, [])
+                    items = json_codec.response_json(pending.popleft().result()).get(collection, [])
                     if items:
                         yield items
             finally:
@@ -237,7 +239,7 @@ class XeroClient:
             if len(items) < self._page_size:
                 return
             page += 1
-            body = fetch(page).json()
+            body = json_codec.response_json(fetch(page))
 
     def write(
         self,
@@ -268,14 +270,14 @@ class XeroClient:
             headers={"Idempotency-Key": idempotency_key},
             json={element_key: records},
         )
-        return response.json().get(element_key, [])
+        return json_codec.response_json(response).get(element_key, [])
 
     def read(self, path: str, key: str | None = None, params: dict | None = None) -> list[dict]:
         """One unpaged GET: a collection Xero does not page ("ContactGroups", xero.md §3.1), one record
         ("ContactGroups/{id}" lists its members) or a sub-resource ("Contacts/{id}/History" with key
         "HistoryRecords"). Returns the element array; an unknown ID raises XeroApiError with status 404."""
         element_key = _element_key(path, key)
-        return self._request("GET", self._url(path), params=params or {}).json().get(element_key, [])
+        return json_codec.response_json(self._request("GET", self._url(path), params=params or {})).get(element_key, [])
 
     def delete(self, path: str) -> None:
         """DELETE, e.g. "ContactGroups/{id}/Contacts/{ContactID}" or every member at "ContactGroups/{id}/Contacts"
@@ -390,7 +392,7 @@ def _int_header(response: requests.Response, name: str) -> int | None:
 def _validation_messages(response: requests.Response) -> list[str]:
     """Collect ValidationErrors from a 400 body (xero.md §4.4); 404s and auth errors are plain text or problem JSON."""
     try:
-        body = response.json()
+        body = json_codec.response_json(response)
     except ValueError:
         return [response.text[:500]] if response.text else []
     if not isinstance(body, dict):

@@ -3,6 +3,7 @@
 import pytest
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.sandbox import SandboxServer
 
 TOKEN = "sandbox-intercom-token"
@@ -38,8 +39,9 @@ class IntercomApi:
             pagination = {"per_page": per_page, **({"starting_after": cursor} if cursor else {})}
             page = self.search(query, resource, pagination=pagination, **body)
             assert page.status_code == 200, page.text
-            records.extend(page.json()[key])
-            cursor = (page.json()["pages"].get("next") or {}).get("starting_after")
+            body = json_codec.response_json(page)
+            records.extend(body[key])
+            cursor = (body["pages"].get("next") or {}).get("starting_after")
             if cursor is None:
                 return records
 

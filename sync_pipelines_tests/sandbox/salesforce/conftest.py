@@ -3,6 +3,7 @@
 import pytest
 import requests
 
+from sync_pipelines.lib import json_codec
 from sync_pipelines.sandbox import SandboxServer
 
 CLIENT = ("sandbox-sf-client-id", "sandbox-sf-client-secret")
@@ -34,10 +35,11 @@ class SalesforceApi:
 
     def pages(self, soql: str, resource: str = "query", **headers: str) -> list[dict]:
         """Every page of a query, following nextRecordsUrl verbatim from the instance URL (salesforce.md §3.1)."""
-        body = self.query(soql, resource, **headers).json()
+        body = json_codec.response_json(self.query(soql, resource, **headers))
         pages = [body]
         while not body["done"]:
-            body = requests.get(self.instance_url + body["nextRecordsUrl"], headers=self.headers(), timeout=60).json()
+            answer = requests.get(self.instance_url + body["nextRecordsUrl"], headers=self.headers(), timeout=60)
+            body = json_codec.response_json(answer)
             pages.append(body)
         return pages
 

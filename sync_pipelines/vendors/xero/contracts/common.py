@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -16,7 +17,9 @@ _DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{2,4})?\)/$")
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 UTC_TIMESTAMP = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 CURRENCY_PATTERN = r"^[A-Z]{3}$"  # ISO 4217 (spec schema CurrencyCode)
-_EARLIEST, _LATEST = pd.Timestamp.min.tz_localize(UTC), pd.Timestamp.max.tz_localize(UTC)
+# What a staged (nanosecond) timestamp holds, to the microsecond, as datetimes: compared once per date read.
+_EARLIEST = pd.Timestamp.min.ceil("us").tz_localize(UTC).to_pydatetime()
+_LATEST = pd.Timestamp.max.floor("us").tz_localize(UTC).to_pydatetime()
 # Text columns are pandas strings, not objects: a batch where an optional column is all missing still stages as
 # VARCHAR (DuckDB types an all-None object column NULL, and a later value could not be inserted into it).
 
@@ -28,6 +31,11 @@ def parse_xero_date(value: object) -> object:
     """
     if not isinstance(value, str):
         return value
+    # Invoices share their dates (Date, DueDate): most are parsed once. Only what a date can be is kept.
+    return _parse_date_cached(value) if len(value) <= _DATE_LENGTH else _parse_xero_text(value)
+
+
+def _parse_xero_text(value: str) -> object:
     match = _DOTNET_DATE.match(value)
     if match:
         # Entity timestamps are UTC ms; a non-zero offset only says how to render them locally.
@@ -37,6 +45,10 @@ def parse_xero_date(value: object) -> object:
     except ValueError:
         return value
     return within_range(parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC), value)
+
+
+_DATE_LENGTH = len("/Date(-62135596800000+0000)/")
+_parse_date_cached = functools.lru_cache(maxsize=4096)(_parse_xero_text)
 
 
 def from_epoch(count: int, value: object, per_second: int = 1) -> object:
