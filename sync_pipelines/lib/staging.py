@@ -321,16 +321,19 @@ def landing_frame(records: Sequence[object], *, id_field: str, updated_at: Seque
 
 def land(conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, page: pd.DataFrame, run_id: str | None) -> int:
     """Append a landing frame's records (one or several pages'), skipping exact copies already landed (overlap
-    re-reads)."""
+    re-reads), in the frame's order: the staged step takes the last of a record's versions by `seq`."""
     if page.empty:
         return 0
-    with frame_as(conn, "page", page.drop_duplicates("payload_hash")):
+    page = page.drop_duplicates("payload_hash")
+    # The copy test is a hash join that emits rows in its own order; the position puts them back.
+    with frame_as(conn, "page", page.assign(position=range(len(page)))):
         landed = conn.execute(
             """INSERT INTO raw_landing (source, entity, record_id, updated_at, payload_hash, payload, run_id, landed_at)
            SELECT ?, ?, p.record_id, p.updated_at, p.payload_hash, p.payload, ?, ?
            FROM page p
            WHERE NOT EXISTS (SELECT 1 FROM raw_landing r
                              WHERE r.source = ? AND r.entity = ? AND r.payload_hash = p.payload_hash)
+           ORDER BY p.position
            RETURNING seq""",
             [source, entity, run_id, utcnow(), source, entity],
         ).fetchall()

@@ -1,5 +1,6 @@
 """The staging store on a real DuckDB file: migrations, the outbox, dead letters and the writer lock."""
 
+import json
 import multiprocessing
 from datetime import timedelta
 
@@ -71,6 +72,18 @@ def test_a_store_made_before_zstd_landing_keeps_its_landed_records_and_their_seq
             "SELECT list(DISTINCT compression) FROM pragma_storage_info('raw_landing') WHERE column_name = 'payload'"
         ).fetchone()
         assert "ZSTD" in compressions
+
+
+def test_records_land_in_the_order_they_were_read_so_a_records_last_version_is_its_latest(tmp_path):
+    def frame(records: list[dict]) -> pd.DataFrame:
+        return staging.landing_frame(records, id_field="Id", updated_at=[None] * len(records))
+
+    with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
+        staging.land(conn, source="v", entity="e", page=frame([{"Id": f"old{n}"} for n in range(20_000)]), run_id=None)
+        read = [{"Id": "a", "v": 1}, *({"Id": f"r{n}"} for n in range(3_000)), {"Id": "a", "v": 2}]
+        staging.land(conn, source="v", entity="e", page=frame(read), run_id=None)
+        landed = conn.execute("SELECT payload FROM raw_landing WHERE seq > 20000 ORDER BY seq").fetchall()
+        assert [json.loads(payload) for (payload,) in landed] == read
 
 
 def test_outbox_never_queues_a_message_id_twice(tmp_path):
