@@ -11,8 +11,10 @@ admin reset, over HTTP to the sandbox's own process): the speed the tests no lon
 """
 
 import argparse
+import atexit
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -82,6 +84,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="salesforce_bench_"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a 1M-invoice run leaves several GB
     with sandbox_process(work) as url:
         sizes = {"accounts": args.accounts, "contacts_per_account": 0, "leads": 0, "opportunities": 0}
         started = time.perf_counter()

@@ -16,9 +16,11 @@ dlt is a benchmark-only extra: `pip install -e ".[benchmarks]"`.
 """
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -108,6 +110,8 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="stage_vs_dlt_"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a 1M-invoice run leaves several GB
     options = ("--invoices", str(args.invoices), "--contacts", str(max(40, args.invoices // 50)))
     with sandbox_process(work, *options, ready_seconds=600) as url:
         requests.put(f"{url}/_admin/limits", json={"minute_limit": SCALED_MINUTE_LIMIT}, timeout=10).raise_for_status()

@@ -8,9 +8,11 @@ baseline measured in this same command, so it means the same on any machine.
 """
 
 import argparse
+import atexit
 import math
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +74,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sync_bench_"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a 1M-invoice run leaves several GB
     options = ("--invoices", str(args.invoices), "--contacts", str(max(40, args.invoices // 50)))
     with sandbox_process(work, *options, ready_seconds=600) as url:
         requests.put(f"{url}/_admin/limits", json={"minute_limit": SCALED_MINUTE_LIMIT}, timeout=10).raise_for_status()

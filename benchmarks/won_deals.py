@@ -9,8 +9,10 @@ elements a call, summarizeErrors=false), every other Xero write call, and the sh
 """
 
 import argparse
+import atexit
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -37,6 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="won_deals_"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a 1M-invoice run leaves several GB
     os.environ["XERO_CALLS_PER_MINUTE"] = str(UNLIMITED)
     with sandbox_process(work, "--invoices", "0", "--contacts", "0", ready_seconds=600) as url:
         limits = {"minute_limit": UNLIMITED, "day_limit": UNLIMITED, "app_minute_limit": UNLIMITED}

@@ -10,7 +10,9 @@ in advance (an earliest-start schedule of the calls).
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections import deque
@@ -58,6 +60,8 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="xero_read_"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # a 1M-invoice run leaves several GB
     with sandbox_process(work, "--invoices", str(args.invoices), ready_seconds=900) as url:
         connect(url, work)
         faults = {"xero": {"latency_ms": args.latency * 1000}}

@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +31,9 @@ from sync_pipelines.lib.validation import rejected_rows, split_valid
 # while each chunk's checkpoint (which rewrites the tables' last, partly filled row groups) is paid rarely.
 VALIDATION_CHUNK = 50_000
 # Pages read are landed together, in one connection and transaction, once they hold this many rows or this many
-# seconds have passed: each landing ends with a checkpoint, so fewer, larger landings cost less (50,000 rows of
-# landing frames, their JSON text, are about 70 MB).
-LANDING_ROWS = 50_000
+# seconds have passed: each landing ends with a checkpoint, so fewer, larger landings cost less. A landing runs in
+# a thread of its own while the next pages are read; 25,000 rows of landing frames (their JSON text) are ~35 MB.
+LANDING_ROWS = 25_000
 LANDING_SECONDS = 5.0
 
 
@@ -406,40 +407,57 @@ def land_changes(
     held: list[pd.DataFrame] = []  # pages read, as landing frames, not landed yet
     held_cursor = cursor  # where the cursor goes once they have
     last_landing = time.monotonic()
+    in_flight: Future[int] | None = None  # a landing the landing thread is doing
+    in_flight_cursor = cursor  # where it moves the cursor to
 
-    def land_held() -> None:
-        """Land the pages read so far and move the cursor past them, in one transaction: a stop anywhere resumes
-        after the last page landed."""
-        nonlocal cursor, landed, last_landing
-        if not held:
-            return
+    def land(frames: list[pd.DataFrame], to: dict | None, previous: dict | None) -> int:
+        """Land pages and move the cursor past them, in one transaction: a stop anywhere resumes after the last
+        page landed. Runs in the landing thread: DuckDB works without the GIL while the next pages are read."""
         with staging_db.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
-            landed += staging.land(
-                conn, source=entity.vendor, entity=entity.name, page=pd.concat(held), run_id=context.run.run_id
+            count = staging.land(
+                conn, source=entity.vendor, entity=entity.name, page=pd.concat(frames), run_id=context.run.run_id
             )
-            if held_cursor is not cursor:
-                staging.write_cursor(conn, cursor_name, held_cursor)
+            if to is not previous:
+                staging.write_cursor(conn, cursor_name, to)
             conn.execute("COMMIT")
-        cursor, last_landing = held_cursor, time.monotonic()
-        held.clear()
+        return count
+
+    def settle() -> None:
+        """Wait for the landing in flight (its error is raised here); landings go one at a time, in order."""
+        nonlocal in_flight, cursor, landed
+        if in_flight is None:
+            return
+        landed += in_flight.result()
+        cursor, in_flight = in_flight_cursor, None
         # Told per landing, not per page: each log line is an event the instance stores.
         figures = ", ".join(f"{name} {value}" for name, value in source.figures(resource).items())
         context.log.info(f"{entity.label}: {fetched} rows read, {landed} landed so far ({figures})")
 
+    def land_held(landing: ThreadPoolExecutor) -> None:
+        nonlocal in_flight, in_flight_cursor, last_landing
+        settle()
+        if held:
+            in_flight, in_flight_cursor = landing.submit(land, list(held), held_cursor, cursor), held_cursor
+            held.clear()
+            last_landing = time.monotonic()
+
     try:
-        try:
-            with heap_frozen():
-                for page in pages:
-                    fetched += len(page)
-                    stamps = [_updated_at(source, record) for record in page]
-                    held.append(staging.landing_frame(page, id_field=source.id_field, updated_at=stamps))
-                    moved = checkpoint(held_cursor, stamps) if window else checkpoint(held_cursor, page)
-                    held_cursor = moved if moved is not None else held_cursor
-                    if sum(map(len, held)) >= LANDING_ROWS or time.monotonic() - last_landing >= LANDING_SECONDS:
-                        land_held()
-        finally:
-            land_held()  # what was read before a stop (the day limit, an error) is kept, and the cursor past it
+        with ThreadPoolExecutor(1, thread_name_prefix="landing") as landing:
+            try:
+                with heap_frozen():
+                    for page in pages:
+                        fetched += len(page)
+                        stamps = [_updated_at(source, record) for record in page]
+                        held.append(staging.landing_frame(page, id_field=source.id_field, updated_at=stamps))
+                        moved = checkpoint(held_cursor, stamps) if window else checkpoint(held_cursor, page)
+                        held_cursor = moved if moved is not None else held_cursor
+                        if sum(map(len, held)) >= LANDING_ROWS or time.monotonic() - last_landing >= LANDING_SECONDS:
+                            land_held(landing)
+            finally:
+                # What was read before a stop (the day limit, an error) is kept, and the cursor past it.
+                land_held(landing)
+                settle()
     except QuotaExhausted as stop:
         context.log.warning(f"{entity.vendor} quota spent; resume after {stop.retry_after}s from the checkpoint")
         with staging_db.connect() as conn:
