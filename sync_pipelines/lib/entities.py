@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import dagster as dg
@@ -274,11 +274,16 @@ def _updated_at(source: Source, record: object) -> datetime | None:
     its contract judges it)."""
     try:
         stamp = source.updated_at(record)
-        if stamp is not None:
-            pd.Timestamp(stamp)  # within what the landing table's timestamps hold (1677-2262)
-        return stamp
+        if stamp is None:
+            return None
+        moment = stamp if stamp.tzinfo is None else stamp.astimezone(UTC).replace(tzinfo=None)
+        return stamp if _LANDABLE[0] <= moment <= _LANDABLE[1] else None
     except (AttributeError, TypeError, ValueError, OverflowError, OSError):
         return None
+
+
+# What the landing table's timestamps hold (pandas' nanoseconds: 1677-2262), to the microsecond, in UTC.
+_LANDABLE = (pd.Timestamp.min.ceil("us").to_pydatetime(), pd.Timestamp.max.floor("us").to_pydatetime())
 
 
 @contextmanager
