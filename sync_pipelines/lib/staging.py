@@ -372,10 +372,18 @@ def unprocessed_landing(
     conn: duckdb.DuckDBPyConnection, *, source: str, entity: str, after_seq: int, limit: int
 ) -> pd.DataFrame:
     """The oldest `limit` landed rows a later stage has not consumed yet."""
+    # The last seq of the chunk first, from the seq column alone: ordering payloads to cut the chunk would read
+    # every waiting row's payload (beyond DuckDB's memory limit with a million waiting); the range then reads only
+    # the row groups holding the chunk.
+    (last,) = conn.execute(
+        """SELECT max(seq) FROM (SELECT seq FROM raw_landing
+           WHERE source = ? AND entity = ? AND seq > ? ORDER BY seq LIMIT ?)""",
+        [source, entity, after_seq, limit],
+    ).fetchone()
     rows = conn.execute(
         """SELECT seq, record_id, payload FROM raw_landing
-           WHERE source = ? AND entity = ? AND seq > ? ORDER BY seq LIMIT ?""",
-        [source, entity, after_seq, limit],
+           WHERE source = ? AND entity = ? AND seq > ? AND seq <= ? ORDER BY seq""",
+        [source, entity, after_seq, last],
     ).fetchall()  # as tuples: pandas' conversion of the payloads' text takes half as long again
     return pd.DataFrame(rows, columns=["seq", "record_id", "payload"])
 

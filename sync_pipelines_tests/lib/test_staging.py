@@ -141,3 +141,17 @@ def test_staged_tables_take_on_columns_a_contract_gains_and_type_all_empty_colum
         staging.upsert_state(conn, "stg_things", "id", pd.DataFrame({"id": ["b"], "note": ["later"], "size": [3]}))
         rows = conn.execute("SELECT id, note, size FROM stg_things ORDER BY id").fetchall()
     assert rows == [("a", None, None), ("b", "later", 3)]
+
+
+def test_a_chunk_of_a_long_landing_backlog_is_read_within_duckdbs_memory_limit(tmp_path):
+    path = str(tmp_path / "w.duckdb")
+    records = [{"Id": f"r{n}", "Notes": f"{n} " + "x" * 2_000} for n in range(60_000)]  # ~120 MB waiting
+    with StagingResource(database=path).connect() as conn:
+        for start in range(0, len(records), 20_000):
+            part = records[start : start + 20_000]
+            page = staging.landing_frame(part, id_field="Id", updated_at=[None] * len(part))
+            staging.land(conn, source="v", entity="e", page=page, run_id=None)
+    with StagingResource(database=path, memory_limit="32MB").connect() as conn:
+        chunk = staging.unprocessed_landing(conn, source="v", entity="e", after_seq=10_000, limit=5_000)
+    assert chunk["seq"].tolist() == list(range(10_001, 15_001))
+    assert chunk["record_id"].tolist() == [f"r{n}" for n in range(10_000, 15_000)]
