@@ -134,9 +134,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             link VARCHAR NOT NULL, raised_at TIMESTAMPTZ NOT NULL, sent_at TIMESTAMPTZ)""",
     ),
     # Landing at scale: payloads compressed with zstd, half the file of DuckDB's default (FSST) and half the time of
-    # the checkpoint every landing ends with; and no index, as DuckDB keeps an index whole in memory (a process's
-    # memory then grew with the records ever landed) and answers the landing's copy test and the staged step's
-    # reads by scanning anyway (seq only grows, so its reads skip row groups by their min/max).
+    # the checkpoint every landing ends with; and no index, which every insert kept up to date and in memory while
+    # DuckDB answered the landing's copy test and the staged step's reads by scanning anyway (seq only grows, so
+    # its reads skip row groups by their min/max).
     (
         "DROP INDEX raw_landing_hash",
         "ALTER TABLE raw_landing RENAME TO raw_landing_fsst",
