@@ -39,9 +39,9 @@ class IntercomApi:
             pagination = {"per_page": per_page, **({"starting_after": cursor} if cursor else {})}
             page = self.search(query, resource, pagination=pagination, **body)
             assert page.status_code == 200, page.text
-            body = json_codec.response_json(page)
-            records.extend(body[key])
-            cursor = (body["pages"].get("next") or {}).get("starting_after")
+            answer = json_codec.response_json(page)
+            records.extend(answer[key])
+            cursor = (answer["pages"].get("next") or {}).get("starting_after")
             if cursor is None:
                 return records
 
