@@ -57,8 +57,9 @@ class Source(Protocol):
 
     def updated_at(self, record: dict) -> datetime | None: ...
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
-        """The cursor once this page has landed, or None when it does not move."""
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
+        """The cursor once this page has landed, or None when it does not move; `stamps` are the page's records'
+        `updated_at`, read once as they landed."""
         ...
 
     def figures(self, resource: Any) -> dict[str, int | float]:
@@ -455,7 +456,7 @@ def land_changes(
                         fetched += len(page)
                         stamps = [_updated_at(source, record) for record in page]
                         held.append(staging.landing_frame(page, id_field=source.id_field, updated_at=stamps))
-                        moved = checkpoint(held_cursor, stamps) if window else checkpoint(held_cursor, page)
+                        moved = checkpoint(held_cursor, page, stamps)
                         held_cursor = moved if moved is not None else held_cursor
                         if sum(map(len, held)) >= LANDING_ROWS or time.monotonic() - last_landing >= LANDING_SECONDS:
                             land_held(landing)
@@ -478,7 +479,7 @@ def land_changes(
     return _landed(context, entity, resource, started, landed, fetched, cursor, window=window)
 
 
-def _window_checkpoint(cursor: dict | None, stamps: list[datetime | None]) -> dict | None:
+def _window_checkpoint(cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
     """Where a window read has got to: the latest change time landed (pages come oldest first)."""
     stamps = [stamp for stamp in stamps if stamp is not None]
     return {"updated_at": max(stamps).isoformat()} if stamps else None

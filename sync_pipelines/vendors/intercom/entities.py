@@ -33,7 +33,7 @@ class _Intercom:
         stamp = record.get("updated_at")
         return datetime.fromtimestamp(stamp, UTC) if isinstance(stamp, int) else None
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         """Searches come oldest first: the page's last updated_at (the client re-reads from it inclusively)."""
         stamps = [r["updated_at"] for r in page if isinstance(r.get("updated_at"), int)]
         return {"updated_at": max(stamps)} if stamps else None
@@ -96,7 +96,7 @@ class IntercomCompanies(_Intercom):
     def read(self, intercom: IntercomResource, cursor: dict | None) -> Iterator[list[dict]]:
         yield from intercom.get_client().scroll_companies()
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         return None  # the scroll cannot start from a point: every run reads every company
 
 
@@ -137,7 +137,7 @@ class IntercomSegments(_Intercom):
         if segments:
             yield segments
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         return None
 
 

@@ -69,7 +69,7 @@ class SalesforceObject:
     def updated_at(self, record: dict) -> datetime | None:
         return Position.of(record).system_modstamp
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         """The last row of the page; pages come ordered by (SystemModstamp, Id)."""
         return Position.of(page[-1]).as_dict() if page else None
 

@@ -81,7 +81,7 @@ class _Segment:
         stamp = parse_timestamp(record.get("timestamp"))
         return stamp if isinstance(stamp, datetime) else None
 
-    def checkpoint(self, cursor: dict | None, page: Page) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: Page, stamps: list[datetime | None]) -> dict | None:
         return {**(cursor or {}), "seq": page.seq, **page.cursor}
 
     def figures(self, workspace: SegmentWorkspaceResource) -> dict[str, int | float]:

@@ -68,9 +68,9 @@ class XeroCollection:
         parsed = parse_xero_date(record.get("UpdatedDateUTC"))
         return parsed if isinstance(parsed, datetime) else None
 
-    def checkpoint(self, cursor: dict | None, page: list[dict]) -> dict | None:
+    def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         """The cursor after a landed page, or None when it does not move; pages come oldest first (§3.1)."""
-        stamps = [stamp for stamp in map(self.updated_at, page) if stamp is not None]
+        stamps = [stamp for stamp in stamps if stamp is not None]
         if not stamps or (cursor is not None and max(stamps).isoformat() <= cursor["updated_at"]):
             return None
         return {"updated_at": max(stamps).isoformat()}

@@ -20,13 +20,18 @@ def test_updated_at_reads_xero_dates_and_ignores_broken_ones():
     assert INVOICES.updated_at({}) is None
 
 
+def _checkpoint(cursor: dict | None, page: list[dict]) -> dict | None:
+    """The cursor after `page` lands, its stamps read as the extract reads them."""
+    return INVOICES.checkpoint(cursor, page, [INVOICES.updated_at(record) for record in page])
+
+
 def test_checkpoint_moves_only_forward():
     page = [{"UpdatedDateUTC": "/Date(1711837374190+0000)/"}, {"UpdatedDateUTC": "/Date(1700000000000+0000)/"}]
-    cursor = INVOICES.checkpoint(None, page)
+    cursor = _checkpoint(None, page)
     assert cursor == {"updated_at": "2024-03-30T22:22:54.190000+00:00"}
-    assert INVOICES.checkpoint(cursor, page) is None
-    assert INVOICES.checkpoint(cursor, [{"UpdatedDateUTC": "/Date(1600000000000+0000)/"}]) is None
-    assert INVOICES.checkpoint(None, [{"InvoiceID": "no timestamp"}]) is None
+    assert _checkpoint(cursor, page) is None
+    assert _checkpoint(cursor, [{"UpdatedDateUTC": "/Date(1600000000000+0000)/"}]) is None
+    assert _checkpoint(None, [{"InvoiceID": "no timestamp"}]) is None
 
 
 @pytest.fixture
@@ -40,7 +45,7 @@ def xero(sandbox, tmp_path) -> XeroResource:
 def test_read_resumes_from_the_cursor_with_an_overlap(admin, xero):
     everything = [record for page in INVOICES.read(xero, None) for record in page]
     assert everything and all(record["Type"] == "ACCREC" for record in everything)
-    cursor = INVOICES.checkpoint(None, everything)
+    cursor = _checkpoint(None, everything)
     admin.post(f"/xero/invoices/{everything[0]['InvoiceID']}", {"DueDate": "2031-01-31"})
 
     since_cursor = [record for page in INVOICES.read(xero, cursor) for record in page]
