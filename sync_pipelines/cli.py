@@ -332,6 +332,7 @@ def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
 @click.option("--contacts", default=40, show_default=True)
 @click.option("--malformed", default=0, show_default=True)
 @click.option("--webhook-url", help="Deliver Xero webhooks here, e.g. http://127.0.0.1:8766/xero/webhooks.")
+@click.option("--xero-organisations", default=1, show_default=True, help="Xero organisations the app is connected to.")
 @click.option(
     "--https", is_flag=True, help="Serve HTTPS under a local CA kept in the data dir, for SDKs that insist on https."
 )
@@ -343,6 +344,7 @@ def sandbox(
     contacts: int,
     malformed: int,
     webhook_url: str | None,
+    xero_organisations: int,
     https: bool,
 ) -> None:
     """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
@@ -351,7 +353,7 @@ def sandbox(
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(
         state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed,
-        webhook_url=webhook_url,
+        webhook_url=webhook_url, xero_organisations=xero_organisations,
     )  # fmt: skip
     server = SandboxServer(settings, port=port, https=https)
     click.echo(f"sandbox on {server.url} (state: {settings.state_path})")

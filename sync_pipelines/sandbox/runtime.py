@@ -8,6 +8,9 @@ faults and its configured webhook subscription, like a new day at the vendor.
 import random
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +62,14 @@ class SandboxSettings:
     profiles.py) serves and the access token it accepts (HTTP Basic user name); segment_profile_requests_per_second
     is that space's rate limit (segment.md §7: 100 requests/s) over a sliding window of
     segment_profile_rate_window_seconds (a test lengthens it, so that what passes never depends on the machine's speed).
+
+    xero_organisations is how many Xero organisations the app is connected to (xero.md §1.6): each has its own
+    tenant, records (seeded alike, from its own random stream), limits, idempotency keys and webhook events.
     """
 
     state_path: Path
     seed: int = 42
+    xero_organisations: int = 1
     invoices: int = 200
     contacts: int = 40
     malformed: int = 0
@@ -112,11 +119,39 @@ class SandboxSettings:
 
 
 @dataclass
+class XeroOrganisation:
+    """One Xero organisation (tenant): its records and ledger in a store of its own, and its webhook events."""
+
+    number: int  # 1 for the first, whose records share the sandbox's state file
+    store: Store
+    webhooks: WebhookEmitter
+    ledger: Ledger
+
+    @classmethod
+    def open(cls, number: int, store: Store, settings: SandboxSettings) -> "XeroOrganisation":
+        webhooks = WebhookEmitter(
+            store,
+            settings.webhook_url,
+            settings.webhook_key,
+            settings.webhook_attempts,
+            settings.webhook_backoff_seconds,
+        )
+        return cls(number, store, webhooks, Ledger(store, before_save=webhooks.observe))
+
+    @property
+    def tenant_id(self) -> str:
+        return self.store.meta_get("tenant_id")
+
+
+# The organisation a Xero request is served for: set by the request's Xero-tenant-id (or the admin API's `tenant`).
+_SERVING: ContextVar[XeroOrganisation | None] = ContextVar("xero_organisation", default=None)
+
+
+@dataclass
 class Runtime:
     settings: SandboxSettings
     store: Store
-    webhooks: WebhookEmitter = field(init=False)
-    ledger: Ledger = field(init=False)
+    organisations: list[XeroOrganisation] = field(init=False)  # the Xero organisations, the first first
     salesforce: SalesforceOrg = field(init=False)
     intercom: IntercomWorkspace = field(init=False)
     segment: SegmentWorkspace = field(init=False)
@@ -132,20 +167,45 @@ class Runtime:
         self.segment = SegmentWorkspace(
             self.store, self.settings.segment_webhook_attempts, self.settings.segment_webhook_backoff_seconds
         )
-        self.webhooks = WebhookEmitter(
-            self.store,
-            self.settings.webhook_url,
-            self.settings.webhook_key,
-            self.settings.webhook_attempts,
-            self.settings.webhook_backoff_seconds,
-        )
-        self.ledger = Ledger(self.store, before_save=self.webhooks.observe)
+        path = self.settings.state_path
+        self.organisations = [
+            XeroOrganisation.open(
+                number, self.store if number == 1 else Store(path.with_name(f"{path.stem}.xero{number}{path.suffix}")),
+                self.settings,
+            )
+            for number in range(1, max(1, self.settings.xero_organisations) + 1)
+        ]  # fmt: skip
         self.salesforce = SalesforceOrg(self.settings, self.store)
         self.limits = {name: getattr(self.settings, name) for name in LIMIT_NAMES}
         self.faults = {vendor: dict(FAULT_DEFAULTS) for vendor in VENDORS}
         self._fault_rng = random.Random(f"faults:{self.settings.seed}")
         if self.store.meta_get("seed") is None:
             self.reset()
+        for organisation in self.organisations[1:]:
+            if organisation.store.meta_get("seed") is None:  # a state file made with fewer organisations
+                self._seed(organisation, self._seed_options({}))
+
+    @property
+    def xero(self) -> XeroOrganisation:
+        """The organisation the current request is served for; the first outside one."""
+        return _SERVING.get() or self.organisations[0]
+
+    def organisation(self, tenant_id: str) -> XeroOrganisation | None:
+        return next((o for o in self.organisations if o.tenant_id == tenant_id), None)
+
+    @contextmanager
+    def serving(self, organisation: XeroOrganisation) -> Iterator[None]:
+        """Serve what runs inside for this organisation."""
+        token = _SERVING.set(organisation)
+        try:
+            yield
+        finally:
+            _SERVING.reset(token)
+
+    def close(self) -> None:
+        """Close the stores of the organisations beyond the first (the first's is the server's)."""
+        for organisation in self.organisations[1:]:
+            organisation.store.close()
 
     def start_webhooks(self) -> None:
         """Every vendor's webhook delivery thread (Xero's, Intercom's, Segment's destination, Salesforce's Outbound
@@ -158,23 +218,32 @@ class Runtime:
             loop.stop()
 
     def _delivery_loops(self) -> tuple[DeliveryLoop, ...]:
-        return (self.webhooks, self.intercom.webhooks, self.segment.destination, self.salesforce.outbound)
+        xero = tuple(organisation.webhooks for organisation in self.organisations)
+        return (*xero, self.intercom.webhooks, self.segment.destination, self.salesforce.outbound)
 
     def reset(self, **overrides: Any) -> dict[str, Any]:
         """Regenerate every record deterministically, and forget what Segment's sources emitted; OAuth tokens
         survive so connected clients stay connected."""
-        options = {
+        options = self._seed_options(overrides)
+        for organisation in self.organisations:
+            self._seed(organisation, options)
+        self.segment.store.clear()
+        return {**options, "tenant_id": self.tenant_id}
+
+    def _seed_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {
             name: overrides.get(name, getattr(self.settings, name))
             for name in ("seed", "invoices", "contacts", "malformed")
         }
-        records, meta = seed.generate(**options)
-        self.store.replace_records(records, meta)
-        self.segment.store.clear()
-        return {**options, "tenant_id": meta["tenant_id"]}
+
+    def _seed(self, organisation: XeroOrganisation, options: dict[str, Any]) -> None:
+        records, meta = seed.generate(**options, organisation=organisation.number)
+        organisation.store.replace_records(records, meta)
 
     @property
     def tenant_id(self) -> str:
-        return self.store.meta_get("tenant_id")
+        """The first organisation's tenant."""
+        return self.organisations[0].tenant_id
 
     def set_faults(self, config: dict[str, Any]) -> None:
         """Merge fault knobs and restart the fault RNG so a given configuration replays the same faults."""

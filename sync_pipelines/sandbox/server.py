@@ -82,17 +82,24 @@ class SandboxServer(BackgroundServer):
 
     @property
     def tenant_id(self) -> str:
-        """The one Xero tenant's ID (also listed by GET /connections)."""
+        """The first Xero organisation's tenant ID (GET /connections lists every one)."""
         return self.runtime.tenant_id
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        """Every Xero organisation's tenant ID, the first first."""
+        return [organisation.tenant_id for organisation in self.runtime.organisations]
 
     def _app(self, url: str) -> Starlette:
         # Webhook events carry resource URLs under the address the sandbox really listens on.
-        self.runtime.webhooks.base_url = url
+        for organisation in self.runtime.organisations:
+            organisation.webhooks.base_url = url
         self.runtime.salesforce.outbound.instance_url = f"{url}/salesforce"
         return build_app(self.runtime)
 
     def _close(self) -> None:
         self.runtime.stop_webhooks()
+        self.runtime.close()
         self._store.close()
 
 

@@ -5,22 +5,26 @@ same way; raw records are stored exactly as given.
 """
 
 import json
+import time
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sync_pipelines.sandbox.admin import _bad, _json, _only, _value_error
 from sync_pipelines.sandbox.runtime import Runtime
-from sync_pipelines.sandbox.store import dumps
+from sync_pipelines.sandbox.store import Store, dumps
 from sync_pipelines.sandbox.webhooks import check_url
 from sync_pipelines.sandbox.xero.accounting import (
     BANK_ACCOUNT,
     BANK_ACCOUNT_ID,
     Invalid,
+    Ledger,
     PostDataInvalid,
     default_account,
     group_summary,
@@ -48,12 +52,23 @@ def _ids(value: Any) -> list[str]:
 
 
 class XeroAdmin:
+    """Routes act on the first organisation, or on the one whose tenant id the query's `tenant` names."""
+
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self.store = runtime.store
-        self.ledger = runtime.ledger
 
-    def app(self) -> Starlette:
+    @property
+    def store(self) -> Store:
+        return self.runtime.xero.store
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.runtime.xero.ledger
+
+    def app(self) -> ASGIApp:
+        return _ForOrganisation(self._routes(), self.runtime)
+
+    def _routes(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/invoices", self.invoices, methods=["GET", "POST"]),
@@ -334,8 +349,9 @@ class XeroAdmin:
     # -- Xero webhooks (xero.md §6) -----------------------------------------------------------
 
     async def webhooks(self, request: Request) -> Response:
-        """The subscription: {"url", "key", "attempts", "backoff_seconds"}; PUT changes any of them."""
-        emitter = self.runtime.webhooks
+        """The app's one subscription, every organisation's events: {"url", "key", "attempts", "backoff_seconds"};
+        PUT changes any of them."""
+        emitter = self.runtime.xero.webhooks
         if request.method == "PUT":
             body = await _json(request)
             if set(body) - _WEBHOOK_OPTIONS:
@@ -348,9 +364,12 @@ class XeroAdmin:
             backoff = float(body.get("backoff_seconds", emitter.backoff_seconds))
             if attempts < 1 or backoff < 0:
                 return _bad("attempts must be at least 1 and backoff_seconds not negative")
-            emitter.key, emitter.attempts, emitter.backoff_seconds = body.get("key", emitter.key), attempts, backoff
-            if "url" in body:
-                emitter.subscribe(body["url"])
+            key = body.get("key", emitter.key)
+            for organisation in self.runtime.organisations:
+                organisation.webhooks.key, organisation.webhooks.attempts = key, attempts
+                organisation.webhooks.backoff_seconds = backoff
+                if "url" in body:
+                    organisation.webhooks.subscribe(body["url"])
         return JSONResponse(
             {
                 "url": emitter.url,
@@ -368,18 +387,42 @@ class XeroAdmin:
         first = (await _json(request)).get("first")
         if not isinstance(first, int):
             return _bad('"first" must be the firstEventSequence of a logged delivery')
-        if self.runtime.webhooks.url is None:
+        if self.runtime.xero.webhooks.url is None:
             return _bad("no webhook url is configured")
-        outcome = await run_in_threadpool(self.runtime.webhooks.redeliver, first)
+        outcome = await run_in_threadpool(self.runtime.xero.webhooks.redeliver, first)
         if outcome is None:
             return _bad(f"no delivery starts at sequence {first}", 404)
         return JSONResponse({"first": first, "status": outcome})
 
     async def intent_to_receive(self, request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(self.runtime.webhooks.intent_to_receive))
+        return JSONResponse(await run_in_threadpool(self.runtime.xero.webhooks.intent_to_receive))
 
     async def flush_webhooks(self, request: Request) -> Response:
-        """Wait (in a worker thread: the receiver may be this very server) until every queued event went out."""
-        timeout = float((await _json(request)).get("timeout", 30))
-        idle = await run_in_threadpool(self.runtime.webhooks.wait_idle, timeout)
+        """Wait (in a worker thread: the receiver may be this very server) until every organisation's queued event
+        went out."""
+        deadline = time.monotonic() + float((await _json(request)).get("timeout", 30))
+
+        def wait_all() -> bool:
+            return all(o.webhooks.wait_idle(max(0.0, deadline - time.monotonic())) for o in self.runtime.organisations)
+
+        idle = await run_in_threadpool(wait_all)
         return JSONResponse({"idle": idle, "queued": self.store.queue_length()}, 200 if idle else 504)
+
+
+class _ForOrganisation:
+    """Serve each admin request for the organisation its `tenant` query parameter names (the first without one)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime):
+        self.app, self.runtime = app, runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tenant = QueryParams(scope.get("query_string", b"")).get("tenant") if scope["type"] == "http" else None
+        if tenant is None:
+            await self.app(scope, receive, send)
+            return
+        organisation = self.runtime.organisation(tenant)
+        if organisation is None:
+            await _bad(f"no organisation has tenant id {tenant}", 404)(scope, receive, send)
+            return
+        with self.runtime.serving(organisation):
+            await self.app(scope, receive, send)

@@ -29,7 +29,7 @@ from sync_pipelines.sandbox.oauth import (
     verifier_matches,
 )
 from sync_pipelines.sandbox.runtime import Runtime
-from sync_pipelines.sandbox.store import COLLECTIONS, dumps
+from sync_pipelines.sandbox.store import COLLECTIONS, Store, dumps
 from sync_pipelines.sandbox.xero import tracking
 from sync_pipelines.sandbox.xero.accounting import (
     BASE_CURRENCY,
@@ -206,10 +206,19 @@ class XeroSandbox:
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self.store = runtime.store
+        self.tokens = runtime.store  # the app's tokens and codes, whichever organisations they reach
         self.settings = runtime.settings
         self.limiter = RateLimiter(runtime)
-        self.credit_notes = CreditNotes(runtime.ledger)
+        self._credit_notes = {id(o): CreditNotes(o.ledger) for o in runtime.organisations}
+
+    @property
+    def store(self) -> Store:
+        """The records of the organisation the request is for (its Xero-tenant-id)."""
+        return self.runtime.xero.store
+
+    @property
+    def credit_notes(self) -> CreditNotes:
+        return self._credit_notes[id(self.runtime.xero)]
 
     def app(self) -> Starlette:
         api = "/api/api.xro/2.0"
@@ -251,13 +260,15 @@ class XeroSandbox:
             "auth_event_id": auth_event_id,
             "code_challenge": query.get("code_challenge"),
         }
-        with self.store.transaction() as conn:
-            self.store.add_token(conn, code, "code", self.settings.client_id, now + CODE_TTL_MS, data)
-        connection = self.store.meta_get("connection")
-        if not connection["connected"]:
-            connection.update(connected=True, updated_ms=now)
-        connection["auth_event_id"] = auth_event_id
-        self.store.meta_set("connection", connection)
+        with self.tokens.transaction() as conn:
+            self.tokens.add_token(conn, code, "code", self.settings.client_id, now + CODE_TTL_MS, data)
+        # The user consents for every organisation they are offered (xero.md §1.6: one auth event, its tenants).
+        for organisation in self.runtime.organisations:
+            connection = organisation.store.meta_get("connection")
+            if not connection["connected"]:
+                connection.update(connected=True, updated_ms=now)
+            connection["auth_event_id"] = auth_event_id
+            organisation.store.meta_set("connection", connection)
         params = {"code": code, "scope": data["scope"]}
         return redirect_with(redirect_uri, params, query.get("state"))
 
@@ -275,7 +286,7 @@ class XeroSandbox:
         if grant == "refresh_token":
             return self._refresh(form.get("refresh_token", ""))
         if grant == "client_credentials":
-            with self.store.transaction() as conn:
+            with self.tokens.transaction() as conn:
                 return JSONResponse(
                     self._issue(conn, form.get("scope") or DEFAULT_CC_SCOPE, "client_credentials", None, None)
                 )
@@ -284,11 +295,11 @@ class XeroSandbox:
     def _exchange_code(self, form: dict[str, str]) -> Response:
         """Codes are single-use, short-lived and bound to the redirect_uri (xero.md §1.2)."""
         now = now_ms()
-        with self.store.transaction() as conn:
-            record = self.store.token(form.get("code", ""))
+        with self.tokens.transaction() as conn:
+            record = self.tokens.token(form.get("code", ""))
             if record is None or record["kind"] != "code" or record["revoked"] or record["expires_ms"] <= now:
                 return oauth_error("invalid_grant", "The authorization code is invalid, used or expired")
-            self.store.update_token(conn, record["token"], revoked=1)
+            self.tokens.update_token(conn, record["token"], revoked=1)
             data = record["data"]
             if form.get("redirect_uri") != data["redirect_uri"]:
                 return oauth_error("invalid_grant", "redirect_uri does not match the authorization request")
@@ -306,20 +317,20 @@ class XeroSandbox:
         replaces the unused successor.
         """
         now = now_ms()
-        with self.store.transaction() as conn:
-            record = self.store.token(presented)
+        with self.tokens.transaction() as conn:
+            record = self.tokens.token(presented)
             if record is None or record["kind"] != "refresh" or record["revoked"] or record["expires_ms"] <= now:
                 return oauth_error("invalid_grant", "The refresh token is invalid, revoked or expired")
             if record["successor"]:
-                successor = self.store.token(record["successor"])
+                successor = self.tokens.token(record["successor"])
                 within_grace = now - record["superseded_ms"] <= self.settings.refresh_grace_seconds * 1000
                 if not within_grace or successor["used"]:
                     return oauth_error("invalid_grant", "The refresh token has been superseded")
-                self.store.revoke_token_family(conn, successor["token"])
+                self.tokens.revoke_token_family(conn, successor["token"])
             issued = self._issue(
                 conn, record["data"]["scope"], "refresh_token", presented, record["data"]["auth_event_id"]
             )
-            self.store.update_token(
+            self.tokens.update_token(
                 conn,
                 presented,
                 used=1,
@@ -350,10 +361,10 @@ class XeroSandbox:
         }
         access = self._jwt(claims)
         data = {"scope": scope, "grant": grant, "auth_event_id": auth_event_id}
-        self.store.add_token(conn, access, "access", self.settings.client_id, now + ttl * 1000, data, parent=refresh)
+        self.tokens.add_token(conn, access, "access", self.settings.client_id, now + ttl * 1000, data, parent=refresh)
         body: dict[str, Any] = {"access_token": access, "expires_in": ttl, "token_type": "Bearer", "scope": scope}
         if refresh:
-            self.store.add_token(
+            self.tokens.add_token(
                 conn, refresh, "refresh", self.settings.client_id, now + REFRESH_IDLE_MS, data, parent=previous
             )
             body["refresh_token"] = refresh
@@ -375,13 +386,14 @@ class XeroSandbox:
         client_id, secret = client_credentials(request, form)
         if client_id != self.settings.client_id or secret != self.settings.client_secret:
             return oauth_error("invalid_client", "Unknown client or wrong client secret")
-        record = self.store.token(form.get("token", ""))
+        record = self.tokens.token(form.get("token", ""))
         if record is not None and record["kind"] == "refresh":
-            with self.store.transaction() as conn:
-                self.store.revoke_token_family(conn, record["token"])
-            connection = self.store.meta_get("connection")
-            connection["connected"] = False
-            self.store.meta_set("connection", connection)
+            with self.tokens.transaction() as conn:
+                self.tokens.revoke_token_family(conn, record["token"])
+            for organisation in self.runtime.organisations:
+                connection = organisation.store.meta_get("connection")
+                connection["connected"] = False
+                organisation.store.meta_set("connection", connection)
         return Response(status_code=200)
 
     # -- tenancy ------------------------------------------------------------------------------
@@ -391,14 +403,14 @@ class XeroSandbox:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer "):
             return problem(401, "Unauthorized", "AuthenticationUnsuccessful")
-        record = self.store.token(header[7:].strip())
+        record = self.tokens.token(header[7:].strip())
         if record is None or record["kind"] != "access" or record["revoked"]:
             return problem(401, "Unauthorized", "AuthenticationUnsuccessful")
         if record["expires_ms"] <= now_ms():
             return problem(401, "Unauthorized", f"TokenExpired: token expired at {expiry_string(record['expires_ms'])}")
         if record["parent"]:
             # Using an access token proves its refresh token's predecessor is obsolete (xero.md §1.4).
-            self.store.mark_token_used(record["parent"])
+            self.tokens.mark_token_used(record["parent"])
         return record
 
     async def connections(self, request: Request) -> Response:
@@ -411,33 +423,35 @@ class XeroSandbox:
             return Response(
                 status_code=429, headers={**headers, "Retry-After": str(retry), "X-Rate-Limit-Problem": problem_name}
             )
-        connection = self.store.meta_get("connection")
         wanted = request.query_params.get("authEventId")
         tenants = []
-        if connection["connected"] and wanted in (None, connection["auth_event_id"]):
-            tenants.append(
-                {
-                    "id": connection["id"],
-                    "authEventId": connection["auth_event_id"],
-                    "tenantId": self.runtime.tenant_id,
-                    "tenantType": "ORGANISATION",
-                    "tenantName": self.store.meta_get("tenant_name"),
-                    "createdDateUtc": connection_string(connection["created_ms"]),
-                    "updatedDateUtc": connection_string(connection["updated_ms"]),
-                }
-            )
+        for organisation in self.runtime.organisations:
+            connection = organisation.store.meta_get("connection")
+            if connection["connected"] and wanted in (None, connection["auth_event_id"]):
+                tenants.append(
+                    {
+                        "id": connection["id"],
+                        "authEventId": connection["auth_event_id"],
+                        "tenantId": organisation.tenant_id,
+                        "tenantType": "ORGANISATION",
+                        "tenantName": organisation.store.meta_get("tenant_name"),
+                        "createdDateUtc": connection_string(connection["created_ms"]),
+                        "updatedDateUtc": connection_string(connection["updated_ms"]),
+                    }
+                )
         return JSONResponse(tenants, headers=headers)
 
     async def delete_connection(self, request: Request) -> Response:
         token = self._authenticate(request)
         if isinstance(token, Response):
             return token
-        connection = self.store.meta_get("connection")
-        if request.path_params["connection_id"] != connection["id"] or not connection["connected"]:
-            return PlainTextResponse(NOT_FOUND, 404)
-        connection["connected"] = False
-        self.store.meta_set("connection", connection)
-        return Response(status_code=204)
+        for organisation in self.runtime.organisations:
+            connection = organisation.store.meta_get("connection")
+            if request.path_params["connection_id"] == connection["id"] and connection["connected"]:
+                connection["connected"] = False
+                organisation.store.meta_set("connection", connection)
+                return Response(status_code=204)
+        return PlainTextResponse(NOT_FOUND, 404)
 
     # -- Accounting API gate ------------------------------------------------------------------
 
@@ -456,12 +470,25 @@ class XeroSandbox:
         if isinstance(token, Response):
             return token
         tenant = request.headers.get("xero-tenant-id", "")
-        connection = self.store.meta_get("connection")
+        # Custom connections may omit the header (xero.md §1.7): they reach one organisation, the first here.
         custom_connection = token["data"]["grant"] == "client_credentials"
-        # Custom connections may omit the header (xero.md §1.7).
-        tenant_ok = tenant == self.runtime.tenant_id or (not tenant and custom_connection)
-        if not tenant_ok or not connection["connected"]:
+        organisation = self.runtime.organisation(tenant) if tenant else None
+        if organisation is None and not tenant and custom_connection:
+            organisation = self.runtime.organisations[0]
+        if organisation is None or not organisation.store.meta_get("connection")["connected"]:
             return problem(403, "Forbidden", "AuthenticationUnsuccessful")
+        with self.runtime.serving(organisation):
+            return await self._served(request, handler, accepted, token, tenant)
+
+    async def _served(
+        self,
+        request: Request,
+        handler: Callable[[dict], Response],
+        accepted: frozenset[str] | None,
+        token: dict,
+        tenant: str,
+    ) -> Response:
+        """The gate past the tenant: the organisation's limits, the query parameters, then idempotency."""
         problem_name, retry, headers = self.limiter.take(tenant)
         if problem_name:
             return PlainTextResponse(
@@ -524,7 +551,7 @@ class XeroSandbox:
         name, base currency and the ShortCode that deep links into the Xero app use."""
 
         def read(token: dict) -> Response:
-            tenant_id, name = self.runtime.tenant_id, self.store.meta_get("tenant_name")
+            tenant_id, name = self.runtime.xero.tenant_id, self.store.meta_get("tenant_name")
             organisation = {
                 "Name": name, "LegalName": name, "PaysTax": True, "Version": "GLOBAL", "OrganisationType": "COMPANY",
                 "BaseCurrency": BASE_CURRENCY, "CountryCode": "US", "IsDemoCompany": False,
@@ -585,7 +612,7 @@ class XeroSandbox:
         body = await request.body()
 
         def add_note(conn: Any, element: dict, now: int) -> dict:
-            return self.runtime.ledger.add_note(conn, name, record_id, element, now)
+            return self.runtime.xero.ledger.add_note(conn, name, record_id, element, now)
 
         return await self._gate(
             request,
@@ -604,7 +631,7 @@ class XeroSandbox:
         body = await request.body()
 
         def add_member(conn: Any, element: dict, now: int) -> dict:
-            return self.runtime.ledger.add_group_member(conn, group_id, element)
+            return self.runtime.xero.ledger.add_group_member(conn, group_id, element)
 
         return await self._gate(
             request,
@@ -678,7 +705,7 @@ class XeroSandbox:
         def remove() -> Response:
             try:
                 with self.store.transaction() as conn:
-                    self.runtime.ledger.remove_group_members(conn, group_id, contact_id)
+                    self.runtime.xero.ledger.remove_group_members(conn, group_id, contact_id)
             except Invalid as exc:
                 failed = _failed("Contacts", {"ContactID": contact_id}, exc.messages)
                 return api_error(10, "ValidationException", "A validation exception occurred", Elements=[failed])
@@ -814,7 +841,7 @@ class XeroSandbox:
         """How one element of a PUT (create only) or POST (create or update) is written (xero.md §4.1)."""
         create_only = request.method == "PUT"
         if name == GROUPS:
-            ledger = self.runtime.ledger
+            ledger = self.runtime.xero.ledger
             return lambda conn, element, now: ledger.write_contact_group(conn, element, create_only, record_id)
         if name == TRACKING:
             return lambda conn, element, now: tracking.create_category(self.store, conn, element)
@@ -857,7 +884,7 @@ class XeroSandbox:
     def _write_one(
         self, conn: Any, name: str, element: dict, create_only: bool, record_id: str | None, now: int
     ) -> dict:
-        ledger = self.runtime.ledger
+        ledger = self.runtime.xero.ledger
         if name == "Payments":
             if record_id is None and element.get("PaymentID") is None:
                 return ledger.create_payment(conn, element, now)[0]

@@ -43,16 +43,26 @@ COGS_ACCOUNT, INVENTORY_ACCOUNT = "310", "630"
 Records = dict[str, list[tuple[str, dict, str | None]]]
 
 
-def tenant_id(seed: int) -> str:
-    """The one tenant's ID is a function of the seed so a reset with the same seed keeps it."""
-    return str(uuid.UUID(int=random.Random(f"tenant:{seed}").getrandbits(128), version=4))
+def tenant_id(seed: int, organisation: int = 1) -> str:
+    """A tenant's ID is a function of the seed (and which organisation) so a reset with the same seed keeps it."""
+    return str(uuid.UUID(int=random.Random(f"tenant:{_stream(seed, organisation)}").getrandbits(128), version=4))
 
 
-def generate(seed: int, invoices: int, contacts: int, malformed: int = 0) -> tuple[Records, dict[str, Any]]:
-    """All collections as (row id, rendered body, malformed reason) plus the store metadata to keep with them."""
-    rng = random.Random(seed)
+def _stream(seed: int, organisation: int) -> int | str:
+    """What seeds an organisation's random choices: the seed itself for the first, so its records stay as they were
+    before the sandbox served several."""
+    return seed if organisation == 1 else f"{seed}/{organisation}"
+
+
+def generate(
+    seed: int, invoices: int, contacts: int, malformed: int = 0, organisation: int = 1
+) -> tuple[Records, dict[str, Any]]:
+    """All collections of one organisation as (row id, rendered body, malformed reason) plus the store metadata to
+    keep with them; each organisation's from a random stream of its own."""
+    stream = _stream(seed, organisation)
+    rng = random.Random(stream)
     fake = Faker("en_US")
-    fake.seed_instance(seed)
+    fake.seed_instance(stream)
 
     def new_id() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -80,30 +90,30 @@ def generate(seed: int, invoices: int, contacts: int, malformed: int = 0) -> tup
         "Invoices": invoice_rows,
         "Payments": payment_rows,
         "BankTransactions": bank_rows,
-        "Items": [(item["ItemID"], item, None) for item in _catalogue_items(seed)],
+        "Items": [(item["ItemID"], item, None) for item in _catalogue_items(stream)],
     }
     meta = {
         "seed": seed,
         "invoices": invoices,
         "contacts": contacts,
         "malformed": malformed,
-        "tenant_id": tenant_id(seed),
-        "tenant_name": f"Sandbox Company {seed}",
+        "tenant_id": tenant_id(seed, organisation),
+        "tenant_name": f"Sandbox Company {seed}" + ("" if organisation == 1 else f" No. {organisation}"),
         "invoice_number": builder.accrec_count,
         "credit_note_number": 0,  # no credit notes are seeded; a reset restarts their numbering at CN-0001
-        "connection": _connection(seed),
+        "connection": _connection(stream),
     }
     return records, meta
 
 
-def _connection(seed: int) -> dict[str, Any]:
+def _connection(seed: int | str) -> dict[str, Any]:
     """The app's one connection to the tenant, connected since the anchor (xero.md §1.6)."""
     rng = random.Random(f"connection:{seed}")
     ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(2)]
     return {"id": ids[0], "auth_event_id": ids[1], "created_ms": ANCHOR_MS, "updated_ms": ANCHOR_MS, "connected": True}
 
 
-def _catalogue_items(seed: int) -> list[dict]:
+def _catalogue_items(seed: int | str) -> list[dict]:
     """The shop's catalogue (sandbox/segment/catalogue.py) as tracked items, each holding its opening stock.
 
     The stock sits on the item with no document behind it, as it stands once brought in before the seeded history:

@@ -163,10 +163,14 @@ class XeroClient:
             if self._tenant_id is None:
                 answer = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False)
                 connections = json_codec.response_json(answer)
-                tenants = sorted({c["tenantId"] for c in connections})
+                tenants = {c["tenantId"]: c.get("tenantName") for c in connections}
                 if len(tenants) != 1:
-                    raise XeroApiError(f"expected one connected tenant, found {len(tenants)}; set tenant_id")
-                self._tenant_id = tenants[0]
+                    listed = ", ".join(f"{name} ({tenant})" for tenant, name in sorted(tenants.items())) or "none"
+                    raise XeroApiError(
+                        f"the app is connected to {len(tenants)} Xero organisations, not one: {listed}; "
+                        "set XERO_TENANT_ID to the one to sync"
+                    )
+                (self._tenant_id,) = tenants
             return self._tenant_id
 
     def iter_pages(
