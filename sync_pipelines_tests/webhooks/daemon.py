@@ -2,6 +2,7 @@
 and for the benchmark (benchmarks/webhook_latency.py) that times it; with what those tests and the benchmark make
 and look for: a paid invoice's Segment message, a Segment person's order and its Xero invoice."""
 
+import json
 import os
 import signal
 import socket
@@ -38,12 +39,14 @@ FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 
 
 @contextmanager
-def dagster_daemon(env: dict[str, str], log_path: Path, workspace: Path = WORKSPACE) -> Iterator[subprocess.Popen]:
-    """`dagster-daemon run` over `workspace` (the project's, its schedules stopped) with the CLI's instance settings in
-    env's DAGSTER_HOME; stopped, with its children."""
+def dagster_daemon(
+    env: dict[str, str], log_path: Path, workspace: Path = WORKSPACE, instance_yaml: str = DAGSTER_YAML
+) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` over `workspace` (the project's, its schedules stopped) with the instance settings given
+    (by default the CLI's) in env's DAGSTER_HOME; stopped, with its children."""
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml)
     env = {**os.environ, **env}
     bin_dir = Path(sys.executable).parent
     with dg.DagsterInstance.from_config(str(home)):
@@ -62,17 +65,18 @@ def dagster_daemon(env: dict[str, str], log_path: Path, workspace: Path = WORKSP
             try:
                 _let_runs_finish(home, seconds=60)
             finally:
-                _stop(daemon)
+                stop_group(daemon)
 
 
-def _stop(daemon: subprocess.Popen) -> None:
-    """Stop the daemon and its process group: its code server, its warm run process and any run still going."""
-    os.killpg(daemon.pid, signal.SIGTERM)
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started in a session of its own, and its group: a daemon's code server, warm run process and
+    any run still going; a worker's runs."""
+    os.killpg(process.pid, signal.SIGTERM)
     try:
-        daemon.wait(timeout=30)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextmanager
@@ -107,14 +111,15 @@ def _answers(url: str) -> bool:
         return False
 
 
-def launch_job(job: str, env: dict[str, str], workspace: Path = WORKSPACE) -> str:
+def launch_job(job: str, env: dict[str, str], workspace: Path = WORKSPACE, tags: dict[str, str] | None = None) -> str:
     """Submit a run of `job` to the instance's run queue, as the UI's Launch (or a schedule's tick) does; its id."""
     home = env["DAGSTER_HOME"]
     with dg.DagsterInstance.from_config(home) as instance:
         before = {run.run_id for run in instance.get_runs(dg.RunsFilter(job_name=job))}
     dagster = Path(sys.executable).parent / "dagster"
+    tagged = ["--tags", json.dumps(tags)] if tags else []
     subprocess.run(
-        [str(dagster), "job", "launch", "-j", job, "-w", str(workspace)],
+        [str(dagster), "job", "launch", "-j", job, "-w", str(workspace), *tagged],
         env={**os.environ, **env}, cwd=home, check=True, capture_output=True,
     )  # fmt: skip
     with dg.DagsterInstance.from_config(home) as instance:
