@@ -178,11 +178,11 @@ def frame_as(conn: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) ->
     # DuckDB refuses to (un)register while a result is partly read (fetchone); a fresh statement ends it.
     conn.execute("SELECT 1").fetchall()
     conn.register(name, frame)
-    try:
-        yield
-    finally:
-        conn.execute("SELECT 1").fetchall()
-        conn.unregister(name)
+    # Not unregistered when a statement inside fails: that error aborted the transaction, and any statement here
+    # would raise "transaction is aborted" in its place (hiding, say, DuckDB running out of memory).
+    yield
+    conn.execute("SELECT 1").fetchall()
+    conn.unregister(name)
 
 
 # A run with this tag is a dry run (a preview): it reads, validates and stages into a scratch copy of the staging

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import duckdb
 import pandas as pd
+import pytest
 
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import MIGRATIONS, OutboxMessage, StagingResource
@@ -132,6 +133,14 @@ def test_parallel_processes_take_turns_on_the_writer_lock(tmp_path):
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     with StagingResource(database=database).connect() as conn:
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (100,)
+
+
+def test_a_statement_that_fails_on_a_registered_frame_raises_its_own_error():
+    # Seen as "transaction is aborted" in place of DuckDB's out-of-memory error while a landing ran.
+    conn = duckdb.connect()
+    conn.execute("BEGIN TRANSACTION")
+    with pytest.raises(duckdb.ConversionException), staging.frame_as(conn, "page", pd.DataFrame({"n": ["x"]})):
+        conn.execute("SELECT CAST(n AS INTEGER) FROM page").fetchall()
 
 
 def test_staged_tables_take_on_columns_a_contract_gains_and_type_all_empty_columns(tmp_path):
