@@ -677,6 +677,13 @@ def xero_connect(redirect_uri: str) -> None:
         store,
     )  # fmt: skip
     click.echo("Connected; tokens stored encrypted.")
+    with dg.build_resources({"xero": defs().resources["xero"]}) as resources:
+        organisations = resources.xero.get_client().connections()
+    click.echo("Organisations the app may sync (tenantId, name):")
+    for tenant, name in organisations.items():
+        click.echo(f"  {tenant}  {name}")
+    if len(organisations) > 1:
+        click.echo("Set XERO_TENANT_ID to the one this install syncs.")
 
 
 @main.command("salesforce-connect")

@@ -327,7 +327,7 @@ def test_backfill_previews_then_writes_a_range_once_and_resync_rereads_an_entity
     ],
 )
 def test_a_connect_command_prints_the_consent_url_and_stores_the_tokens_encrypted(
-    sync_env, tmp_path, command, token_path, redirect_uri
+    sandbox, sync_env, tmp_path, command, token_path, redirect_uri
 ):
     """As a person runs it: the command prints the consent URL; the person approves in a browser (here the
     sandbox's consent page, which approves by redirecting) and pastes where it redirected to."""

@@ -156,14 +156,17 @@ class XeroClient:
         with self._stats_lock:
             return dataclasses.replace(self._stats)
 
+    def connections(self) -> dict[str, str | None]:
+        """The organisations the app is connected to, tenantId to name (xero.md §1.6; no tenant's limits count it)."""
+        answer = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False)
+        return {c["tenantId"]: c.get("tenantName") for c in json_codec.response_json(answer)}
+
     @property
     def tenant_id(self) -> str:
         """The configured tenant, or the only connected one (xero.md §1.6)."""
         with self._tenant_lock:
             if self._tenant_id is None:
-                answer = self._request("GET", self._api_url + settings.CONNECTIONS_PATH, tenant=False)
-                connections = json_codec.response_json(answer)
-                tenants = {c["tenantId"]: c.get("tenantName") for c in connections}
+                tenants = self.connections()
                 if len(tenants) != 1:
                     listed = ", ".join(f"{name} ({tenant})" for tenant, name in sorted(tenants.items())) or "none"
                     raise XeroApiError(
