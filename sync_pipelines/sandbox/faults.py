@@ -54,12 +54,15 @@ class FaultInjector:
             tenant = _header(scope, b"xero-tenant-id")
             self.runtime.inflight[tenant] += 1
         try:
-            await self._serve(scope, receive, send)
+            status = await self._serve(scope, receive, send)
         finally:
             if tenant is not None:
                 self.runtime.inflight[tenant] -= 1
+        if tenant is not None:
+            self.runtime.count_tenant_call(tenant, status)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer, or inject a fault in place of the answer; the status sent (a dropped connection's too)."""
         config = self.runtime.faults[self.vendor]
         draw = self.runtime.draw()
         error_cut = config["error_rate"]
@@ -84,9 +87,10 @@ class FaultInjector:
         if rate_cut <= draw < drop_cut:
             self.runtime.note_fault()
             await _send_truncated(messages, send)
-            return
-        for message in messages:
-            await send(message)
+        else:
+            for message in messages:
+                await send(message)
+        return next((m["status"] for m in messages if m["type"] == "http.response.start"), 0)
 
     def _error(self, server_error: bool, retry_after: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """A 5xx or 429 shaped like the vendor's own (xero.md §4.5, §5; segment.md §2; salesforce.md §5, which

@@ -7,7 +7,7 @@ faults and its configured webhook subscription, like a new day at the vendor.
 
 import random
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -158,6 +158,8 @@ class Runtime:
     limits: dict[str, int] = field(init=False)
     faults: dict[str, dict[str, float]] = field(init=False)
     stats: dict[str, Counter] = field(default_factory=lambda: {vendor: Counter() for vendor in VENDORS})
+    # Accounting API calls per Xero tenant, by answer: {"calls": n, "429": n, ...}.
+    tenant_stats: defaultdict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     faults_injected: int = 0
     inflight: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -268,6 +270,10 @@ class Runtime:
         with self.lock:
             self.stats[vendor][key] += 1
 
+    def count_tenant_call(self, tenant: str, status: int) -> None:
+        with self.lock:
+            self.tenant_stats[tenant].update(("calls", str(status)))
+
     def note_fault(self) -> None:
         with self.lock:
             self.faults_injected += 1
@@ -276,6 +282,7 @@ class Runtime:
         with self.lock:
             return {
                 **{vendor: dict(counter) for vendor, counter in self.stats.items()},
+                "xero_tenants": {tenant: dict(counter) for tenant, counter in self.tenant_stats.items()},
                 "faults_injected": self.faults_injected,
             }
 
@@ -283,4 +290,5 @@ class Runtime:
         with self.lock:
             for counter in self.stats.values():
                 counter.clear()
+            self.tenant_stats.clear()
             self.faults_injected = 0
