@@ -1,6 +1,6 @@
 """deploy/ on one machine: the instance in a real Postgres (pgserver), runs launched by the daemon onto two Celery
 workers, each a process of its own, the vendors' pools held by Postgres across them, and a killed worker's run
-failed with its slot freed (sync_pipelines/celery_workers.py)."""
+failed with its slot freed (deploy/celery_workers.py)."""
 
 import os
 import shutil
@@ -72,7 +72,7 @@ def deployment(postgres, sync_env, tmp_path, monkeypatch) -> dict[str, str]:
 @contextmanager
 def celery_worker(queue: str, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
     """A worker as deploy/ runs one, consuming `queue`, one run at a time, in a session of its own; once ready."""
-    command = [str(Path(sys.executable).parent / "celery"), "--app", "sync_pipelines.celery_app", "worker",
+    command = [str(Path(sys.executable).parent / "celery"), "--app", "celery_workers", "worker",
                "--queues", queue, "--concurrency", "1", "--hostname", f"{queue}@%h", "--loglevel", "INFO"]  # fmt: skip
     with log_path.open("wb") as log:
         worker = subprocess.Popen(command, env={**os.environ, **env}, cwd=env["DAGSTER_HOME"], stdout=log,

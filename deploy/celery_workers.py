@@ -1,5 +1,5 @@
 """Celery run workers that say they are alive, and a run launcher that takes a run for running only while its
-worker does (deploy/, the optional `deploy` extra).
+worker does (the optional `deploy` extra; deploy/ on PYTHONPATH).
 
 dagster-celery's launcher reports a run as running for as long as its task says STARTED, and a worker killed with
 its run (kill -9, a machine lost) never changes that: the run would stay "started" and keep its pool slots, and
@@ -7,9 +7,13 @@ every later run of that pool would wait on it. Each worker here records a heartb
 every few seconds, by Postgres's clock, so machines' clocks never matter; the launcher fails a run whose worker has
 been silent too long, and run monitoring then frees the run's slots.
 
-    celery --app sync_pipelines.celery_app worker --queues dagster
+    celery --app celery_workers worker --queues dagster
+
+Outside the package: importing Celery's worker and launcher classes reads its plugins' entry points, and importing
+sync_pipelines reads no file.
 """
 
+import functools
 import os
 import threading
 from typing import Any
@@ -100,6 +104,7 @@ def _silent_seconds(hostname: str) -> float | None:
         engine.dispose()
 
 
+@functools.cache
 def worker_app() -> Any:
     """dagster-celery's app (its tasks, queues and routes; settings from `dagster_celery_config`), with the
     heartbeat in each worker."""
@@ -108,3 +113,11 @@ def worker_app() -> Any:
     create_resume_job_task(celery)
     celery.steps["worker"].add(Heartbeat)
     return celery
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, which the Celery command looks up by module, made when it does rather than whenever the launcher's
+    process imports this module."""
+    if name == "app":
+        return worker_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
