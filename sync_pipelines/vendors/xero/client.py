@@ -224,7 +224,7 @@ class XeroClient:
             next_page = 2
             try:
                 while pending or next_page <= page_count:
-                    while next_page <= page_count and len(pending) < ahead:
+                    while next_page <= page_count and len(pending) < min(ahead, self._day_room()):
                         pending.append(pool.submit(fetch, next_page))
                         next_page += 1
                     items = json_codec.response_json(pending.popleft().result()).get(collection, [])
@@ -233,6 +233,13 @@ class XeroClient:
             finally:
                 for future in pending:
                     future.cancel()
+
+    def _day_room(self) -> int:
+        """Calls worth having in flight at once as the day's allowance ends (X-DayLimit-Remaining, xero.md §5): the
+        last ones go to the next pages in order, not to later pages that could only be thrown away. At least one,
+        which finds out whether the allowance has come back."""
+        remaining = self.stats.day_limit_remaining
+        return max(1, remaining) if remaining is not None else self._max_concurrent * 2
 
     def _serial_pages(
         self, collection: str, fetch: Callable[[int], requests.Response], body: dict
