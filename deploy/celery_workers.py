@@ -14,6 +14,7 @@ sync_pipelines reads no file.
 """
 
 import functools
+import logging
 import os
 import threading
 from typing import Any
@@ -26,6 +27,9 @@ from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
 # Silent this long, a worker is taken for dead: several missed beats, so a busy machine is not.
@@ -46,14 +50,12 @@ class Heartbeat(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self, worker: Any) -> None:
         engine = _engine()
         with engine.begin() as conn:
             conn.execute(text(_TABLE))
-        self._thread = threading.Thread(target=self._beat, args=(engine, worker.hostname), daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._beat, args=(engine, worker.hostname), daemon=True).start()
 
     def stop(self, worker: Any) -> None:
         self._stopped.set()
@@ -64,8 +66,11 @@ class Heartbeat(bootsteps.StartStopStep):
             "ON CONFLICT (hostname) DO UPDATE SET beat_at = excluded.beat_at"
         )
         while True:
-            with engine.begin() as conn:
-                conn.execute(beat, {"hostname": hostname})
+            try:
+                with engine.begin() as conn:
+                    conn.execute(beat, {"hostname": hostname})
+            except SQLAlchemyError:  # Postgres out of reach a moment: the next beat tries again, the thread goes on
+                log.warning("could not record %s's heartbeat", hostname, exc_info=True)
             if self._stopped.wait(HEARTBEAT_SECONDS):
                 return
 

@@ -209,7 +209,6 @@ class XeroSandbox:
         self.tokens = runtime.store  # the app's tokens and codes, whichever organisations they reach
         self.settings = runtime.settings
         self.limiter = RateLimiter(runtime)
-        self._credit_notes = {id(o): CreditNotes(o.ledger) for o in runtime.organisations}
 
     @property
     def store(self) -> Store:
@@ -218,7 +217,7 @@ class XeroSandbox:
 
     @property
     def credit_notes(self) -> CreditNotes:
-        return self._credit_notes[id(self.runtime.xero)]
+        return CreditNotes(self.runtime.xero.ledger)
 
     def app(self) -> Starlette:
         api = "/api/api.xro/2.0"

@@ -35,8 +35,8 @@ class _Intercom:
 
     def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         """Searches come oldest first: the page's last updated_at (the client re-reads from it inclusively)."""
-        stamps = [r["updated_at"] for r in page if isinstance(r.get("updated_at"), int)]
-        return {"updated_at": max(stamps)} if stamps else None
+        seconds = [r["updated_at"] for r in page if isinstance(r.get("updated_at"), int)]
+        return {"updated_at": max(seconds)} if seconds else None
 
     def figures(self, intercom: IntercomResource) -> dict[str, int | float]:
         stats = intercom.get_client().stats

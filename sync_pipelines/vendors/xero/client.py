@@ -234,12 +234,12 @@ class XeroClient:
                 for future in pending:
                     future.cancel()
 
-    def _day_room(self) -> int:
+    def _day_room(self) -> float:
         """Calls worth having in flight at once as the day's allowance ends (X-DayLimit-Remaining, xero.md §5): the
         last ones go to the next pages in order, not to later pages that could only be thrown away. At least one,
-        which finds out whether the allowance has come back."""
+        which finds out whether the allowance has come back; no bound before the first answer says."""
         remaining = self.stats.day_limit_remaining
-        return max(1, remaining) if remaining is not None else self._max_concurrent * 2
+        return math.inf if remaining is None else max(1, remaining)
 
     def _serial_pages(
         self, collection: str, fetch: Callable[[int], requests.Response], body: dict

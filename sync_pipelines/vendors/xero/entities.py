@@ -70,10 +70,10 @@ class XeroCollection:
 
     def checkpoint(self, cursor: dict | None, page: list[dict], stamps: list[datetime | None]) -> dict | None:
         """The cursor after a landed page, or None when it does not move; pages come oldest first (§3.1)."""
-        stamps = [stamp for stamp in stamps if stamp is not None]
-        if not stamps or (cursor is not None and max(stamps).isoformat() <= cursor["updated_at"]):
+        known = [stamp for stamp in stamps if stamp is not None]
+        if not known or (cursor is not None and max(known).isoformat() <= cursor["updated_at"]):
             return None
-        return {"updated_at": max(stamps).isoformat()}
+        return {"updated_at": max(known).isoformat()}
 
     def figures(self, xero: XeroResource) -> dict[str, int | float]:
         stats = xero.get_client().stats
