@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
@@ -13,6 +14,7 @@ from sync_pipelines.defs.flows import registered_deliveries, registered_flows
 from sync_pipelines.lib import alerts
 from sync_pipelines.lib.alerts import Alert, asset_link, ui_url
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.lib.tenants import load_registry
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 
 # On its first tick the sensor looks back this far, so turning it on does not replay a long history.
@@ -129,17 +131,28 @@ def alert_sensor(
         positions[FRESHNESS.value] = record.storage_id
         if (after is not None or record.timestamp >= since) and (alert := _freshness_failed(record, reading)):
             raised.append(alert)
-    with staging_db.connect() as conn:
-        raised += alerts.exhausted_dead_letters(conn, delivered)
-        # A flow's own settings say which kinds of its alerts are sent; what belongs to no flow always is.
-        new = alerts.raise_alerts(conn, [a for a in raised if a.flow is None or a.kind in flows[a.flow].alerts])
-        pending = alerts.unsent(conn)
-    report = notifier.get_client().send(pending)
-    with staging_db.connect() as conn:
-        # A notification the notifier refuses (4xx) would be refused again: it is not retried.
-        alerts.mark_sent(conn, report.delivered + [alert_id for alert_id, _ in report.rejected])
+    new = sent = failed = 0
+    for store in _stores(staging_db):
+        with store.connect() as conn:
+            raised += alerts.exhausted_dead_letters(conn, delivered)
+            # A flow's own settings say which kinds of its alerts are sent; what belongs to no flow always is.
+            new += alerts.raise_alerts(conn, [a for a in raised if a.flow is None or a.kind in flows[a.flow].alerts])
+            pending = alerts.unsent(conn)
+        raised = []  # what the instance says is kept in the install's store; a connection's store adds its own
+        report = notifier.get_client().send(pending)
+        with store.connect() as conn:
+            # A notification the notifier refuses (4xx) would be refused again: it is not retried.
+            alerts.mark_sent(conn, report.delivered + [alert_id for alert_id, _ in report.rejected])
+        sent, failed = sent + len(report.delivered), failed + len(report.failed)
     context.update_cursor(json.dumps({"after": positions, "failing": reading.failing}, sort_keys=True))
-    return dg.SkipReason(f"{new} new alerts; {len(report.delivered)} sent, {len(report.failed)} to try again")
+    return dg.SkipReason(f"{new} new alerts; {sent} sent, {failed} to try again")
+
+
+def _stores(staging_db: StagingResource) -> list[StagingResource]:
+    """The install's staging store, then each connection's that exists (its runs raise alerts there)."""
+    registry = load_registry()
+    connections = [staging_db.for_connection(c) for c in registry.connections] if registry else []
+    return [staging_db, *(store for store in connections if Path(store.database).exists())]
 
 
 @dg.definitions

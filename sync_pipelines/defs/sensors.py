@@ -9,11 +9,12 @@ from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
+from sync_pipelines.lib.tenants import TENANTS, Registry, load_registry
 from sync_pipelines.vendors.intercom import entities as intercom
 from sync_pipelines.vendors.salesforce import entities as salesforce
 from sync_pipelines.vendors.segment import entities as segment
 from sync_pipelines.vendors.xero import entities as xero
-from sync_pipelines.webhooks.inbox import WebhookInboxResource
+from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
 
 # The vendors that send webhooks, and their entities (each names its webhook category, or none).
 WEBHOOKS = {
@@ -23,6 +24,7 @@ WEBHOOKS = {
     "salesforce": salesforce.ENTITIES,
 }
 
+PARTITION_TAG = "dagster/partition"
 # The run priority of webhook runs: above the schedules' 0.
 REAL_TIME_PRIORITY = "10"
 
@@ -46,23 +48,32 @@ def dead_letter_replay(delivered: dict[tuple[str, str], dg.AssetKey]) -> dg.Sens
         description="Requests a delivery run for every entity with dead letters whose next attempt is due.",
     )
     def sensor(context: dg.SensorEvaluationContext, staging_db: StagingResource) -> dg.SensorResult:
-        """The cursor keeps the last failure wave requested per delivery, so one wave makes one run."""
+        """The cursor keeps the last failure wave requested per delivery (and connection), so one wave makes one
+        run; with several connections, each connection's store is read and its runs are its partition's."""
         requested: dict[str, str] = json.loads(context.cursor or "{}")
-        with staging_db.connect() as conn:
-            due = due_dead_letters(conn)
+        registry = load_registry()
+        if registry is None:
+            stores: list[tuple[str | None, StagingResource]] = [(None, staging_db)]
+        else:
+            known = set(context.instance.get_dynamic_partitions(TENANTS.name))
+            stores = [(c.name, staging_db.for_connection(c)) for c in registry.connections if c.name in known]
         runs = []
-        for flow, entity, count, wave in due:
-            name = f"{flow}/{entity}"
-            if (flow, entity) not in delivered or requested.get(name) == wave:
-                continue
-            requested[name] = wave
-            runs.append(
-                dg.RunRequest(
-                    run_key=f"replay:{name}:{wave}",
-                    asset_selection=[delivered[(flow, entity)]],
-                    tags={"sync_pipelines/dead_letters": str(count)},
+        for tenant, store in stores:
+            with store.connect() as conn:
+                due = due_dead_letters(conn)
+            for flow, entity, count, wave in due:
+                name = f"{flow}/{entity}" if tenant is None else f"{tenant}/{flow}/{entity}"
+                if (flow, entity) not in delivered or requested.get(name) == wave:
+                    continue
+                requested[name] = wave
+                runs.append(
+                    dg.RunRequest(
+                        run_key=f"replay:{name}:{wave}",
+                        asset_selection=[delivered[(flow, entity)]],
+                        partition_key=tenant,
+                        tags={"sync_pipelines/dead_letters": str(count)},
+                    )
                 )
-            )
         return dg.SensorResult(run_requests=runs, cursor=json.dumps(requested, sort_keys=True))
 
     return sensor
@@ -119,13 +130,15 @@ def webhook_sync(
 
         The schedules still poll everything, so a webhook the vendor never delivered is repaired (xero.md §6).
         """
+        inbox = webhook_inbox.get_inbox()
+        # Only a vendor whose webhooks are in use is listened for: each listening tick holds a code-server thread.
+        listen = webhook_inbox.listen_seconds if inbox.receives(vendor) else 0.0
+        if (registry := load_registry()) is not None:
+            return connections_runs(context, inbox, listen, registry)
         after = json.loads(context.cursor or '{"seq": 0}')["seq"]
         busy = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT), limit=1)
         if busy:
             return dg.SkipReason(f"run {busy[0].run_id} is still syncing; new events wait for it")
-        inbox = webhook_inbox.get_inbox()
-        # Only a vendor whose webhooks are in use is listened for: each listening tick holds a code-server thread.
-        listen = webhook_inbox.listen_seconds if inbox.receives(vendor) else 0.0
         pending = inbox.wait_for_pending(vendor, after, listen)
         if pending is None:
             return dg.SkipReason("no webhook events since the last run")
@@ -143,6 +156,48 @@ def webhook_sync(
             tags={"sync_pipelines/webhook_events": str(pending.events), "dagster/priority": REAL_TIME_PRIORITY},
         )
         return dg.SensorResult(run_requests=[run], cursor=cursor)
+
+    def connections_runs(
+        context: dg.SensorEvaluationContext, inbox: WebhookInbox, listen: float, registry: Registry
+    ) -> dg.SensorResult | dg.SkipReason:
+        """One run per connection whose account sent events (the event's tenant_id is its `ids[vendor]`), each
+        connection with a cursor of its own: one connection's run still going holds only its own events."""
+        state = json.loads(context.cursor or "{}")
+        after: dict[str, int] = state.get("connections", {})
+        floor = min((after.get(c.name, 0) for c in registry.connections), default=0)
+        if inbox.wait_for_pending(vendor, floor, listen) is None:
+            return dg.SkipReason("no webhook events since the last run")
+        by_tenant = inbox.pending_by_tenant(vendor, floor)
+        newest = max(pending.last_seq for pending in by_tenant.values())
+        known = set(context.instance.get_dynamic_partitions(TENANTS.name))
+        runs, waiting = [], []
+        for connection in registry.connections:
+            since = after.get(connection.name, 0)
+            pending = by_tenant.get(connection.ids.get(vendor, ""))
+            if pending is None or pending.last_seq <= since:
+                after[connection.name] = max(since, newest)
+                continue
+            busy = context.instance.get_runs(
+                dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT, tags={PARTITION_TAG: connection.name}), limit=1
+            )
+            if busy or connection.name not in known:
+                waiting.append(connection.name)
+                continue
+            after[connection.name] = pending.last_seq
+            matching = [e for e in webhook_entities if e.source.webhook_category in pending.categories]
+            if not matching:
+                continue
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"{vendor}-webhook:{connection.name}:{since + 1}-{pending.last_seq}",
+                    asset_selection=_sync_keys(matching, deliveries, follow_ups),
+                    partition_key=connection.name,
+                    tags={"sync_pipelines/webhook_events": str(pending.events), "dagster/priority": REAL_TIME_PRIORITY},
+                )
+            )
+        cursor = json.dumps({"connections": after}, sort_keys=True)
+        skip = f"waiting for {', '.join(waiting)}" if waiting and not runs else None
+        return dg.SensorResult(run_requests=runs, cursor=cursor, skip_reason=skip)
 
     return job, sensor
 

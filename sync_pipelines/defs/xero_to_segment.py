@@ -15,6 +15,7 @@ from sync_pipelines.lib.enrichment import ENRICHMENT, ENRICHMENT_KEY, enrichment
 from sync_pipelines.lib.flows import Flow, mapped_deliveries
 from sync_pipelines.lib.targets.segment import SegmentTarget
 from sync_pipelines.lib.targets.segment_mapping import EntityMapping
+from sync_pipelines.lib.tenants import FLOW_TAG
 from sync_pipelines.vendors.xero import entities as xero
 
 NAME = "xero_to_segment"
@@ -29,7 +30,11 @@ def contact_enrichment(deliveries: Sequence[Delivery]) -> dg.Definitions:
         description="Recompute per-contact traits from what is staged and send the ones that changed.",
     )
     schedule = dg.ScheduleDefinition(
-        job=job, cron_schedule="0 6 * * *", execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING
+        job=job,
+        cron_schedule="0 6 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        tags={FLOW_TAG: NAME},
     )
     return dg.Definitions(assets=[enrichment], jobs=[job], schedules=[schedule])
 

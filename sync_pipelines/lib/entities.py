@@ -25,6 +25,7 @@ from pydantic import Field
 from sync_pipelines.lib import alerts, json_codec, staging
 from sync_pipelines.lib.resources import with_resource_parameters
 from sync_pipelines.lib.staging import StagingResource, row_versions
+from sync_pipelines.lib.tenants import tenant_slot
 from sync_pipelines.lib.validation import rejected_rows, split_valid
 
 # Landed rows validated and staged at a time, in one transaction: bounds a step's memory however many are waiting,
@@ -95,6 +96,10 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=12)
 BACKFILL_TAG = "sync_pipelines/backfill"
 # The backfill assets, which only a backfill (a partition range) materialises: every sync selection leaves them out.
 BACKFILLS = dg.AssetSelection.tag(BACKFILL_TAG, "window")
+
+
+def vendor_pool(vendor: str) -> str:
+    return f"{vendor}_api"
 
 
 # Who answers for the assets in the UI's catalog (Dagster owners: "team:<name>" or an email).
@@ -337,7 +342,8 @@ def _extract_asset(
                     conn, source=entity.vendor, entity=entity.name, table=entity.table, cursor=entity.extract_cursor
                 )
             context.log.info(f"full resync: {forgotten} staged records forgotten; reading the whole history")
-        return land_changes(context, entity, resources[resource_key], staging_db)
+        with tenant_slot(context, vendor_pool(entity.vendor)):
+            return land_changes(context, entity, resources[resource_key], staging_db)
 
     with_resource_parameters(
         extract, {resource_key: resource_type, "staging_db": StagingResource}, config=ExtractConfig
@@ -353,8 +359,9 @@ def _extract_asset(
         tags={"layer": "landing", "vendor": entity.vendor},
         metadata={"dagster/table_name": "raw_landing"},
         # One extract per vendor at a time where the instance limits the pool: the vendor's rate limits are
-        # per tenant, and each step's client only sees its own calls.
-        pool=f"{entity.vendor}_api",
+        # per tenant, and each step's client only sees its own calls. With several connections, this pool is the
+        # app's (how many of the vendor's steps at once, over every tenant), and each holds its tenant's as well.
+        pool=vendor_pool(entity.vendor),
     )
 
 
@@ -363,7 +370,8 @@ def _backfill_asset(
 ) -> dg.AssetsDefinition:
     def backfill(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
         window = context.partition_time_window
-        return land_changes(context, entity, resources[resource_key], resources["staging_db"], window=window)
+        with tenant_slot(context, vendor_pool(entity.vendor)):
+            return land_changes(context, entity, resources[resource_key], resources["staging_db"], window=window)
 
     with_resource_parameters(backfill, {resource_key: resource_type, "staging_db": StagingResource})
     return dg.asset(
@@ -381,7 +389,7 @@ def _backfill_asset(
         owners=OWNERS,
         tags={BACKFILL_TAG: "window", "layer": "landing", "vendor": entity.vendor},
         metadata={"dagster/table_name": "raw_landing"},
-        pool=f"{entity.vendor}_api",
+        pool=vendor_pool(entity.vendor),
     )
 
 

@@ -16,6 +16,7 @@ from sync_pipelines.lib.alerts import KINDS
 from sync_pipelines.lib.deliveries import Delivery, Target, delivered_asset
 from sync_pipelines.lib.entities import BACKFILLS, Entity
 from sync_pipelines.lib.mapping import load_mapping, mapping_path
+from sync_pipelines.lib.tenants import FLOW_TAG
 
 M = TypeVar("M")
 
@@ -98,6 +99,7 @@ class Flow:
                         job=job,
                         cron_schedule=f"{minute}-59/{self.every_minutes} * * * *",
                         default_status=dg.DefaultScheduleStatus.RUNNING,
+                        tags={FLOW_TAG: self.name},
                     )
                 ],
             ),

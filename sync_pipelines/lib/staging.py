@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -24,6 +25,7 @@ from pydantic import Field, PrivateAttr
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from sync_pipelines.lib import json_codec
+from sync_pipelines.lib.tenants import Connection, TenantScoped, shard
 
 # Versioned migrations: append a new entry, never edit a shipped one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -199,8 +201,11 @@ def preview_directory(database: str | Path, key: str) -> Path:
     return Path(database).parent / "previews" / key
 
 
-class StagingResource(dg.ConfigurableResource):
-    """The DuckDB staging file, migrated on first connection; in a dry run, a scratch copy of it instead."""
+class StagingResource(TenantScoped):
+    """The DuckDB staging file, migrated on first connection; in a dry run, a scratch copy of it instead; in a
+    connection's run (lib/tenants.py), that connection's own file."""
+
+    registry_key: ClassVar[str] = "staging_db"
 
     database: str = Field(description="Path of the DuckDB file, e.g. data/warehouse.duckdb.")
     lock_timeout_seconds: float = Field(
@@ -219,6 +224,7 @@ class StagingResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """A dry run's steps all use one scratch copy of the store, made by whichever step comes first: the real
         store's cursors, staged state and outbox are never touched, and a later real run starts from them."""
+        super().setup_for_execution(context)
         run = context.run
         if run is None or run.tags.get(DRY_RUN_TAG) != "true":
             return
@@ -234,6 +240,15 @@ class StagingResource(dg.ConfigurableResource):
                     conn.execute(f'COPY FROM DATABASE "{name}" TO preview')
                     conn.execute("DETACH preview")
         self._preview = copy
+
+    def connection_settings(self, connection: Connection) -> dict[str, Any]:
+        return {"database": shard(self.database, connection.name), **super().connection_settings(connection)}
+
+    def for_connection(self, connection: Connection) -> StagingResource:
+        """The connection's store, for what reads it outside its runs (sensors, the CLI)."""
+        scoped = self.model_copy()
+        scoped.scope_to(connection)
+        return scoped
 
     @property
     def preview(self) -> Path | None:

@@ -147,8 +147,10 @@ class WebhookInbox:
     4.5 s timeout failed 11 of 4,000 deliveries from 64 senders (benchmarks/webhook_flood.py); grouped, none.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tenant_id: str | None = None):
         self.path = Path(path)
+        # What it reads: one organisation's or workspace's events (a connection's, lib/tenants.py), or everyone's.
+        self.tenant_id = tenant_id
         self._queue: list[_QueuedWrite] = []
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()  # one group commit at a time in this process
@@ -226,16 +228,28 @@ class WebhookInbox:
         """
         with self._connect() as conn:
             first, last, count = conn.execute(
-                "SELECT min(seq), max(seq), count(*) FROM webhook_events WHERE source = ? AND seq > ?",
-                [source, after_seq],
+                """SELECT min(seq), max(seq), count(*) FROM webhook_events WHERE source = ? AND seq > ?
+                   AND coalesce(tenant_id = ?, true)""",
+                [source, after_seq, self.tenant_id],
             ).fetchone()
             if not count:
                 return None
             categories = conn.execute(
-                "SELECT DISTINCT category FROM webhook_events WHERE source = ? AND seq BETWEEN ? AND ?",
-                [source, first, last],
+                """SELECT DISTINCT category FROM webhook_events WHERE source = ? AND seq BETWEEN ? AND ?
+                   AND coalesce(tenant_id = ?, true)""",
+                [source, first, last, self.tenant_id],
             ).fetchall()
         return Pending(first, last, count, frozenset(category for (category,) in categories))
+
+    def pending_by_tenant(self, source: str, after_seq: int) -> dict[str, Pending]:
+        """`pending`, for each organisation or workspace (the event's tenant_id) that sent something."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                """SELECT tenant_id, min(seq), max(seq), count(*), json_group_array(DISTINCT category)
+                   FROM webhook_events WHERE source = ? AND seq > ? GROUP BY tenant_id""",
+                [source, after_seq],
+            ).fetchall()
+        return {tenant: Pending(first, last, count, frozenset(json.loads(c))) for tenant, first, last, count, c in rows}
 
     def receives(self, source: str) -> bool:
         """Whether `source` has delivered anything in the retention window: whether its webhooks are in use here."""
@@ -257,8 +271,8 @@ class WebhookInbox:
         with self._connect() as conn:
             rows = conn.execute(
                 """SELECT seq, payload FROM webhook_events WHERE source = ? AND coalesce(category = ?, true)
-                   AND seq > ? ORDER BY seq LIMIT ?""",
-                [source, category, after_seq, limit],
+                   AND seq > ? AND coalesce(tenant_id = ?, true) ORDER BY seq LIMIT ?""",
+                [source, category, after_seq, self.tenant_id, limit],
             ).fetchall()
         return [(seq, json.loads(payload)) for seq, payload in rows]
 
@@ -267,8 +281,8 @@ class WebhookInbox:
         with self._connect() as conn:
             rows = conn.execute(
                 """SELECT DISTINCT resource_id FROM webhook_events WHERE source = ? AND category = ?
-                   AND resource_id != '' ORDER BY resource_id""",
-                [source, category],
+                   AND resource_id != '' AND coalesce(tenant_id = ?, true) ORDER BY resource_id""",
+                [source, category, self.tenant_id],
             ).fetchall()
         return [resource_id for (resource_id,) in rows]
 
@@ -280,8 +294,8 @@ class WebhookInbox:
         with self._connect() as conn:
             rows = conn.execute(
                 f"""SELECT payload FROM webhook_events WHERE source = ? AND category = ? AND resource_id IN ({marks})
-                    ORDER BY seq""",
-                [source, category, *resource_ids],
+                    AND coalesce(tenant_id = ?, true) ORDER BY seq""",
+                [source, category, *resource_ids, self.tenant_id],
             ).fetchall()
         return [json.loads(payload) for (payload,) in rows]
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import dagster as dg
+from typing import ClassVar
+
 from pydantic import PrivateAttr
 
+from sync_pipelines.lib.tenants import TenantScoped
 from sync_pipelines.vendors.intercom import settings
 from sync_pipelines.vendors.intercom.client import IntercomClient
 
 
-class IntercomResource(dg.ConfigurableResource):
+class IntercomResource(TenantScoped):
     """One Intercom workspace. get_client() returns one shared client per resource, so its rate-limit window and
     stats see every call; base_url selects the region (intercom.md §1)."""
+
+    registry_key: ClassVar[str] = "intercom"
 
     access_token: str
     base_url: str = settings.API_URL

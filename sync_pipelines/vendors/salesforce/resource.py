@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-import dagster as dg
 from pydantic import PrivateAttr
 
+from sync_pipelines.lib.tenants import TenantScoped
 from sync_pipelines.vendors.salesforce import settings
 from sync_pipelines.vendors.salesforce.client import SalesforceClient
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 
 
-class SalesforceResource(dg.ConfigurableResource):
+class SalesforceResource(TenantScoped):
     """One Salesforce org. get_client() returns one shared client per resource, so its budget and stats see every call.
 
     login_url is the authorization server: login/test.salesforce.com for refresh_token, the org's My Domain
     for client_credentials (salesforce.md §1.4); the instance URL comes from the token response (§1.5).
     """
+
+    registry_key: ClassVar[str] = "salesforce"
 
     login_url: str = settings.LOGIN_URL
     client_id: str

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import dagster as dg
+from typing import ClassVar
+
 from pydantic import PrivateAttr
 
+from sync_pipelines.lib.tenants import TenantScoped
 from sync_pipelines.vendors.segment import settings
 from sync_pipelines.vendors.segment.client import SegmentClient
 
 
-class SegmentResource(dg.ConfigurableResource):
+class SegmentResource(TenantScoped):
     """A Segment source, addressed by its write key; api_url selects the region (segment.md §1)."""
+
+    registry_key: ClassVar[str] = "segment"
 
     write_key: str
     api_url: str = settings.API_URL

@@ -3,17 +3,21 @@ name, and people's audiences and computed traits; bind the paths and tokens with
 
 from __future__ import annotations
 
-import dagster as dg
+from typing import Any, ClassVar
+
 from pydantic import Field, PrivateAttr
 
+from sync_pipelines.lib.tenants import Connection, TenantScoped
 from sync_pipelines.vendors.segment.profiles import SegmentProfileApi
 from sync_pipelines.vendors.segment.public_api import SegmentPublicApi
 from sync_pipelines.webhooks.inbox import WebhookInbox
 
 
-class SegmentWorkspaceResource(dg.ConfigurableResource):
+class SegmentWorkspaceResource(TenantScoped):
     """Segment pushes its messages, so an extract reads the receiver's inbox; the Public API (Team and Business
     plans) names the source each message came from, for the sales channel."""
+
+    registry_key: ClassVar[str] = "segment_workspace"
 
     inbox_path: str = Field(description="SQLite file of received webhook events, e.g. data/webhook_inbox.sqlite.")
     public_api_url: str = Field("", description="Segment's Public API, e.g. https://api.segmentapis.com; empty: none")
@@ -24,10 +28,19 @@ class SegmentWorkspaceResource(dg.ConfigurableResource):
     space_id: str = Field("", description="The Engage space whose profiles are read")
     profile_api_token: str = Field("", description="The space's access token for the Profile API")
 
+    source_id: str = Field(
+        "", description="Only this source's messages (its id, the messages' projectId); empty: every source's"
+    )
+
     _profile_api: SegmentProfileApi | None = PrivateAttr(default=None)
 
     def get_inbox(self) -> WebhookInbox:
-        return WebhookInbox(self.inbox_path)
+        return WebhookInbox(self.inbox_path, tenant_id=self.source_id or None)
+
+    def connection_settings(self, connection: Connection) -> dict[str, Any]:
+        """A connection's Segment messages are its source's (`ids.segment`)."""
+        source = {"source_id": connection.ids["segment"]} if "segment" in connection.ids else {}
+        return {**source, **super().connection_settings(connection)}
 
     def source_names(self) -> dict[str, str]:
         """Source id -> name; empty without a Public API (messages then name their source by its id)."""

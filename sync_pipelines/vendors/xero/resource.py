@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-import dagster as dg
 from pydantic import PrivateAttr
 
+from sync_pipelines.lib.tenants import Connection, TenantScoped
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
 from sync_pipelines.vendors.xero.client import XeroClient
 
 
-class XeroResource(dg.ConfigurableResource):
+class XeroResource(TenantScoped):
     """One Xero tenant. get_client() returns one shared client per resource so its limiter sees every call."""
+
+    registry_key: ClassVar[str] = "xero"
 
     api_url: str = settings.API_URL
     identity_url: str = settings.IDENTITY_URL
@@ -31,6 +33,11 @@ class XeroResource(dg.ConfigurableResource):
     max_attempts: int = 8  # tries per call before its messages wait in the dead letters
 
     _client: XeroClient | None = PrivateAttr(default=None)
+
+    def connection_settings(self, connection: Connection) -> dict[str, Any]:
+        """A connection's Xero organisation is its `ids.xero` (a tenantId from GET /connections)."""
+        tenant = {"tenant_id": connection.ids["xero"]} if "xero" in connection.ids else {}
+        return {**tenant, **super().connection_settings(connection)}
 
     def token_store(self) -> EncryptedTokenStore:
         return EncryptedTokenStore(self.token_path, self.token_key)
