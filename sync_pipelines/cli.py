@@ -37,6 +37,7 @@ from sync_pipelines.lib.staging import (
     release_held,
     requeue_dead_letters,
 )
+from sync_pipelines.lib.tenants import REGISTRY_ENV, add_xero_organisations, registry_path
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.segment.archive import import_archive
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
@@ -665,7 +666,8 @@ def dead_letters(everything: bool) -> None:
 @main.command("xero-connect")
 @click.option("--redirect-uri", required=True, help="A redirect URI registered for your Xero app.")
 def xero_connect(redirect_uri: str) -> None:
-    """Authorise this app with a real Xero organisation and store the tokens encrypted."""
+    """Authorise this app with real Xero organisations and store the tokens encrypted; with a connection registry
+    ($SYNC_PIPELINES_CONNECTIONS), add a connection for each organisation consented to."""
     env = os.environ
     url, state = auth.authorization_url(env.get("XERO_LOGIN_URL", "https://login.xero.com"), env["XERO_CLIENT_ID"],
                                         redirect_uri, SCOPES)  # fmt: skip
@@ -682,8 +684,13 @@ def xero_connect(redirect_uri: str) -> None:
     click.echo("Organisations the app may sync (tenantId, name):")
     for tenant, name in organisations.items():
         click.echo(f"  {tenant}  {name}")
-    if len(organisations) > 1:
-        click.echo("Set XERO_TENANT_ID to the one this install syncs.")
+    registry = registry_path()
+    if registry is None:
+        if len(organisations) > 1:
+            click.echo(f"Set XERO_TENANT_ID to the one this install syncs, or {REGISTRY_ENV} to a file to sync all.")
+        return
+    added = add_xero_organisations(registry, organisations, env["XERO_TOKEN_PATH"])
+    click.echo(f"Added to {registry}: {', '.join(c.name for c in added) or 'none (all were there)'}")
 
 
 @main.command("salesforce-connect")

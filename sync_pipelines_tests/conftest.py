@@ -7,6 +7,8 @@ import dagster as dg
 import pytest
 import requests
 from cryptography.fernet import Fernet
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
@@ -260,6 +262,30 @@ def sync_env(sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
         monkeypatch.setenv(name, value)
     connect_sandbox(env)
     return env
+
+
+# An instance whose runs start at once, each in its own process (the backfills' and the UI's, without a queue).
+INSTANCE_YAML = """telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+
+@pytest.fixture
+def workspace(sync_env) -> Iterator[WorkspaceProcessContext]:
+    """The code location as the webserver and daemon load it, over an instance in the sandbox's DAGSTER_HOME."""
+    from sync_pipelines_tests.webhooks.daemon import WORKSPACE  # which reads this module's helpers
+
+    home = Path(sync_env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    with (
+        dg.DagsterInstance.from_config(str(home)) as instance,
+        WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as context,
+    ):
+        yield context
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pydantic import Field
 from sync_pipelines.lib import alerts, json_codec, staging
 from sync_pipelines.lib.resources import with_resource_parameters
 from sync_pipelines.lib.staging import StagingResource, row_versions
-from sync_pipelines.lib.tenants import tenant_slot
+from sync_pipelines.lib.tenants import connection_slots, load_registry
 from sync_pipelines.lib.validation import rejected_rows, split_valid
 
 # Landed rows validated and staged at a time, in one transaction: bounds a step's memory however many are waiting,
@@ -98,8 +98,10 @@ BACKFILL_TAG = "sync_pipelines/backfill"
 BACKFILLS = dg.AssetSelection.tag(BACKFILL_TAG, "window")
 
 
-def vendor_pool(vendor: str) -> str:
-    return f"{vendor}_api"
+def vendor_pool(vendor: str) -> str | None:
+    """The pool of a vendor's extracts: one at a time, the vendor's limits being per tenant. With several
+    connections, none: each step holds its connection's and the app's slots instead (tenants.connection_slots)."""
+    return None if load_registry() is not None else f"{vendor}_api"
 
 
 # Who answers for the assets in the UI's catalog (Dagster owners: "team:<name>" or an email).
@@ -342,7 +344,7 @@ def _extract_asset(
                     conn, source=entity.vendor, entity=entity.name, table=entity.table, cursor=entity.extract_cursor
                 )
             context.log.info(f"full resync: {forgotten} staged records forgotten; reading the whole history")
-        with tenant_slot(context, vendor_pool(entity.vendor)):
+        with connection_slots(context, entity.vendor):
             return land_changes(context, entity, resources[resource_key], staging_db)
 
     with_resource_parameters(
@@ -359,8 +361,7 @@ def _extract_asset(
         tags={"layer": "landing", "vendor": entity.vendor},
         metadata={"dagster/table_name": "raw_landing"},
         # One extract per vendor at a time where the instance limits the pool: the vendor's rate limits are
-        # per tenant, and each step's client only sees its own calls. With several connections, this pool is the
-        # app's (how many of the vendor's steps at once, over every tenant), and each holds its tenant's as well.
+        # per tenant, and each step's client only sees its own calls.
         pool=vendor_pool(entity.vendor),
     )
 
@@ -370,7 +371,7 @@ def _backfill_asset(
 ) -> dg.AssetsDefinition:
     def backfill(context: dg.AssetExecutionContext, **resources: Any) -> dg.MaterializeResult:
         window = context.partition_time_window
-        with tenant_slot(context, vendor_pool(entity.vendor)):
+        with connection_slots(context, entity.vendor):
             return land_changes(context, entity, resources[resource_key], resources["staging_db"], window=window)
 
     with_resource_parameters(backfill, {resource_key: resource_type, "staging_db": StagingResource})

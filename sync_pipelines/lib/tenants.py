@@ -28,7 +28,7 @@ REGISTRY_ENV = "SYNC_PIPELINES_CONNECTIONS"
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 TENANT_DIMENSION = "tenant"
 MONTH_DIMENSION = "month"
-# How often a step waiting for its connection's pool slot asks again.
+# How often a step waiting for a pool slot of its connection or app asks again.
 SLOT_POLL_SECONDS = 0.25
 
 
@@ -132,6 +132,19 @@ def save_registry(path: Path, registry: Registry) -> None:
     written.replace(path)
 
 
+def add_xero_organisations(path: Path, organisations: Mapping[str, str | None], token_path: str) -> list[Connection]:
+    """Add a connection for each Xero organisation (tenantId to name) the registry at `path` lacks, named after
+    it, with the token file its consent was stored in (one consent's organisations share it; another's has its own)."""
+    registry = load_registry(path) or Registry()
+    updated, added = registry.with_ids("xero", organisations)
+    tokens = {"xero": {"token_path": token_path}}
+    updated = Registry(
+        connections=tuple(c.model_copy(update={"settings": tokens}) if c in added else c for c in updated.connections)
+    )
+    save_registry(path, updated)
+    return [updated.connection(c.name) for c in added]
+
+
 def tenant_of(tags: Mapping[str, str]) -> str | None:
     """The connection a run serves, from its partition tags: a tenant-month partition's tenant, or the partition
     (each run of a tenant's assets serves one partition: see `partitioned`)."""
@@ -188,26 +201,43 @@ def partitioned(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     return mapped.__class__.dagster_internal_init(**{**mapped.get_attributes_dict(), "backfill_policy": None})
 
 
+# Vendors with a limit per app as well as per tenant, as how many tenants' steps may call them at once: Xero allows
+# an app 10,000 calls a minute over all its tenants, and each tenant's step makes at most 60
+# (https://developer.xero.com/documentation/guides/oauth2/limits/).
+APP_STEPS = {"xero": 10_000 // 60}
+
+
 @contextmanager
-def tenant_slot(context: dg.AssetExecutionContext, pool: str) -> Iterator[None]:
-    """Hold the run's connection's slot of `pool` (`<pool>/<tenant>`, the instance's pool limit: one at a time by
-    default) while a step calls the vendor: a vendor's limits are per tenant, and the asset's own pool is then the
-    app's, shared by every tenant. Run monitoring frees it with the run's other slots if the run dies."""
+def connection_slots(context: dg.AssetExecutionContext, vendor: str) -> Iterator[None]:
+    """Hold the run's connection's slot of the vendor (pool `<vendor>_api/<tenant>`, one step at a time: the vendor's
+    limits are per tenant), then one of the app's (`<vendor>_app`, where the vendor limits the app) while a step
+    calls the vendor. The instance holds both, so they hold across processes and machines; run monitoring frees them
+    with the run's other slots if the run dies. A limit an operator set on either pool is kept."""
     connection = connection_of(context.run)
     if connection is None:
         yield
         return
-    key = f"{pool}/{connection.name}"
-    step = f"{context.get_step_execution_context().step.key}#{connection.name}"
+    pools = [(f"{vendor}_api/{connection.name}", 1)]
+    if vendor in APP_STEPS:
+        pools.append((f"{vendor}_app", APP_STEPS[vendor]))
+    storage = context.instance.event_log_storage
+    step = context.get_step_execution_context().step.key
     with InstanceConcurrencyContext(context.instance, context.run) as slots:
-        if not slots.claim(key, step):
-            context.log.info(f"waiting for {key}: another step of this connection is calling {pool}")
-            while not slots.claim(key, step):
-                time.sleep(SLOT_POLL_SECONDS)
+        held = []
         try:
+            for pool, limit in pools:
+                if pool not in storage.get_concurrency_keys():
+                    storage.set_concurrency_slots(pool, limit)
+                claim = f"{step}@{pool}"
+                if not slots.claim(pool, claim):
+                    context.log.info(f"waiting for a slot of {pool}")
+                    while not slots.claim(pool, claim):
+                        time.sleep(SLOT_POLL_SECONDS)
+                held.append(claim)
             yield
         finally:
-            slots.free_step(step)
+            for claim in held:
+                slots.free_step(claim)
 
 
 # The flow a schedule's runs belong to (lib/flows.py tags them): a connection runs only its flows.
@@ -224,7 +254,7 @@ def fanned_out(schedule: dg.ScheduleDefinition) -> dg.ScheduleDefinition:
         known = set(context.instance.get_dynamic_partitions(TENANTS.name))
         for connection in registry.connections if registry else ():
             if connection.name in known and (flow is None or connection.runs(flow)):
-                yield dg.RunRequest(partition_key=connection.name, tags=schedule.tags)
+                yield dg.RunRequest(run_key=connection.name, partition_key=connection.name, tags=schedule.tags)
 
     return dg.ScheduleDefinition(
         name=schedule.name,

@@ -7,10 +7,8 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -21,7 +19,6 @@ from dagster._core.storage.tags import (
     BACKFILL_ID_TAG,
 )
 from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
 
@@ -38,7 +35,7 @@ from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
 from sync_pipelines_tests.conftest import xero_resource
-from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, WORKSPACE, wait_for
+from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, wait_for
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -55,26 +52,7 @@ mutation Launch($params: LaunchBackfillParams!) {
 # June 2024), by the months a user ticks in the backfill dialog.
 MONTHS = ["2024-07-01", "2024-08-01", "2024-09-01"]
 START, END = datetime(2024, 7, 1, tzinfo=UTC), datetime(2024, 10, 1, tzinfo=UTC)
-INSTANCE_YAML = """telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
-"""
 FINISHED = BulkActionStatus.COMPLETED_SUCCESS, BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED
-
-
-@pytest.fixture
-def workspace(sync_env) -> Iterator[WorkspaceProcessContext]:
-    """The code location as the webserver and daemon load it, over an instance in the sandbox's DAGSTER_HOME."""
-    home = Path(sync_env["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
-    with (
-        dg.DagsterInstance.from_config(str(home)) as instance,
-        WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as context,
-    ):
-        yield context
 
 
 def launch(workspace: WorkspaceProcessContext, assets: list[dg.AssetKey], months: list[str], **tags: str) -> str:

@@ -1,0 +1,225 @@
+"""Several connections on one install: each a partition, synced with its own settings into its own store."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.definitions.partitions.context import partition_loading_context
+from dagster._core.execution.backfill import BulkActionStatus
+
+from sync_pipelines.cli import SANDBOX_REDIRECT_URI
+from sync_pipelines.definitions import defs
+from sync_pipelines.lib.tenants import (
+    REGISTRY_ENV,
+    TENANTS,
+    Connection,
+    Registry,
+    Secret,
+    load_registry,
+    save_registry,
+    shard,
+)
+from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.token_store import consent_by_redirect
+from sync_pipelines.vendors.xero import entities as xero
+from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
+from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox, WebhookInboxResource
+from sync_pipelines_tests.conftest import SandboxAdmin
+from sync_pipelines_tests.defs.test_backfills import END, MONTHS, START, backfill
+from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, wait_for
+
+NAMES = ("north", "south")
+
+
+@pytest.fixture
+def sandbox(tmp_path) -> Iterator[SandboxServer]:
+    """An app connected to two Xero organisations (`sync_env` consents to both)."""
+    with SandboxServer(SandboxSettings(state_path=tmp_path / "sandbox.db", xero_organisations=2)) as server:
+        yield server
+
+
+@pytest.fixture
+def registry(sandbox, sync_env, tmp_path, monkeypatch) -> Registry:
+    """A registry naming both organisations, as `sync-pipelines xero-connect` writes it."""
+    registry = Registry(
+        connections=tuple(Connection(name=n, ids={"xero": t}) for n, t in zip(NAMES, sandbox.tenant_ids, strict=True))
+    )
+    path = tmp_path / "data" / "connections.yaml"
+    save_registry(path, registry)
+    monkeypatch.setenv(REGISTRY_ENV, str(path))
+    return registry
+
+
+def _staged(database: str, table: str, column: str) -> set[str]:
+    conn = duckdb.connect(database, read_only=True)
+    try:
+        return {value for (value,) in conn.execute(f'SELECT "{column}" FROM "{table}"').fetchall()}
+    finally:
+        conn.close()
+
+
+def test_each_connection_syncs_its_own_organisation_into_its_own_store(sandbox, sync_env, registry):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+    job = defs().resolve_job_def("xero_to_segment_sync")
+    for name in NAMES:
+        assert job.execute_in_process(instance=instance, partition_key=name).success
+
+    admin = SandboxAdmin(sandbox.url)
+    for name, tenant in zip(NAMES, sandbox.tenant_ids, strict=True):
+        sales = {i["InvoiceID"] for i in admin.call("GET", "/xero/invoices", tenant=tenant) if i["Type"] == "ACCREC"}
+        staged = _staged(shard(sync_env["SYNC_PIPELINES_DUCKDB"], name), xero.INVOICES.table, "invoice_id")
+        assert sales and staged == sales
+    assert not Path(sync_env["SYNC_PIPELINES_DUCKDB"]).exists()
+
+
+def test_a_backfill_of_one_connection_and_some_months_reads_only_its_organisation(
+    admin, sandbox, sync_env, registry, workspace
+):
+    workspace.instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+    chosen, other = NAMES[1], NAMES[0]
+    assets = [xero.INVOICES.backfill_key, xero.INVOICES.staged_key]
+    admin.reset_stats()
+
+    status = backfill(workspace, assets, [f"{month}|{chosen}" for month in MONTHS])
+
+    assert status[1] == BulkActionStatus.COMPLETED_SUCCESS
+    tenant = sandbox.tenant_ids[1]
+    listed = admin.call("GET", "/xero/invoices", tenant=tenant)
+    in_window = {
+        i["InvoiceID"] for i in listed if i["Type"] == "ACCREC" and START <= parse_xero_date(i["UpdatedDateUTC"]) < END
+    }
+    staged = _staged(shard(sync_env["SYNC_PIPELINES_DUCKDB"], chosen), xero.INVOICES.table, "invoice_id")
+    assert in_window and staged == in_window
+    assert not Path(shard(sync_env["SYNC_PIPELINES_DUCKDB"], other)).exists()
+    assert set(admin.stats()["xero_tenants"]) == {tenant}
+
+
+def test_a_connection_that_fails_holds_up_no_other(sandbox, sync_env, registry, tmp_path, monkeypatch):
+    broken = Connection(name="north", ids={"xero": sandbox.tenant_ids[0]},
+                        settings={"segment": {"write_key": Secret(env="NORTH_SEGMENT_WRITE_KEY")}})  # fmt: skip
+    path = tmp_path / "data" / "connections.yaml"
+    save_registry(path, Registry(connections=(broken, registry.connection("south"))))
+    monkeypatch.delenv("NORTH_SEGMENT_WRITE_KEY", raising=False)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+    job = defs().resolve_job_def("xero_to_segment_sync")
+
+    failed = job.execute_in_process(instance=instance, partition_key="north", raise_on_error=False)
+    assert not failed.success
+    assert "NORTH_SEGMENT_WRITE_KEY" in str(failed.get_run_failure_event().event_specific_data.error)
+    assert job.execute_in_process(instance=instance, partition_key="south").success
+
+
+def test_schedules_request_one_run_per_connection_that_runs_their_flow(sandbox, sync_env, tmp_path, monkeypatch):
+    connections = (
+        Connection(name="both"),
+        Connection(name="crm-only", flows=("salesforce_to_xero",)),
+        Connection(name="not-yet-a-partition"),
+    )
+    path = tmp_path / "connections.yaml"
+    save_registry(path, Registry(connections=connections))
+    monkeypatch.setenv(REGISTRY_ENV, str(path))
+    definitions = defs()
+    with dg.instance_for_test() as instance:
+        sensor = definitions.resolve_sensor_def("connections")
+        added = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert [r.partition_keys for r in added.dynamic_partitions_requests] == [[c.name for c in connections]]
+        instance.add_dynamic_partitions(TENANTS.name, ["both", "crm-only"])
+
+        def requested(schedule: str) -> list[str]:
+            tick = definitions.resolve_schedule_def(schedule).evaluate_tick(
+                dg.build_schedule_context(instance, repository_def=definitions.get_repository_def())
+            )
+            return [request.partition_key for request in tick.run_requests]
+
+        assert requested("xero_to_segment_sync_schedule") == ["both"]
+        assert requested("salesforce_to_xero_sync_schedule") == ["both", "crm-only"]
+
+
+def test_a_webhook_starts_a_run_for_the_connection_whose_organisation_sent_it(sandbox, sync_env, registry):
+    inbox_path = sync_env["SYNC_PIPELINES_WEBHOOK_INBOX"]
+    south = sandbox.tenant_ids[1]
+    WebhookInbox(inbox_path).store(
+        [InboxEvent("xero", None, south, "INVOICE", "UPDATE", "inv-1", "2026-12-01T00:00:00", {"tenantId": south})]
+    )
+    definitions = defs()
+    sensor = definitions.resolve_sensor_def("xero_webhook_sensor")
+    resources = {"webhook_inbox": WebhookInboxResource(path=inbox_path, listen_seconds=0)}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+
+        def tick(cursor: str | None = None):
+            context = dg.build_sensor_context(instance, cursor, resources=resources, definitions=definitions)
+            with partition_loading_context(dynamic_partitions_store=instance):  # as the daemon evaluates it
+                return sensor.evaluate_tick(context)
+
+        first = tick()
+        assert [r.partition_key for r in first.run_requests] == ["south"]
+        assert xero.INVOICES.raw_key in first.run_requests[0].asset_selection
+        assert not tick(first.cursor).run_requests  # those events are taken
+
+
+def test_xero_connect_adds_a_connection_for_each_organisation_consented_to(sandbox, sync_env, tmp_path):
+    path = tmp_path / "connections.yaml"
+    save_registry(path, Registry(connections=(Connection(name="kept", ids={"salesforce": "00D000000000001"}),)))
+    env = {**os.environ, REGISTRY_ENV: str(path)}
+    for _ in range(2):  # consenting again adds nothing twice
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sync_pipelines.cli", "xero-connect", "--redirect-uri", SANDBOX_REDIRECT_URI],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        consent = next(line for line in process.stdout if line.startswith("http"))
+        output, _ = process.communicate(consent_by_redirect(consent.strip()) + "\n", timeout=60)
+        assert process.returncode == 0, output
+
+    registry = load_registry(path)
+    assert registry.names[0] == "kept"
+    added = {c.ids["xero"]: c for c in registry.connections[1:]}
+    assert set(added) == set(sandbox.tenant_ids)
+    assert all(c.settings == {"xero": {"token_path": sync_env["XERO_TOKEN_PATH"]}} for c in added.values())
+    assert len(set(registry.names)) == 3
+
+
+def test_a_connection_calls_xero_from_one_step_at_a_time_while_others_go_on(sandbox, sync_env, registry):
+    """Another step of north holds north's Xero slot: north's extract waits for it without calling Xero, and
+    south's runs meanwhile; freed, north's goes on."""
+    admin = SandboxAdmin(sandbox.url)
+    job = defs().resolve_implicit_global_asset_job_def()
+    north, south = sandbox.tenant_ids
+    with dg.instance_for_test() as instance, ThreadPoolExecutor(1) as runner:
+        instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("xero_api/north", 1)
+        assert storage.claim_concurrency_slot("xero_api/north", "another-run", "another-step").is_claimed
+
+        def extract(name: str) -> dg.ExecuteInProcessResult:
+            return job.execute_in_process(
+                instance=instance, partition_key=name, asset_selection=[xero.INVOICES.raw_key]
+            )
+
+        waiting = runner.submit(extract, "north")
+        wait_for(partial(_logged, instance, "waiting for a slot of xero_api/north"), HANG_GUARD_SECONDS, "the wait")
+        assert extract("south").success
+        assert north not in admin.stats()["xero_tenants"] and south in admin.stats()["xero_tenants"]
+
+        storage.free_concurrency_slot_for_step("another-run", "another-step")
+        assert waiting.result(timeout=HANG_GUARD_SECONDS).success
+        assert north in admin.stats()["xero_tenants"]
+        assert {(p.name, p.limit) for p in storage.get_pool_limits()} >= {("xero_api/south", 1), ("xero_app", 166)}
+
+
+def _logged(instance: dg.DagsterInstance, message: str) -> bool | None:
+    records = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_START, limit=10).records
+    for record in records:
+        logs = instance.all_logs(record.event_log_entry.run_id)
+        if any(message in (entry.user_message or "") for entry in logs):
+            return True
+    return None
