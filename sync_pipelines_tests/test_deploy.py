@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ import pgserver
 import pytest
 
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib.tenants import REGISTRY_ENV, TENANTS, Connection, Registry, save_registry
+from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 from sync_pipelines_tests.webhooks.daemon import (
     FINISHED,
@@ -29,8 +32,16 @@ from sync_pipelines_tests.webhooks.daemon import (
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 INSTANCE_YAML = (DEPLOY / "dagster.yaml").read_text()
+NAMES = ("north", "south")
 QUEUE_TAG = "dagster-celery/queue"  # dagster_celery.tags: the queue a run's task is sent to
 TASK_TAG = "dagster-celery/task_id"
+
+
+@pytest.fixture
+def sandbox(tmp_path) -> Iterator[SandboxServer]:
+    """An app connected to two Xero organisations: one connection each where a test has a registry."""
+    with SandboxServer(SandboxSettings(state_path=tmp_path / "sandbox.db", xero_organisations=2)) as server:
+        yield server
 
 
 @pytest.fixture
@@ -111,7 +122,8 @@ def _intervals(instance: dg.DagsterInstance, run_id: str, steps: set[str]) -> li
 
 
 @pytest.mark.timeout(900)
-def test_runs_go_to_the_workers_and_the_xero_pool_holds_across_them(deployment, admin, tmp_path):
+def test_runs_go_to_the_workers_and_the_xero_pool_holds_across_them(deployment, sandbox, admin, tmp_path):
+    deployment = {**deployment, "XERO_TENANT_ID": sandbox.tenant_ids[0]}  # one connection: the first organisation
     with (
         celery_worker("first", deployment, tmp_path / "first.log"),
         celery_worker("second", deployment, tmp_path / "second.log"),
@@ -147,36 +159,56 @@ def test_runs_go_to_the_workers_and_the_xero_pool_holds_across_them(deployment, 
 
 
 @pytest.mark.timeout(900)
-def test_a_run_whose_worker_is_killed_fails_frees_its_slot_and_the_next_run_completes_it(deployment, admin, tmp_path):
+def test_runs_of_two_connections_go_on_at_once_and_one_whose_worker_is_killed_frees_its_slot_alone(
+    deployment, sandbox, admin, tmp_path, monkeypatch
+):
+    """North's and south's syncs run at once, one on each worker; north's worker is killed while north holds its
+    Xero slot: north's run fails and its slot is freed, south's completes meanwhile, and north's next run (on the
+    other worker) completes north's sync."""
+    path = tmp_path / "connections.yaml"
+    connections = tuple(Connection(name=n, ids={"xero": t}) for n, t in zip(NAMES, sandbox.tenant_ids, strict=True))
+    save_registry(path, Registry(connections=connections))
+    monkeypatch.setenv(REGISTRY_ENV, str(path))
+    deployment = {**deployment, REGISTRY_ENV: str(path)}
+    north_pool = "xero_api/north"
     admin.faults(xero={"latency_ms": 1500})  # a Xero step lasts long enough to be killed in
     with (
         celery_worker("first", deployment, tmp_path / "first.log") as doomed,
         celery_worker("second", deployment, tmp_path / "second.log"),
-        dagster_daemon(deployment, tmp_path / "daemon.log", instance_yaml=INSTANCE_YAML),
         dg.DagsterInstance.from_config(deployment["DAGSTER_HOME"]) as instance,
     ):
-        killed = launch_job("xero_to_segment_sync", deployment, tags={QUEUE_TAG: "first"})
-
-        def holding_the_xero_slot() -> bool | None:
-            claimed = instance.event_log_storage.get_concurrency_info("xero_api").claimed_slots
-            return True if any(slot.run_id == killed for slot in claimed) else None
-
-        wait_for(holding_the_xero_slot, HANG_GUARD_SECONDS, "the run's first Xero step")
-        os.killpg(doomed.pid, signal.SIGKILL)  # the worker and the run it was running, as a lost machine
-        doomed.wait()
-
-        (failed,) = wait_for(lambda: _finished(instance, killed), HANG_GUARD_SECONDS, "the killed run's end")
-        assert failed.status == dg.DagsterRunStatus.FAILURE
-        wait_for(
-            lambda: not instance.event_log_storage.get_concurrency_info("xero_api").claimed_slots or None,
-            HANG_GUARD_SECONDS,
-            "the killed run's Xero slot",
+        instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+        killed, south = (
+            launch_job("xero_to_segment_sync", deployment, tags={QUEUE_TAG: queue, "dagster/partition": name})
+            for queue, name in zip(("first", "second"), NAMES, strict=True)
         )
+        with dagster_daemon(deployment, tmp_path / "daemon.log", instance_yaml=INSTANCE_YAML):
 
-        admin.faults(xero={"latency_ms": 0})
-        rerun = launch_job("xero_to_segment_sync", deployment, tags={QUEUE_TAG: "second"})
-        (completed,) = wait_for(lambda: _finished(instance, rerun), HANG_GUARD_SECONDS, "the next run")
-        assert completed.status == dg.DagsterRunStatus.SUCCESS
+            def holding_north_slot() -> bool | None:
+                claimed = instance.event_log_storage.get_concurrency_info(north_pool).claimed_slots
+                return True if any(slot.run_id == killed for slot in claimed) else None
 
-    # What the killed run sent and what the next one did: every message once.
-    assert track_counts(admin, prefix="") == expected_flow_tracks(admin)
+            wait_for(holding_north_slot, HANG_GUARD_SECONDS, "north's first Xero step")
+            os.killpg(doomed.pid, signal.SIGKILL)  # the worker and the run it was running, as a lost machine
+            doomed.wait()
+
+            (failed,) = wait_for(lambda: _finished(instance, killed), HANG_GUARD_SECONDS, "the killed run's end")
+            assert failed.status == dg.DagsterRunStatus.FAILURE
+            wait_for(
+                lambda: not instance.event_log_storage.get_concurrency_info(north_pool).claimed_slots or None,
+                HANG_GUARD_SECONDS,
+                "the killed run's Xero slot",
+            )
+            admin.faults(xero={"latency_ms": 0})
+            (done,) = wait_for(lambda: _finished(instance, south), HANG_GUARD_SECONDS, "south's run")
+            assert done.status == dg.DagsterRunStatus.SUCCESS
+            first, second = (instance.get_run_record_by_id(run_id) for run_id in (killed, south))
+            assert first.start_time < second.end_time and second.start_time < first.end_time  # at once
+            tags = {QUEUE_TAG: "second", "dagster/partition": "north"}
+            rerun = launch_job("xero_to_segment_sync", deployment, tags=tags)
+            (completed,) = wait_for(lambda: _finished(instance, rerun), HANG_GUARD_SECONDS, "north's next run")
+            assert completed.status == dg.DagsterRunStatus.SUCCESS
+
+    # What the killed run sent and what the next one did, and south's: every message once.
+    expected = sum((expected_flow_tracks(admin, tenant) for tenant in sandbox.tenant_ids), Counter())
+    assert track_counts(admin, prefix="") == expected

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import dagster as dg
 import yaml
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.storage.event_log.base import EventLogStorage
 from pydantic import BaseModel, ConfigDict, Field
 
 REGISTRY_ENV = "SYNC_PIPELINES_CONNECTIONS"
@@ -226,8 +227,7 @@ def connection_slots(context: dg.AssetExecutionContext, vendor: str) -> Iterator
         held = []
         try:
             for pool, limit in pools:
-                if pool not in storage.get_concurrency_keys():
-                    storage.set_concurrency_slots(pool, limit)
+                _set_limit_once(storage, pool, limit)
                 claim = f"{step}@{pool}"
                 if not slots.claim(pool, claim):
                     context.log.info(f"waiting for a slot of {pool}")
@@ -238,6 +238,18 @@ def connection_slots(context: dg.AssetExecutionContext, vendor: str) -> Iterator
         finally:
             for claim in held:
                 slots.free_step(claim)
+
+
+def _set_limit_once(storage: EventLogStorage, pool: str, limit: int) -> None:
+    """Give a pool no one has limited yet its limit. Two processes may do it at once (each first to see it unset):
+    the second's insert is refused, and then the pool is there with the same limit."""
+    if pool in storage.get_concurrency_keys():
+        return
+    try:
+        storage.set_concurrency_slots(pool, limit)
+    except Exception:
+        if pool not in storage.get_concurrency_keys():
+            raise
 
 
 # The flow a schedule's runs belong to (lib/flows.py tags them): a connection runs only its flows.

@@ -39,11 +39,13 @@ def expected_track_counts(invoices: list[dict]) -> Counter:
     return expected
 
 
-def expected_flow_tracks(admin: SandboxAdmin) -> Counter:
-    """Every track call the whole flow owes the sandbox's current records, seen for the first time."""
-    expected = expected_track_counts(admin.get("/xero/invoices"))
+def expected_flow_tracks(admin: SandboxAdmin, tenant: str | None = None) -> Counter:
+    """Every track call the whole flow owes the sandbox's current records (of one Xero organisation, by default the
+    first), seen for the first time."""
+    organisation = {"tenant": tenant} if tenant else {}
+    expected = expected_track_counts(admin.get("/xero/invoices", **organisation))
     gone = {"VOIDED": "Voided", "DELETED": "Deleted"}
-    for bill in admin.get("/xero/invoices"):
+    for bill in admin.get("/xero/invoices", **organisation):
         if bill["Type"] != "ACCPAY":
             continue
         events = {
@@ -56,10 +58,10 @@ def expected_flow_tracks(admin: SandboxAdmin) -> Counter:
         if is_expense_bill(bill):
             expense_events = {s: f"Expense {action}" for s, action in gone.items()}
             _lifecycle(expected, bill["InvoiceID"], "Expense Recorded", bill["Status"], expense_events)
-    for payment in admin.get("/xero/payments"):
+    for payment in admin.get("/xero/payments", **organisation):
         created = {"ACCRECPAYMENT": "Payment Received", "ACCPAYPAYMENT": "Payment Made"}[payment["PaymentType"]]
         _lifecycle(expected, payment["PaymentID"], created, payment["Status"], {"DELETED": "Payment Deleted"})
-    for txn in admin.get("/xero/bank-transactions"):
+    for txn in admin.get("/xero/bank-transactions", **organisation):
         thing = "Expense" if txn["Type"] == "SPEND" else "Bank Transaction"
         events = {s: f"{thing} {action}" for s, action in gone.items()}
         _lifecycle(expected, txn["BankTransactionID"], f"{thing} Recorded", txn["Status"], events)
