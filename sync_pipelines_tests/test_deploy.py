@@ -44,8 +44,8 @@ def sandbox(tmp_path) -> Iterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
-def postgres() -> Iterator[Path]:
+@contextmanager
+def postgres_server() -> Iterator[Path]:
     """A real Postgres listening on a Unix socket only (no TCP port): the folder holding its socket."""
     folder = Path(tempfile.mkdtemp(prefix="pg"))  # a socket's path must stay under 108 bytes
     server = pgserver.get_server(folder, cleanup_mode="stop")
@@ -54,6 +54,12 @@ def postgres() -> Iterator[Path]:
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres() -> Iterator[Path]:
+    with postgres_server() as folder:
+        yield folder
 
 
 def deployment_environment(postgres: Path, home: Path) -> dict[str, str]:
@@ -81,10 +87,11 @@ def deployment(postgres, sync_env, tmp_path, monkeypatch) -> dict[str, str]:
 
 
 @contextmanager
-def celery_worker(queue: str, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """A worker as deploy/ runs one, consuming `queue`, one run at a time, in a session of its own; once ready."""
-    command = [str(Path(sys.executable).parent / "celery"), "--app", "celery_workers", "worker",
-               "--queues", queue, "--concurrency", "1", "--hostname", f"{queue}@%h", "--loglevel", "INFO"]  # fmt: skip
+def celery_worker(queue: str, env: dict[str, str], log_path: Path, concurrency: int = 1) -> Iterator[subprocess.Popen]:
+    """A worker as deploy/ runs one, consuming `queue`, `concurrency` runs at a time, in a session of its own; once
+    ready."""
+    command = [str(Path(sys.executable).parent / "celery"), "--app", "celery_workers", "worker", "--queues", queue,
+               "--concurrency", str(concurrency), "--hostname", f"{queue}@%h", "--loglevel", "INFO"]  # fmt: skip
     with log_path.open("wb") as log:
         worker = subprocess.Popen(command, env={**os.environ, **env}, cwd=env["DAGSTER_HOME"], stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

@@ -221,13 +221,13 @@ def connection_slots(context: dg.AssetExecutionContext, vendor: str) -> Iterator
     pools = [(f"{vendor}_api/{connection.name}", 1)]
     if vendor in APP_STEPS:
         pools.append((f"{vendor}_app", APP_STEPS[vendor]))
-    storage = context.instance.event_log_storage
+    for pool, limit in pools:  # before the slots context reads the pools' limits (else it would set the default)
+        _set_limit_once(context.instance.event_log_storage, pool, limit)
     step = context.get_step_execution_context().step.key
     with InstanceConcurrencyContext(context.instance, context.run) as slots:
         held = []
         try:
-            for pool, limit in pools:
-                _set_limit_once(storage, pool, limit)
+            for pool, _ in pools:
                 claim = f"{step}@{pool}"
                 if not slots.claim(pool, claim):
                     context.log.info(f"waiting for a slot of {pool}")

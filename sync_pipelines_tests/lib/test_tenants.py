@@ -194,7 +194,8 @@ def test_a_connection_calls_xero_from_one_step_at_a_time_while_others_go_on(sand
     admin = SandboxAdmin(sandbox.url)
     job = defs().resolve_implicit_global_asset_job_def()
     north, south = sandbox.tenant_ids
-    with dg.instance_for_test() as instance, ThreadPoolExecutor(1) as runner:
+    pools = {"concurrency": {"pools": {"default_limit": 1}}}  # as the CLI's and deploy/'s instances have them
+    with dg.instance_for_test(overrides=pools) as instance, ThreadPoolExecutor(1) as runner:
         instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
         storage = instance.event_log_storage
         storage.set_concurrency_slots("xero_api/north", 1)

@@ -1,0 +1,143 @@
+"""Many connections at once: N Xero organisations synced together over `deploy/`, against N times one alone.
+
+Starts the sandbox in its own process with N + 1 Xero organisations (each with Xero's own limits: 60 calls a minute,
+5 in flight, 5,000 a day), a connection registry naming them, and `deploy/` on this machine: Postgres (pgserver) as
+the instance's storage and the Celery broker, the daemon, and W Celery workers taking C runs each. Then:
+
+1. one connection's first Xero -> Segment sync alone (the extra organisation), from its submission to its end;
+2. the N others' first syncs submitted at once (as the fanned-out schedule requests them), to the last one's end.
+
+Prints both, the ratio of (2) to N x (1), each organisation's Accounting API calls and 429s (from the sandbox), and
+checks each connection staged exactly its organisation's sales invoices and Segment holds every message once.
+
+    python benchmarks/tenants.py [--tenants 20] [--workers 2] [--concurrency 10] [--invoices 1000]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+import duckdb
+from dagster_graphql import DagsterGraphQLClient
+from sandbox_process import connect, sandbox_process
+from tabulate import tabulate
+
+from sync_pipelines.lib.tenants import REGISTRY_ENV, TENANTS, Connection, Registry, save_registry, shard
+from sync_pipelines.vendors.xero import entities as xero
+from sync_pipelines_tests.conftest import SandboxAdmin, xero_resource
+from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
+from sync_pipelines_tests.test_deploy import INSTANCE_YAML, celery_worker, deployment_environment, postgres_server
+from sync_pipelines_tests.webhooks.daemon import FINISHED, dagster_daemon, dagster_webserver, wait_for
+
+JOB = "xero_to_segment_sync"
+RUN_SECONDS = 3600
+
+
+def _names(count: int) -> list[str]:
+    return [f"client-{n:02d}" for n in range(count)]
+
+
+def _synced(instance: dg.DagsterInstance, client: DagsterGraphQLClient, names: list[str]) -> float:
+    """Submit a sync of each connection at once; seconds from the first submission to the last run's end."""
+    started = time.time()
+    run_ids = [client.submit_job_execution(JOB, tags={"dagster/partition": name}) for name in names]
+
+    def ended() -> list[dg.RunRecord] | None:
+        records = [instance.get_run_record_by_id(run_id) for run_id in run_ids]
+        return records if all(r.dagster_run.status in FINISHED for r in records) else None
+
+    records = wait_for(ended, RUN_SECONDS, "the runs")
+    failed = [r.dagster_run.run_id for r in records if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS]
+    if failed:
+        errors = [
+            str(entry.dagster_event.event_specific_data.error)
+            for entry in instance.all_logs(failed[0])
+            if entry.dagster_event and entry.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+        ]
+        raise RuntimeError(f"runs failed: {failed}; the first's errors: {errors or 'none of its steps'}")
+    return max(r.end_time for r in records) - started
+
+
+def _staged_invoices(database: str) -> set[str]:
+    conn = duckdb.connect(database, read_only=True)
+    try:
+        return {value for (value,) in conn.execute(f'SELECT invoice_id FROM "{xero.INVOICES.table}"').fetchall()}
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tenants", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=10, help="runs each worker takes at once")
+    parser.add_argument("--invoices", type=int, default=1000, help="invoices per organisation")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="tenants_bench_") as scratch, postgres_server() as postgres:
+        work = Path(scratch)
+        options = ["--xero-organisations", str(args.tenants + 1), "--invoices", str(args.invoices)]
+        with sandbox_process(work / "sandbox", *options, ready_seconds=1800) as url:
+            connect(url, work / "data")
+            admin = SandboxAdmin(url)
+            tenants = list(xero_resource(dict(os.environ)).get_client().connections())
+            names = _names(len(tenants))
+            registry = Registry(
+                connections=tuple(Connection(name=n, ids={"xero": t}) for n, t in zip(names, tenants, strict=True))
+            )
+            save_registry(work / "connections.yaml", registry)
+            home = work / "dagster_home"
+            home.mkdir()
+            (home / "dagster.yaml").write_text(INSTANCE_YAML)
+            env = {**os.environ, **deployment_environment(postgres, home), REGISTRY_ENV: str(work / "connections.yaml")}
+            os.environ.update(env)
+            workers = [
+                celery_worker("dagster", env, work / f"worker{n}.log", concurrency=args.concurrency)
+                for n in range(args.workers)
+            ]
+            with (
+                dagster_daemon(env, work / "daemon.log", instance_yaml=INSTANCE_YAML),
+                dagster_webserver(env, work / "webserver.log") as ui,
+                dg.DagsterInstance.from_config(str(home)) as instance,
+            ):
+                for worker in workers:
+                    worker.__enter__()
+                try:
+                    instance.add_dynamic_partitions(TENANTS.name, names)
+                    address = urlparse(ui)
+                    client = DagsterGraphQLClient(address.hostname, port_number=address.port)
+                    admin.reset_stats()
+                    alone = _synced(instance, client, names[-1:])
+                    together = _synced(instance, client, names[:-1])
+                finally:
+                    for worker in reversed(workers):
+                        worker.__exit__(None, None, None)
+
+            stats = admin.stats()["xero_tenants"]
+            rows, expected = [], Counter()
+            for name, tenant in zip(names, tenants, strict=True):
+                listed = admin.call("GET", "/xero/invoices", tenant=tenant)
+                sales = {i["InvoiceID"] for i in listed if i["Type"] == "ACCREC"}
+                own = _staged_invoices(shard(env["SYNC_PIPELINES_DUCKDB"], name)) == sales
+                calls = stats.get(tenant, {})
+                rows.append((name, calls.get("calls", 0), calls.get("429", 0), "yes" if own else "NO"))
+                expected += expected_flow_tracks(admin, tenant)
+            once = track_counts(admin, prefix="") == expected
+
+    print(tabulate(rows, headers=["connection", "Xero calls", "429s", "staged its own"], tablefmt="github"))
+    n = args.tenants
+    print(f"\none connection alone: {alone:.1f} s; {n} at once ({args.workers} workers x {args.concurrency}): "
+          f"{together:.1f} s = {together / (n * alone):.3f} of {n} x one alone")  # fmt: skip
+    print(
+        f"Segment holds every message of every organisation once: {once}; "
+        f"429s: {sum(r[2] for r in rows)}; every connection staged its own: {all(r[3] == 'yes' for r in rows)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
