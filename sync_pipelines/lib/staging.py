@@ -714,6 +714,14 @@ def append_to_feed(
     append_rows(conn, table, replaced.assign(feed_batch=batch, feed_replaced=True, feed_held=held))
 
 
+def first_staged(conn: duckdb.DuckDBPyConnection, table: str) -> datetime | None:
+    """When the feed's first batch was staged: when its entity was first synced."""
+    if not table_exists(conn, table):
+        return None
+    (first,) = conn.execute(f'SELECT min(staged_at) FROM "{table}"').fetchone()
+    return first
+
+
 @dataclass(frozen=True)
 class FeedBatch:
     """One staging batch as a delivery reads it: the new versions, those they replaced, and whether it is held."""

@@ -97,6 +97,12 @@ def test_two_runs_of_one_flow_at_once_deliver_every_message_and_notification_exa
         sys.executable, "-m", "sync_pipelines_tests.crashes", "xero_to_segment", str(SEGMENT_BATCH_BYTES), "600",
         str(WRITE_BATCH),
     ]  # fmt: skip
+    assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    supplier = next(i["Contact"]["ContactID"] for i in admin.get("/xero/invoices") if i["Type"] == "ACCPAY")
+    for number in range(3):  # news after the first sync, which the team is told of
+        line = {"Description": "Paper", "Quantity": 1, "UnitAmount": 10.0 + number, "AccountCode": "400"}
+        admin.post("/xero/invoices", {"Type": "ACCPAY", "Status": "AUTHORISED", "ContactID": supplier,
+                                      "LineItems": [line]})  # fmt: skip
     runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
 
     assert [run.wait() for run in runs] == [0, 0]
@@ -108,5 +114,5 @@ def test_two_runs_of_one_flow_at_once_deliver_every_message_and_notification_exa
             for (p,) in conn.execute("SELECT payload FROM outbox WHERE kind = 'notify'").fetchall()
         ]
         checks = conn.execute("SELECT count(DISTINCT run_id), bool_and(ok) FROM reconciliation").fetchone()
-    assert notified and Counter(n["body"]["text"] for n in admin.notifications()) == Counter(notified)
-    assert checks == (2, True)  # both runs reconciled, and every reconciliation passed
+    assert len(notified) == 3 and Counter(n["body"]["text"] for n in admin.notifications()) == Counter(notified)
+    assert checks == (3, True)  # every run reconciled, and every reconciliation passed

@@ -123,3 +123,25 @@ def test_stores_from_many_threads_at_once_each_return_with_their_events_committe
     assert sorted(row["event_id"] for row in stored_events(path)) == sorted(
         f"notif_{t}_{n}" for t in range(threads) for n in range(stores)
     )
+
+
+def test_an_inbox_of_one_tenant_reads_only_its_events_and_pending_splits_by_tenant(tmp_path: Path):
+    path = tmp_path / "webhook_inbox.sqlite"
+
+    def identify(source: str, user: str) -> InboxEvent:
+        message = {"type": "identify", "userId": user, "projectId": source}
+        return InboxEvent("segment", f"{source}-{user}", source, "identify", "identify", user, "2026-12-01", message)
+
+    WebhookInbox(path).store([identify("src-a", "ann"), identify("src-b", "bob"), identify("src-a", "cat")])
+    mine = WebhookInbox(path, tenant_id="src-a")
+
+    assert [m["userId"] for _, m in mine.events("segment", "identify", 0, 10)] == ["ann", "cat"]
+    assert mine.resource_ids("segment", "identify") == ["ann", "cat"]
+    assert mine.history("segment", "identify", ["ann", "bob"]) == [{"type": "identify", "userId": "ann",
+                                                                   "projectId": "src-a"}]  # fmt: skip
+    assert (mine.pending("segment", 0).first_seq, mine.pending("segment", 0).events) == (1, 2)
+    by_tenant = WebhookInbox(path).pending_by_tenant("segment", 1)
+    assert {t: (p.first_seq, p.last_seq, p.events) for t, p in by_tenant.items()} == {
+        "src-a": (3, 3, 1),
+        "src-b": (2, 2, 1),
+    }

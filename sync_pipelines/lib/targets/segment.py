@@ -11,6 +11,7 @@ messageId only).
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 import dagster as dg
@@ -159,20 +160,43 @@ def group_messages(
 
 
 def notify_messages(
-    notify: NotifyMapping, track: TrackMapping, tracks: list[OutboxMessage], rows: pd.DataFrame, key: str
+    notify: NotifyMapping,
+    track: TrackMapping,
+    tracks: list[OutboxMessage],
+    rows: pd.DataFrame,
+    key: str,
+    *,
+    after: datetime | None = None,
+    version: str = "updated_at",
 ) -> list[OutboxMessage]:
-    """A team notification for each track call whose action the mapping notifies on."""
+    """A team notification for each track call whose action the mapping notifies on, of a record changed (its
+    `version` column) `after` the entity was first synced: the history a first sync or a backfill brings is not
+    news, as a Zapier trigger fires only for what arrives once it is on (a new Xero organisation would otherwise
+    post a message for every bill it ever had)."""
     by_id = {str(row[key]): row for row in rows.to_dict("records")}
     events = {track.event(action) for action in notify.actions}
     messages = []
     for call in tracks:
-        if call.event not in events:
+        row = by_id[call.record_id]
+        if call.event not in events or not _changed_after(row.get(version), after):
             continue
-        values = {name: _readable(value) for name, value in by_id[call.record_id].items()}
+        values = {name: _readable(value) for name, value in row.items()}
         message_id = f"{call.message_id}:notify"
         payload = {"type": "notify", "messageId": message_id, "event": call.event, "text": notify.text.format(**values)}
         messages.append(OutboxMessage(message_id, call.record_id, "notify", call.event, payload))
     return messages
+
+
+def _changed_after(changed: object, after: datetime | None) -> bool:
+    if after is None:
+        return True
+    if changed is None or pd.isna(changed):
+        return False
+    return _utc(pd.Timestamp(changed)) > _utc(pd.Timestamp(after))
+
+
+def _utc(moment: pd.Timestamp) -> pd.Timestamp:
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 
 def _readable(value: object) -> object:
@@ -236,7 +260,11 @@ class SegmentTarget:
             tracks = track_messages(mapping.track, changed, previous, key=key, source=source, user_ids=user_ids)
             messages += tracks
             if mapping.notify:
-                messages += notify_messages(mapping.notify, mapping.track, tracks, changed, key)
+                first = staging.first_staged(conn, entity.feed)
+                notified = notify_messages(
+                    mapping.notify, mapping.track, tracks, changed, key, after=first, version=entity.version
+                )
+                messages += notified
         return messages
 
     def _segment_user_ids(self, conn: duckdb.DuckDBPyConnection, changes: Changes) -> dict[str, str]:

@@ -136,3 +136,17 @@ def test_a_new_bill_notifies_the_team_once_with_readable_values():
     )
     assert notification.payload["text"] == "New bill SUP-77 from Paper Co: GBP 120.0, due 2024-05-31"
     assert notification.message_id == messages[0].message_id + ":notify"
+
+
+def test_only_a_bill_changed_after_its_entity_was_first_synced_is_news():
+    first_sync = pd.Timestamp("2024-06-01T00:00:00", tz="UTC")
+    old = _invoice(type="ACCPAY", invoice_number="SUP-1", updated_at=pd.Timestamp("2024-05-31T23:59:00", tz="UTC"))
+    new = _invoice(type="ACCPAY", invoice_number="SUP-2", invoice_id="2b4f8a1c-0d6e-4f3a-9c7b-5e1d2a3f4b6c",
+                   updated_at=pd.Timestamp("2024-06-01T00:01:00", tz="UTC"))  # fmt: skip
+    messages = _tracks(MAPPINGS["bills"], [old, new])
+    mapping = MAPPINGS["bills"]
+
+    notified = notify_messages(mapping.notify, mapping.track, messages, pd.DataFrame([old, new]), "invoice_id",
+                               after=first_sync.to_pydatetime())  # fmt: skip
+
+    assert [n.record_id for n in notified] == [new["invoice_id"]]
