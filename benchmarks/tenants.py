@@ -11,6 +11,7 @@ Prints both, the ratio of (2) to N x (1), each organisation's Accounting API cal
 checks each connection staged exactly its organisation's sales invoices and Segment holds every message once.
 
     python benchmarks/tenants.py [--tenants 20] [--workers 2] [--concurrency 10] [--invoices 1000]
+                                 [--xero-latency-ms 0]
 """
 
 import argparse
@@ -77,6 +78,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=10, help="runs each worker takes at once")
     parser.add_argument("--invoices", type=int, default=1000, help="invoices per organisation")
+    parser.add_argument(
+        "--xero-latency-ms",
+        type=int,
+        default=0,
+        help="how long Xero takes to answer a call (real: ~1 s a page)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tenants_bench_") as scratch, postgres_server() as postgres:
@@ -111,6 +118,7 @@ def main() -> None:
                     instance.add_dynamic_partitions(TENANTS.name, names)
                     address = urlparse(ui)
                     client = DagsterGraphQLClient(address.hostname, port_number=address.port)
+                    admin.faults(xero={"latency_ms": args.xero_latency_ms})
                     admin.reset_stats()
                     alone = _synced(instance, client, names[-1:])
                     together = _synced(instance, client, names[:-1])
@@ -131,7 +139,8 @@ def main() -> None:
 
     print(tabulate(rows, headers=["connection", "Xero calls", "429s", "staged its own"], tablefmt="github"))
     n = args.tenants
-    print(f"\none connection alone: {alone:.1f} s; {n} at once ({args.workers} workers x {args.concurrency}): "
+    print(f"\n{args.invoices} invoices an organisation, Xero answering in {args.xero_latency_ms} ms")
+    print(f"one connection alone: {alone:.1f} s; {n} at once ({args.workers} workers x {args.concurrency}): "
           f"{together:.1f} s = {together / (n * alone):.3f} of {n} x one alone")  # fmt: skip
     print(
         f"Segment holds every message of every organisation once: {once}; "

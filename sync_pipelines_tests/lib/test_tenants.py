@@ -32,6 +32,7 @@ from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox, WebhookInboxResource
 from sync_pipelines_tests.conftest import SandboxAdmin
+from sync_pipelines_tests.defs.conftest import track_counts
 from sync_pipelines_tests.defs.test_backfills import END, MONTHS, START, backfill
 from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, wait_for
 
@@ -224,3 +225,27 @@ def _logged(instance: dg.DagsterInstance, message: str) -> bool | None:
         if any(message in (entry.user_message or "") for entry in logs):
             return True
     return None
+
+
+def test_each_connection_writes_to_segment_with_its_own_write_key(sandbox, sync_env, registry, tmp_path, monkeypatch):
+    """South's write key (its own Segment source's) is one the sandbox's workspace does not have: what south sends is
+    dropped as Segment drops it, and what north sends with the environment's key is kept."""
+    south = Connection(name="south", ids={"xero": sandbox.tenant_ids[1]},
+                       settings={"segment": {"write_key": Secret(env="SOUTH_SEGMENT_WRITE_KEY")}})  # fmt: skip
+    save_registry(tmp_path / "data" / "connections.yaml", Registry(connections=(registry.connection("north"), south)))
+    monkeypatch.setenv("SOUTH_SEGMENT_WRITE_KEY", "south-source-write-key")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
+    job = defs().resolve_job_def("xero_to_segment_sync")
+    for name in NAMES:
+        assert job.execute_in_process(instance=instance, partition_key=name).success
+
+    admin = SandboxAdmin(sandbox.url)
+    kept = {invoice_id for invoice_id, event in track_counts(admin, prefix="Invoice ")}
+    dropped = admin.get("/segment/dropped")
+    assert {d["reason"] for d in dropped} == {"invalid_write_key"}
+    dropped_invoices = {d["message"]["properties"]["invoice_id"] for d in dropped
+                        if d["message"].get("event", "").startswith("Invoice ")}  # fmt: skip
+    for tenant, ids in zip(sandbox.tenant_ids, (kept, dropped_invoices), strict=True):
+        sales = {i["InvoiceID"] for i in admin.call("GET", "/xero/invoices", tenant=tenant) if i["Type"] == "ACCREC"}
+        assert ids and ids <= sales
