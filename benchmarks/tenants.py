@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
+import psutil
 from dagster_graphql import DagsterGraphQLClient
 from sandbox_process import connect, sandbox_process
 from tabulate import tabulate
@@ -43,9 +44,16 @@ def _names(count: int) -> list[str]:
     return [f"client-{n:02d}" for n in range(count)]
 
 
-def _synced(instance: dg.DagsterInstance, client: DagsterGraphQLClient, names: list[str]) -> float:
-    """Submit a sync of each connection at once; seconds from the first submission to the last run's end."""
-    started = time.time()
+def _busy() -> float:
+    """CPU seconds this machine has spent working (every process: ours, the sandbox's, Postgres's) since boot."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
+
+
+def _synced(instance: dg.DagsterInstance, client: DagsterGraphQLClient, names: list[str]) -> tuple[float, float]:
+    """Submit a sync of each connection at once: seconds from the first submission to the last run's end, and the
+    CPU seconds the machine spent meanwhile."""
+    started, busy = time.time(), _busy()
     run_ids = [client.submit_job_execution(JOB, tags={"dagster/partition": name}) for name in names]
 
     def ended() -> list[dg.RunRecord] | None:
@@ -61,7 +69,7 @@ def _synced(instance: dg.DagsterInstance, client: DagsterGraphQLClient, names: l
             if entry.dagster_event and entry.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
         ]
         raise RuntimeError(f"runs failed: {failed}; the first's errors: {errors or 'none of its steps'}")
-    return max(r.end_time for r in records) - started
+    return max(r.end_time for r in records) - started, _busy() - busy
 
 
 def _staged_invoices(database: str) -> set[str]:
@@ -120,8 +128,8 @@ def main() -> None:
                     client = DagsterGraphQLClient(address.hostname, port_number=address.port)
                     admin.faults(xero={"latency_ms": args.xero_latency_ms})
                     admin.reset_stats()
-                    alone = _synced(instance, client, names[-1:])
-                    together = _synced(instance, client, names[:-1])
+                    alone, alone_cpu = _synced(instance, client, names[-1:])
+                    together, together_cpu = _synced(instance, client, names[:-1])
                 finally:
                     for worker in reversed(workers):
                         worker.__exit__(None, None, None)
@@ -142,6 +150,11 @@ def main() -> None:
     print(f"\n{args.invoices} invoices an organisation, Xero answering in {args.xero_latency_ms} ms")
     print(f"one connection alone: {alone:.1f} s; {n} at once ({args.workers} workers x {args.concurrency}): "
           f"{together:.1f} s = {together / (n * alone):.3f} of {n} x one alone")  # fmt: skip
+    cores = psutil.cpu_count()
+    print(f"cores busy ({cores}): {alone_cpu / alone:.2f} alone, {together_cpu / together:.2f} at once; "
+          f"CPU seconds a connection: {alone_cpu:.0f} alone, {together_cpu / n:.0f} at once. Bound by the cores, "
+          f"{n} at once take at least {together_cpu / cores:.0f} s = {together_cpu / cores / (n * alone):.3f} "
+          f"of {n} x one alone")  # fmt: skip
     print(
         f"Segment holds every message of every organisation once: {once}; "
         f"429s: {sum(r[2] for r in rows)}; every connection staged its own: {all(r[3] == 'yes' for r in rows)}"

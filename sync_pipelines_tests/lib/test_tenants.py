@@ -66,16 +66,26 @@ def _staged(database: str, table: str, column: str) -> set[str]:
         conn.close()
 
 
-def test_each_connection_syncs_its_own_organisation_into_its_own_store(sandbox, sync_env, registry):
+def _sync_each_connection() -> None:
+    """Each connection's Xero -> Segment sync, one after the other, in this process."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
     job = defs().resolve_job_def("xero_to_segment_sync")
     for name in NAMES:
         assert job.execute_in_process(instance=instance, partition_key=name).success
 
+
+def _sales(admin: SandboxAdmin, tenant: str) -> set[str]:
+    """The ids of one organisation's sales invoices."""
+    return {i["InvoiceID"] for i in admin.call("GET", "/xero/invoices", tenant=tenant) if i["Type"] == "ACCREC"}
+
+
+def test_each_connection_syncs_its_own_organisation_into_its_own_store(sandbox, sync_env, registry):
+    _sync_each_connection()
+
     admin = SandboxAdmin(sandbox.url)
     for name, tenant in zip(NAMES, sandbox.tenant_ids, strict=True):
-        sales = {i["InvoiceID"] for i in admin.call("GET", "/xero/invoices", tenant=tenant) if i["Type"] == "ACCREC"}
+        sales = _sales(admin, tenant)
         staged = _staged(shard(sync_env["SYNC_PIPELINES_DUCKDB"], name), xero.INVOICES.table, "invoice_id")
         assert sales and staged == sales
     assert not Path(sync_env["SYNC_PIPELINES_DUCKDB"]).exists()
@@ -234,11 +244,7 @@ def test_each_connection_writes_to_segment_with_its_own_write_key(sandbox, sync_
                        settings={"segment": {"write_key": Secret(env="SOUTH_SEGMENT_WRITE_KEY")}})  # fmt: skip
     save_registry(tmp_path / "data" / "connections.yaml", Registry(connections=(registry.connection("north"), south)))
     monkeypatch.setenv("SOUTH_SEGMENT_WRITE_KEY", "south-source-write-key")
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
-    job = defs().resolve_job_def("xero_to_segment_sync")
-    for name in NAMES:
-        assert job.execute_in_process(instance=instance, partition_key=name).success
+    _sync_each_connection()
 
     admin = SandboxAdmin(sandbox.url)
     kept = {invoice_id for invoice_id, event in track_counts(admin, prefix="Invoice ")}
@@ -247,5 +253,4 @@ def test_each_connection_writes_to_segment_with_its_own_write_key(sandbox, sync_
     dropped_invoices = {d["message"]["properties"]["invoice_id"] for d in dropped
                         if d["message"].get("event", "").startswith("Invoice ")}  # fmt: skip
     for tenant, ids in zip(sandbox.tenant_ids, (kept, dropped_invoices), strict=True):
-        sales = {i["InvoiceID"] for i in admin.call("GET", "/xero/invoices", tenant=tenant) if i["Type"] == "ACCREC"}
-        assert ids and ids <= sales
+        assert ids and ids <= _sales(admin, tenant)
