@@ -37,7 +37,7 @@ from sync_pipelines.lib.staging import (
     release_held,
     requeue_dead_letters,
 )
-from sync_pipelines.lib.tenants import REGISTRY_ENV, add_xero_organisations, registry_path
+from sync_pipelines.lib.tenants import REGISTRY_ENV, add_xero_organisations, load_registry, registry_path
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.segment.archive import import_archive
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
@@ -447,6 +447,25 @@ def _database() -> str:
     return os.environ.get("SYNC_PIPELINES_DUCKDB") or str(DATA_DIR / "warehouse.duckdb")
 
 
+def _store(connection: str | None) -> StagingResource:
+    """The install's staging store, or with a connection registry the named connection's."""
+    store, registry = StagingResource(database=_database()), load_registry()
+    if registry is None:
+        if connection is not None:
+            raise click.UsageError(f"--connection needs a connection registry (${REGISTRY_ENV})")
+        return store
+    if connection is None:
+        raise click.UsageError(f"name one of the registry's connections with --connection: {', '.join(registry.names)}")
+    try:
+        return store.for_connection(registry.connection(connection))
+    except KeyError as unknown:
+        raise click.UsageError(str(unknown)) from None
+
+
+# Which connection's store a command reads, where the install has a registry of several.
+connection_option = click.option("--connection", help="The connection (with a registry of several).")
+
+
 @contextmanager
 def _configured() -> Iterator[None]:
     """The environment's endpoints; with none set (say, right after the demo), the embedded sandbox on the demo's
@@ -625,18 +644,20 @@ def resync(entities: tuple[str, ...], dry_run: bool) -> None:
 
 
 @main.command()
-def release() -> None:
+@connection_option
+def release(connection: str | None) -> None:
     """Let the changes a blocked batch held back go out with the next delivery (after you have looked)."""
-    with StagingResource(database=_database()).connect() as conn:
+    with _store(connection).connect() as conn:
         released = sum(release_held(conn, flow=d.flow, entity=d.partition) for d in registered_deliveries())
     click.echo(f"released {released} held messages")
 
 
 @main.command()
 @click.option("--samples", default=3, show_default=True, help="Record ids shown per reason.")
-def quarantine(samples: int) -> None:
+@connection_option
+def quarantine(samples: int, connection: str | None) -> None:
     """What was quarantined and why: each reason with its count and a few records, most frequent first."""
-    with StagingResource(database=_database()).connect() as conn:
+    with _store(connection).connect() as conn:
         rows = conn.execute(
             """SELECT source, entity, coalesce(delivery, 'staging') AS refused_by, reason, count(*) AS records,
                       array_to_string(list(record_id ORDER BY id DESC)[1:?], ', ') AS latest,
@@ -650,10 +671,11 @@ def quarantine(samples: int) -> None:
 
 @main.command("dead-letters")
 @click.option("--all", "everything", is_flag=True, help="Also the letters replayed since (status 'replayed').")
-def dead_letters(everything: bool) -> None:
+@connection_option
+def dead_letters(everything: bool, connection: str | None) -> None:
     """Writes the targets refused: each with its error, attempts and when it is tried again (None: it waits for
     `sync-pipelines replay --all`)."""
-    with StagingResource(database=_database()).connect() as conn:
+    with _store(connection).connect() as conn:
         rows = conn.execute(
             """SELECT flow, entity, message_id, status, attempts, left(error, 120) AS error, last_failed_at,
                       next_attempt_at FROM dead_letters WHERE ? OR status <> 'replayed'

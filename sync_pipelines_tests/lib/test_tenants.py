@@ -11,11 +11,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from click.testing import CliRunner
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.execution.backfill import BulkActionStatus
 
-from sync_pipelines.cli import SANDBOX_REDIRECT_URI
+from sync_pipelines.cli import SANDBOX_REDIRECT_URI, main
 from sync_pipelines.definitions import defs
+from sync_pipelines.lib import staging
+from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.lib.tenants import (
     REGISTRY_ENV,
     TENANTS,
@@ -254,3 +257,22 @@ def test_each_connection_writes_to_segment_with_its_own_write_key(sandbox, sync_
                         if d["message"].get("event", "").startswith("Invoice ")}  # fmt: skip
     for tenant, ids in zip(sandbox.tenant_ids, (kept, dropped_invoices), strict=True):
         assert ids and ids <= _sales(admin, tenant)
+
+
+def test_the_cli_reads_the_dead_letters_of_the_connection_it_is_given(tmp_path, monkeypatch):
+    database = str(tmp_path / "warehouse.duckdb")
+    monkeypatch.setenv("SYNC_PIPELINES_DUCKDB", database)
+    path = tmp_path / "connections.yaml"
+    save_registry(path, Registry(connections=tuple(Connection(name=n) for n in NAMES)))
+    monkeypatch.setenv(REGISTRY_ENV, str(path))
+    south = StagingResource(database=database).for_connection(Connection(name="south"))
+    with south.connect() as conn:
+        staging.dead_letter(conn, flow="xero_to_segment", entity="invoices", target="segment", retryable=True,
+                            failures=[("msg-of-south", "inv-1", "503 Service Unavailable")], run_id=None)  # fmt: skip
+
+    listed = {name: CliRunner().invoke(main, ["dead-letters", "--connection", name]) for name in NAMES}
+    unnamed = CliRunner().invoke(main, ["dead-letters"])
+
+    assert [result.exit_code for result in listed.values()] == [0, 0]
+    assert "msg-of-south" in listed["south"].output and "msg-of-south" not in listed["north"].output
+    assert unnamed.exit_code == 2 and "north, south" in unnamed.output
