@@ -16,13 +16,14 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 import yaml
-from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-from dagster._core.storage.event_log.base import EventLogStorage
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from dagster._core.storage.event_log.base import EventLogStorage
 
 REGISTRY_ENV = "SYNC_PIPELINES_CONNECTIONS"
 # The partition dimension: one key per connection, added and removed as the registry changes (defs/tenants.py).
@@ -221,6 +222,9 @@ def connection_slots(context: dg.AssetExecutionContext, vendor: str) -> Iterator
     pools = [(f"{vendor}_api/{connection.name}", 1)]
     if vendor in APP_STEPS:
         pools.append((f"{vendor}_app", APP_STEPS[vendor]))
+    # Dagster's own slot bookkeeping, imported when a step needs it: importing it reads the plugins' entry points.
+    from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+
     for pool, limit in pools:  # before the slots context reads the pools' limits (else it would set the default)
         _set_limit_once(context.instance.event_log_storage, pool, limit)
     step = context.get_step_execution_context().step.key
