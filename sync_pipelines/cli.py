@@ -37,7 +37,13 @@ from sync_pipelines.lib.staging import (
     release_held,
     requeue_dead_letters,
 )
-from sync_pipelines.lib.tenants import REGISTRY_ENV, add_xero_organisations, load_registry, registry_path
+from sync_pipelines.lib.tenants import (
+    REGISTRY_ENV,
+    TENANTS,
+    add_xero_organisations,
+    load_registry,
+    registry_path,
+)
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.segment.archive import import_archive
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
@@ -418,35 +424,6 @@ def webhooks(
     receiver.serve_forever()
 
 
-@main.command()
-@click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
-def replay(include_exhausted: bool) -> None:
-    """Put due dead letters back in the outbox and deliver them (to the environment's endpoints, else the
-    embedded sandbox's)."""
-    with _configured():
-        definitions, deliveries = defs(), registered_deliveries()
-        with StagingResource(database=_database()).connect() as conn:
-            requeued = sum(
-                requeue_dead_letters(conn, flow=d.flow, entity=d.partition, include_exhausted=include_exhausted)
-                for d in deliveries
-            )
-        click.echo(f"requeued {requeued} dead letters")
-        job = definitions.resolve_implicit_global_asset_job_def()
-        result = job.execute_in_process(
-            instance=_dagster_instance(), asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS
-        )
-    sys.exit(0 if result.success else 1)
-
-
-# Where the demo (and `dev`) keep their data: what the other commands use when no environment is set.
-DATA_DIR = Path("data")
-
-
-def _database() -> str:
-    """The staging store: the environment's, else the one the demo made."""
-    return os.environ.get("SYNC_PIPELINES_DUCKDB") or str(DATA_DIR / "warehouse.duckdb")
-
-
 def _store(connection: str | None) -> StagingResource:
     """The install's staging store, or with a connection registry the named connection's."""
     store, registry = StagingResource(database=_database()), load_registry()
@@ -464,6 +441,43 @@ def _store(connection: str | None) -> StagingResource:
 
 # Which connection's store a command reads, where the install has a registry of several.
 connection_option = click.option("--connection", help="The connection (with a registry of several).")
+
+
+@main.command()
+@click.option("--all", "include_exhausted", is_flag=True, help="Also replay letters that ran out of attempts.")
+@connection_option
+def replay(include_exhausted: bool, connection: str | None) -> None:
+    """Put due dead letters back in the outbox and deliver them (to the environment's endpoints, else the
+    embedded sandbox's); with a registry, the named connection's, in a run of its partition."""
+    with _configured():
+        definitions, store = defs(), _store(connection)
+        registry = load_registry()
+        runs = registry.connection(connection).runs if registry and connection else lambda flow: True
+        deliveries = [d for d in registered_deliveries() if runs(d.flow)]
+        with store.connect() as conn:
+            requeued = sum(
+                requeue_dead_letters(conn, flow=d.flow, entity=d.partition, include_exhausted=include_exhausted)
+                for d in deliveries
+            )
+        click.echo(f"requeued {requeued} dead letters")
+        instance = _dagster_instance()
+        if connection is not None and not instance.has_dynamic_partition(TENANTS.name, connection):
+            instance.add_dynamic_partitions(TENANTS.name, [connection])
+        job = definitions.resolve_implicit_global_asset_job_def()
+        result = job.execute_in_process(
+            instance=instance, asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS,
+            partition_key=connection,
+        )  # fmt: skip
+    sys.exit(0 if result.success else 1)
+
+
+# Where the demo (and `dev`) keep their data: what the other commands use when no environment is set.
+DATA_DIR = Path("data")
+
+
+def _database() -> str:
+    """The staging store: the environment's, else the one the demo made."""
+    return os.environ.get("SYNC_PIPELINES_DUCKDB") or str(DATA_DIR / "warehouse.duckdb")
 
 
 @contextmanager

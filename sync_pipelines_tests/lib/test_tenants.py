@@ -276,3 +276,28 @@ def test_the_cli_reads_the_dead_letters_of_the_connection_it_is_given(tmp_path, 
     assert [result.exit_code for result in listed.values()] == [0, 0]
     assert "msg-of-south" in listed["south"].output and "msg-of-south" not in listed["north"].output
     assert unnamed.exit_code == 2 and "north, south" in unnamed.output
+
+
+def test_replay_of_one_connection_delivers_its_dead_letters_in_a_run_of_its_partition(
+    sandbox, sync_env, registry, monkeypatch
+):
+    _sync_each_connection()
+    south = StagingResource(database=sync_env["SYNC_PIPELINES_DUCKDB"]).for_connection(registry.connection("south"))
+    with south.connect() as conn:
+        (message_id, record_id) = conn.execute(
+            "SELECT message_id, record_id FROM outbox WHERE flow = 'xero_to_segment' AND entity = 'invoices' LIMIT 1"
+        ).fetchone()
+        staging.dead_letter(conn, flow="xero_to_segment", entity="invoices", target="segment", retryable=False,
+                            failures=[(message_id, record_id, "400 Bad Request")], run_id=None)  # fmt: skip
+    monkeypatch.setenv("DAGSTER_HOME", str(Path(sync_env["DAGSTER_HOME"])))
+
+    replayed = CliRunner().invoke(main, ["replay", "--all", "--connection", "south"])
+
+    assert replayed.exit_code == 0, replayed.output
+    assert "requeued 1 dead letters" in replayed.output
+    with south.connect() as conn:
+        assert conn.execute("SELECT DISTINCT status FROM outbox").fetchall() == [("delivered",)]
+        assert conn.execute("SELECT status FROM dead_letters").fetchall() == [("replayed",)]
+    with dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs()
+        assert run.tags["dagster/partition"] == "south"
