@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dagster._core.storage.event_log.base import EventLogStorage
 
 REGISTRY_ENV = "SYNC_PIPELINES_CONNECTIONS"
-# The partition dimension: one key per connection, added and removed as the registry changes (defs/tenants.py).
+# The partition dimension: one key per connection, added and removed as the registry changes (`connections_sensor`).
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 TENANT_DIMENSION = "tenant"
 MONTH_DIMENSION = "month"
@@ -87,8 +87,11 @@ class Registry(BaseModel):
         """The connection whose `vendor` account has this id (a webhook's tenant)."""
         return next((c for c in self.connections if c.ids.get(vendor) == vendor_id), None)
 
-    def with_ids(self, vendor: str, accounts: Mapping[str, str | None]) -> tuple[Registry, list[Connection]]:
-        """The registry with a connection for each account (id to name) it does not have yet, and those added."""
+    def with_ids(
+        self, vendor: str, accounts: Mapping[str, str | None], settings: dict | None = None
+    ) -> tuple[Registry, list[Connection]]:
+        """The registry with a connection (with these settings) for each account (id to name) it does not have yet,
+        and those added."""
         taken = set(self.names)
         added = []
         for vendor_id, name in accounts.items():
@@ -96,7 +99,7 @@ class Registry(BaseModel):
                 continue
             key = _unique(_slug(name or vendor_id), taken)
             taken.add(key)
-            added.append(Connection(name=key, ids={vendor: vendor_id}))
+            added.append(Connection(name=key, ids={vendor: vendor_id}, settings=settings or {}))
         return Registry(connections=(*self.connections, *added)), added
 
 
@@ -138,13 +141,9 @@ def add_xero_organisations(path: Path, organisations: Mapping[str, str | None], 
     """Add a connection for each Xero organisation (tenantId to name) the registry at `path` lacks, named after
     it, with the token file its consent was stored in (one consent's organisations share it; another's has its own)."""
     registry = load_registry(path) or Registry()
-    updated, added = registry.with_ids("xero", organisations)
-    tokens = {"xero": {"token_path": token_path}}
-    updated = Registry(
-        connections=tuple(c.model_copy(update={"settings": tokens}) if c in added else c for c in updated.connections)
-    )
+    updated, added = registry.with_ids("xero", organisations, settings={"xero": {"token_path": token_path}})
     save_registry(path, updated)
-    return [updated.connection(c.name) for c in added]
+    return added
 
 
 def tenant_of(tags: Mapping[str, str]) -> str | None:
@@ -170,6 +169,8 @@ class TenantScoped(dg.ConfigurableResource):
     """A resource a connection's run sees with that connection's settings (the registry's, for its key)."""
 
     registry_key: ClassVar[str]  # its key in a connection's `settings`
+    # For a resource that picks its account by id: (vendor, field), the field a connection's `ids[vendor]` sets.
+    account_field: ClassVar[tuple[str, str] | None] = None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if (connection := connection_of(context.run)) is not None:
@@ -182,7 +183,10 @@ class TenantScoped(dg.ConfigurableResource):
             object.__setattr__(self, name, value)
 
     def connection_settings(self, connection: Connection) -> dict[str, Any]:
-        return connection.overrides(self.registry_key)
+        account = {}
+        if self.account_field is not None and (vendor_id := connection.ids.get(self.account_field[0])):
+            account = {self.account_field[1]: vendor_id}
+        return {**account, **connection.overrides(self.registry_key)}
 
 
 def partitioned(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:

@@ -30,9 +30,11 @@ from sync_pipelines.lib.tenants import (
     shard,
 )
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
 from sync_pipelines.vendors.token_store import consent_by_redirect
 from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
+from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox, WebhookInboxResource
 from sync_pipelines_tests.conftest import SandboxAdmin
 from sync_pipelines_tests.defs.conftest import track_counts
@@ -301,3 +303,15 @@ def test_replay_of_one_connection_delivers_its_dead_letters_in_a_run_of_its_part
     with dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance:
         (run,) = instance.get_runs()
         assert run.tags["dagster/partition"] == "south"
+
+
+def test_a_connections_account_ids_pick_its_xero_organisation_and_its_segment_source(tmp_path):
+    connection = Connection(name="acme", ids={"xero": "org-1", "segment": "src-1"})
+    workspace = SegmentWorkspaceResource(inbox_path=str(tmp_path / "inbox.sqlite"))
+
+    assert workspace.connection_settings(connection) == {"source_id": "src-1"}
+    workspace.scope_to(connection)
+    assert workspace.get_inbox().tenant_id == "src-1"
+    assert XeroResource(client_id="id", client_secret="secret", token_path="t", token_key="k").connection_settings(
+        connection
+    ) == {"tenant_id": "org-1"}

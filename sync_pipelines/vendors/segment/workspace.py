@@ -3,11 +3,11 @@ name, and people's audiences and computed traits; bind the paths and tokens with
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, PrivateAttr
 
-from sync_pipelines.lib.tenants import Connection, TenantScoped
+from sync_pipelines.lib.tenants import TenantScoped
 from sync_pipelines.vendors.segment.profiles import SegmentProfileApi
 from sync_pipelines.vendors.segment.public_api import SegmentPublicApi
 from sync_pipelines.webhooks.inbox import WebhookInbox
@@ -18,6 +18,8 @@ class SegmentWorkspaceResource(TenantScoped):
     plans) names the source each message came from, for the sales channel."""
 
     registry_key: ClassVar[str] = "segment_workspace"
+    # A connection's messages: its source's, `ids.segment`.
+    account_field: ClassVar[tuple[str, str] | None] = ("segment", "source_id")
 
     inbox_path: str = Field(description="SQLite file of received webhook events, e.g. data/webhook_inbox.sqlite.")
     public_api_url: str = Field("", description="Segment's Public API, e.g. https://api.segmentapis.com; empty: none")
@@ -36,11 +38,6 @@ class SegmentWorkspaceResource(TenantScoped):
 
     def get_inbox(self) -> WebhookInbox:
         return WebhookInbox(self.inbox_path, tenant_id=self.source_id or None)
-
-    def connection_settings(self, connection: Connection) -> dict[str, Any]:
-        """A connection's Segment messages are its source's (`ids.segment`)."""
-        source = {"source_id": connection.ids["segment"]} if "segment" in connection.ids else {}
-        return {**source, **super().connection_settings(connection)}
 
     def source_names(self) -> dict[str, str]:
         """Source id -> name; empty without a Public API (messages then name their source by its id)."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import PrivateAttr
 
-from sync_pipelines.lib.tenants import Connection, TenantScoped
+from sync_pipelines.lib.tenants import TenantScoped
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero import settings
 from sync_pipelines.vendors.xero.client import XeroClient
@@ -16,6 +16,8 @@ class XeroResource(TenantScoped):
     """One Xero tenant. get_client() returns one shared client per resource so its limiter sees every call."""
 
     registry_key: ClassVar[str] = "xero"
+    # A connection's organisation: its `ids.xero`, a tenantId from GET /connections.
+    account_field: ClassVar[tuple[str, str] | None] = ("xero", "tenant_id")
 
     api_url: str = settings.API_URL
     identity_url: str = settings.IDENTITY_URL
@@ -33,11 +35,6 @@ class XeroResource(TenantScoped):
     max_attempts: int = 8  # tries per call before its messages wait in the dead letters
 
     _client: XeroClient | None = PrivateAttr(default=None)
-
-    def connection_settings(self, connection: Connection) -> dict[str, Any]:
-        """A connection's Xero organisation is its `ids.xero` (a tenantId from GET /connections)."""
-        tenant = {"tenant_id": connection.ids["xero"]} if "xero" in connection.ids else {}
-        return {**tenant, **super().connection_settings(connection)}
 
     def token_store(self) -> EncryptedTokenStore:
         return EncryptedTokenStore(self.token_path, self.token_key)
