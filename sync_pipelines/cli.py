@@ -38,11 +38,14 @@ from sync_pipelines.lib.staging import (
     requeue_dead_letters,
 )
 from sync_pipelines.lib.tenants import (
+    MONTH_DIMENSION,
     REGISTRY_ENV,
+    TENANT_DIMENSION,
     TENANTS,
     add_xero_organisations,
     load_registry,
     registry_path,
+    set_account,
 )
 from sync_pipelines.vendors.salesforce import auth as salesforce_auth
 from sync_pipelines.vendors.segment.archive import import_archive
@@ -340,6 +343,7 @@ def dev(data_dir: Path, port: int, ui_port: int, webhook_port: int) -> None:
 @click.option("--malformed", default=0, show_default=True)
 @click.option("--webhook-url", help="Deliver Xero webhooks here, e.g. http://127.0.0.1:8766/xero/webhooks.")
 @click.option("--xero-organisations", default=1, show_default=True, help="Xero organisations the app is connected to.")
+@click.option("--salesforce-orgs", default=1, show_default=True, help="Salesforce orgs, each at its own My Domain.")
 @click.option(
     "--https", is_flag=True, help="Serve HTTPS under a local CA kept in the data dir, for SDKs that insist on https."
 )
@@ -352,6 +356,7 @@ def sandbox(
     malformed: int,
     webhook_url: str | None,
     xero_organisations: int,
+    salesforce_orgs: int,
     https: bool,
 ) -> None:
     """Serve the vendor sandbox on 127.0.0.1 until interrupted (seeding only a new state file)."""
@@ -360,10 +365,14 @@ def sandbox(
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = SandboxSettings(
         state_path=data_dir / "sandbox.sqlite", seed=seed, invoices=invoices, contacts=contacts, malformed=malformed,
-        webhook_url=webhook_url, xero_organisations=xero_organisations,
+        webhook_url=webhook_url, xero_organisations=xero_organisations, salesforce_orgs=salesforce_orgs,
     )  # fmt: skip
     server = SandboxServer(settings, port=port, https=https)
     click.echo(f"sandbox on {server.url} (state: {settings.state_path})")
+    if salesforce_orgs > 1:
+        click.echo("Salesforce orgs (OrganizationId: My Domain, the SALESFORCE_LOGIN_URL of a connection to it):")
+        for org_id, url in server.salesforce_urls.items():
+            click.echo(f"  {org_id}: {url}")
     if server.ca_cert:
         # Both variables replace the default trust store: set them only where clients talk to the sandbox alone.
         click.echo(f"trust its CA: export REQUESTS_CA_BUNDLE={server.ca_cert} SSL_CERT_FILE={server.ca_cert}")
@@ -404,7 +413,8 @@ def sandbox(
     "--salesforce-org",
     envvar="SALESFORCE_ORGANIZATION_ID",
     show_envvar=True,
-    help="The Salesforce organisation whose Outbound Messages are accepted (unset: no Salesforce route).",
+    help="The Salesforce organisations whose Outbound Messages are accepted, comma-separated (one per connection's "
+    "org; unset: no Salesforce route).",
 )
 def webhooks(
     host: str, port: int, inbox: Path, key: str | None, intercom_secret: str | None, segment_secret: str | None,
@@ -439,8 +449,15 @@ def _store(connection: str | None) -> StagingResource:
         raise click.UsageError(str(unknown)) from None
 
 
-# Which connection's store a command reads, where the install has a registry of several.
+# Which connection's store a command reads and its runs serve, where the install has a registry of several.
 connection_option = click.option("--connection", help="The connection (with a registry of several).")
+
+
+def _partition_of(instance: dg.DagsterInstance, connection: str | None) -> str | None:
+    """The connection's partition (added when the `connections` sensor has not added it yet), None without one."""
+    if connection is not None and not instance.has_dynamic_partition(TENANTS.name, connection):
+        instance.add_dynamic_partitions(TENANTS.name, [connection])
+    return connection
 
 
 @main.command()
@@ -461,12 +478,10 @@ def replay(include_exhausted: bool, connection: str | None) -> None:
             )
         click.echo(f"requeued {requeued} dead letters")
         instance = _dagster_instance()
-        if connection is not None and not instance.has_dynamic_partition(TENANTS.name, connection):
-            instance.add_dynamic_partitions(TENANTS.name, [connection])
         job = definitions.resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(
             instance=instance, asset_selection=[d.key for d in deliveries], run_config=QUIET_LOGS,
-            partition_key=connection,
+            partition_key=_partition_of(instance, connection),
         )  # fmt: skip
     sys.exit(0 if result.success else 1)
 
@@ -515,26 +530,30 @@ def _environment(overrides: dict[str, str]) -> Iterator[None]:
     help="A folder in the layout of Segment's AWS S3 destination (segment-logs/{source}/{day}/...).",
 )
 @click.option("--dry-run", is_flag=True, help="Rehearse on copies of the staging store and inbox: nothing is written.")
-def migrate(archive: Path, dry_run: bool) -> None:
+@connection_option
+def migrate(archive: Path, dry_run: bool, connection: str | None) -> None:
     """Migrate Segment's history into Xero through the segment_to_xero flow: rehearse with --dry-run, then run.
 
     The archive's messages go into the webhook inbox as if Segment had delivered them (each once, by messageId),
     and the flow's sync job runs. A dry run does that on copies and derives every Xero write without sending
-    it. Either way the writes are printed, per delivery, and kept in the staging store's `migrations` table.
+    it. Either way the writes are printed, per delivery, and kept in the staging store's `migrations` table. With a
+    registry, the named connection's run takes its Segment source's messages into its store and Xero organisation.
     """
-    database, inbox = Path(os.environ["SYNC_PIPELINES_DUCKDB"]), Path(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"])
+    database, inbox = Path(_store(connection).database), Path(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"])
     flow = SEGMENT_TO_XERO
     with tempfile.TemporaryDirectory() as rehearsal:
         overrides = {"SYNC_PIPELINES_WEBHOOK_INBOX": str(migration.copy_inbox(inbox, Path(rehearsal)))}
         with _environment(overrides if dry_run else {}):
             imported = import_archive(archive, WebhookInbox(os.environ["SYNC_PIPELINES_WEBHOOK_INBOX"]))
             job = defs().resolve_job_def(flow.job_name)
+            # A rehearsal's runs are not the real store's history: they stay out of the UI's instance.
+            instance = dg.DagsterInstance.ephemeral() if dry_run else _dagster_instance()
             result = job.execute_in_process(
-                # A rehearsal's runs are not the real store's history: they stay out of the UI's instance.
-                instance=dg.DagsterInstance.ephemeral() if dry_run else _dagster_instance(),
+                instance=instance,
                 raise_on_error=False,
                 run_config=QUIET_LOGS,
                 tags={DRY_RUN_TAG: "true"} if dry_run else None,
+                partition_key=_partition_of(instance, connection),
             )
     # A dry run staged and derived in its scratch copy of the store.
     scratch = preview_directory(database, result.run_id) / "staging.duckdb" if dry_run else database
@@ -571,26 +590,39 @@ def _chosen(flows: tuple[str, ...], entities: tuple[str, ...]) -> list[Delivery]
     return deliveries
 
 
-def _run(assets: list[dg.AssetKey], tags: dict[str, str], config: dict | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise `assets` in one run of the code location, recorded in the UI's instance."""
+def _run(
+    assets: list[dg.AssetKey], tags: dict[str, str], config: dict | None = None, connection: str | None = None,
+    month: str | None = None,
+) -> dg.ExecuteInProcessResult:  # fmt: skip
+    """Materialise `assets` in one run of the code location, recorded in the UI's instance; with a registry, a run
+    of the connection's partition (of its `month` of history, for backfill assets)."""
     job = defs().resolve_implicit_global_asset_job_def()
+    instance = _dagster_instance()
+    partition = _partition_of(instance, connection)
+    if partition is not None and month is not None:
+        partition = dg.MultiPartitionKey({MONTH_DIMENSION: month, TENANT_DIMENSION: partition})
     return job.execute_in_process(
-        instance=_dagster_instance(),
+        instance=instance,
         asset_selection=assets,
         raise_on_error=False,
         run_config={**QUIET_LOGS, **(config or {})},
         tags=tags,
+        partition_key=partition,
     )
 
 
-def _deliver(deliveries: list[Delivery], entities: list[Entity], tags: dict[str, str], extract: dict | None) -> bool:
-    """Stage what was landed and deliver it; print the writes made (or, in a dry run, planned) per delivery."""
+def _deliver(
+    deliveries: list[Delivery], entities: list[Entity], tags: dict[str, str], extract: dict | None,
+    connection: str | None,
+) -> bool:  # fmt: skip
+    """Stage what was landed and deliver it (for the connection, with a registry); print the writes made (or, in a
+    dry run, planned) per delivery."""
     assets = [e.staged_key for e in entities] + [d.key for d in deliveries]
     if extract is not None:
         assets += [e.raw_key for e in entities]
     config = {"ops": {_op_name(e.raw_key): {"config": extract} for e in entities}} if extract else None
-    result = _run(assets, tags, config)
-    database = Path(_database())
+    result = _run(assets, tags, config, connection)
+    database = Path(_store(connection).database)
     dry_run = tags.get(DRY_RUN_TAG) == "true"
     scratch = preview_directory(database, tags[PREVIEW_TAG]) / "staging.duckdb" if dry_run else database
     with StagingResource(database=str(scratch)).connect() as conn:
@@ -615,13 +647,16 @@ def _op_name(key: dg.AssetKey) -> str:
 @click.option("--flow", "flows", multiple=True, help="Only this flow's entities (repeatable); default: every flow.")
 @click.option("--entity", "entities", multiple=True, help="Only this entity, e.g. xero_invoices (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Preview: stage into a scratch copy and report the writes; send none.")
-def backfill(first, last, flows: tuple[str, ...], entities: tuple[str, ...], dry_run: bool) -> None:
+@connection_option
+def backfill(first, last, flows: tuple[str, ...], entities: tuple[str, ...], dry_run: bool, connection: str | None):
     """Re-read the months FROM..TO of history from the vendors, by each record's own change time, and deliver what
     differs from what the targets already hold (a range already synced writes nothing).
 
     The same backfill assets the UI's backfill dialog launches, a year of months per run; the ongoing sync's
-    cursors are left alone. Segment entities have no windows (their history comes in with `migrate`).
+    cursors are left alone. Segment entities have no windows (their history comes in with `migrate`). With a
+    registry, the named connection's history, a month per run (the UI's partitions are month x connection).
     """
+    _store(connection)  # a registry's connection is named, and known
     deliveries = _chosen(flows, entities)
     windowed = list({d.entity.label: d.entity for d in deliveries if d.entity.backfills}.values())
     if not windowed:
@@ -630,30 +665,34 @@ def backfill(first, last, flows: tuple[str, ...], entities: tuple[str, ...], dry
         dg.PartitionKeyRange(first.strftime("%Y-%m-01"), last.strftime("%Y-%m-01"))
     )
     tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"backfill-{uuid.uuid4().hex[:8]}"} if dry_run else {}
-    per_run = BACKFILL_POLICY.max_partitions_per_run
+    per_run = 1 if connection else BACKFILL_POLICY.max_partitions_per_run
     with _configured():
         for at in range(0, len(months), per_run):
             span = months[at : at + per_run]
             window = {ASSET_PARTITION_RANGE_START_TAG: span[0], ASSET_PARTITION_RANGE_END_TAG: span[-1]}
-            result = _run([e.backfill_key for e in windowed], {**tags, **window})
+            read = [e.backfill_key for e in windowed]
+            result = _run(read, tags, None, connection, span[0]) if connection else _run(read, {**tags, **window})
             click.echo(f"{span[0][:7]}..{span[-1][:7]}: {'read' if result.success else 'FAILED'} ({result.run_id})")
             if not result.success:
                 sys.exit(1)  # a day limit stops the window at a checkpoint: run the same command again to resume
-        ok = _deliver([d for d in deliveries if d.entity in windowed], windowed, tags, extract=None)
+        ok = _deliver([d for d in deliveries if d.entity in windowed], windowed, tags, None, connection)
     sys.exit(0 if ok else 1)
 
 
 @main.command()
 @click.argument("entities", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Preview: stage into a scratch copy and report the writes; send none.")
-def resync(entities: tuple[str, ...], dry_run: bool) -> None:
+@connection_option
+def resync(entities: tuple[str, ...], dry_run: bool, connection: str | None) -> None:
     """Resync ENTITIES (e.g. salesforce_accounts) from scratch: forget their cursors, landed records and staged
-    state, re-read their whole history and deliver it; the targets are written only where they differ."""
+    state, re-read their whole history and deliver it; the targets are written only where they differ. With a
+    registry, the named connection's."""
+    _store(connection)
     deliveries = _chosen((), entities)
     chosen = list({d.entity.label: d.entity for d in deliveries}.values())
     tags = {DRY_RUN_TAG: "true", PREVIEW_TAG: f"resync-{uuid.uuid4().hex[:8]}"} if dry_run else {}
     with _configured():
-        ok = _deliver(deliveries, chosen, tags, extract={"full_resync": True})
+        ok = _deliver(deliveries, chosen, tags, {"full_resync": True}, connection)
     sys.exit(0 if ok else 1)
 
 
@@ -731,19 +770,39 @@ def xero_connect(redirect_uri: str) -> None:
 
 @main.command("salesforce-connect")
 @click.option("--redirect-uri", required=True, help="The callback URL of your connected app.")
-def salesforce_connect(redirect_uri: str) -> None:
-    """Authorise this app with a real Salesforce org (OAuth 2.0 web server flow) and store the tokens encrypted."""
+@click.option(
+    "--connection",
+    help=f"With a connection registry (${REGISTRY_ENV}): the connection whose Salesforce org this is; a new name "
+    "adds one. Its tokens get a file of their own, beside SALESFORCE_TOKEN_PATH.",
+)
+def salesforce_connect(redirect_uri: str, connection: str | None) -> None:
+    """Authorise this app with a real Salesforce org (OAuth 2.0 web server flow) and store the tokens encrypted;
+    with a connection registry, record the org (its OrganizationId, login URL and token file) on the connection."""
     env = os.environ
     login_url = env.get("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
+    registry, token_path = registry_path(), Path(env["SALESFORCE_TOKEN_PATH"])
+    if registry is not None:
+        if connection is None:
+            raise click.UsageError(f"name the connection this org is for with --connection (${REGISTRY_ENV} is set)")
+        token_path = token_path.with_name(f"{token_path.stem}.{connection}{token_path.suffix}")
     url, state = salesforce_auth.authorization_url(login_url, env["SALESFORCE_CLIENT_ID"], redirect_uri)
     click.echo(f"Open this URL, approve, then paste the URL Salesforce redirected you to:\n{url}")
     redirected = click.prompt("Redirected URL", hide_input=True)
-    store = EncryptedTokenStore(env["SALESFORCE_TOKEN_PATH"], env["SYNC_PIPELINES_TOKEN_KEY"])
-    salesforce_auth.exchange_redirected_url(
+    store = EncryptedTokenStore(token_path, env["SYNC_PIPELINES_TOKEN_KEY"])
+    org = salesforce_auth.exchange_redirected_url(
         login_url, env["SALESFORCE_CLIENT_ID"], env["SALESFORCE_CLIENT_SECRET"], redirect_uri, redirected, state,
         store,
     )  # fmt: skip
     click.echo("Connected; tokens stored encrypted.")
+    if registry is not None and connection is not None:
+        if org is None:
+            raise click.ClickException("Salesforce's token response named no org (no identity URL): nothing recorded")
+        settings = {"login_url": login_url, "token_path": str(token_path)}
+        try:
+            set_account(registry, connection, "salesforce", org, settings)
+        except ValueError as taken:
+            raise click.UsageError(str(taken)) from None
+        click.echo(f"Connection {connection} in {registry}: Salesforce org {org}")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,26 @@ class Registry(BaseModel):
             added.append(Connection(name=key, ids={vendor: vendor_id}, settings=settings or {}))
         return Registry(connections=(*self.connections, *added)), added
 
+    def with_account(self, name: str, vendor: str, vendor_id: str, settings: dict[str, Any]) -> Registry:
+        """The registry with the named connection's `vendor` account set to this one, with these settings for its
+        resource (the connection added when it is new). An account belongs to one connection."""
+        owner = self.by_id(vendor, vendor_id)
+        if owner is not None and owner.name != name:
+            raise ValueError(f"the {vendor} account {vendor_id} is connection {owner.name!r}'s already")
+        current = next((c for c in self.connections if c.name == name), None)
+        fields = current.model_dump() if current else {"name": name}
+        ids, resources = fields.get("ids", {}), fields.get("settings", {})
+        updated = Connection.model_validate(
+            {
+                **fields,
+                "ids": {**ids, vendor: vendor_id},
+                "settings": {**resources, vendor: {**resources.get(vendor, {}), **settings}},
+            }
+        )
+        if current is None:
+            return Registry(connections=(*self.connections, updated))
+        return Registry(connections=tuple(updated if c.name == name else c for c in self.connections))
+
 
 def _slug(name: str) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
@@ -144,6 +164,13 @@ def add_xero_organisations(path: Path, organisations: Mapping[str, str | None], 
     updated, added = registry.with_ids("xero", organisations, settings={"xero": {"token_path": token_path}})
     save_registry(path, updated)
     return added
+
+
+def set_account(path: Path, name: str, vendor: str, vendor_id: str, settings: dict[str, Any]) -> Connection:
+    """Give the connection `name` of the registry at `path` this account of `vendor` (adding it when it is new)."""
+    registry = (load_registry(path) or Registry()).with_account(name, vendor, vendor_id, settings)
+    save_registry(path, registry)
+    return registry.connection(name)
 
 
 def tenant_of(tags: Mapping[str, str]) -> str | None:

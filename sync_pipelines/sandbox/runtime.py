@@ -65,6 +65,10 @@ class SandboxSettings:
 
     xero_organisations is how many Xero organisations the app is connected to (xero.md §1.6): each has its own
     tenant, records (seeded alike, from its own random stream), limits, idempotency keys and webhook events.
+    salesforce_orgs is how many Salesforce orgs the sandbox serves, each at its own My Domain (the first at
+    /salesforce, the n-th at /salesforce/orgs/n: login host and instance in one, salesforce.md §1.4) with its own
+    OrganizationId, record ids, records (seeded alike, from its own random stream), tokens, daily allocation and
+    Outbound Messages; the connected app (salesforce_client_id) is the same in all of them.
     """
 
     state_path: Path
@@ -87,6 +91,7 @@ class SandboxSettings:
     webhook_key: str = "sandbox-webhook-key"
     webhook_attempts: int = 8
     webhook_backoff_seconds: float = 0.5
+    salesforce_orgs: int = 1
     salesforce_client_id: str = "sandbox-sf-client-id"
     salesforce_client_secret: str = "sandbox-sf-client-secret"
     salesforce_accounts: int = 300
@@ -152,7 +157,7 @@ class Runtime:
     settings: SandboxSettings
     store: Store
     organisations: list[XeroOrganisation] = field(init=False)  # the Xero organisations, the first first
-    salesforce: SalesforceOrg = field(init=False)
+    salesforce_orgs: list[SalesforceOrg] = field(init=False)  # the Salesforce orgs, the first first
     intercom: IntercomWorkspace = field(init=False)
     segment: SegmentWorkspace = field(init=False)
     limits: dict[str, int] = field(init=False)
@@ -169,15 +174,14 @@ class Runtime:
         self.segment = SegmentWorkspace(
             self.store, self.settings.segment_webhook_attempts, self.settings.segment_webhook_backoff_seconds
         )
-        path = self.settings.state_path
         self.organisations = [
-            XeroOrganisation.open(
-                number, self.store if number == 1 else Store(path.with_name(f"{path.stem}.xero{number}{path.suffix}")),
-                self.settings,
-            )
+            XeroOrganisation.open(number, self._store_of("xero", number), self.settings)
             for number in range(1, max(1, self.settings.xero_organisations) + 1)
-        ]  # fmt: skip
-        self.salesforce = SalesforceOrg(self.settings, self.store)
+        ]
+        self.salesforce_orgs = [
+            SalesforceOrg(self.settings, self._store_of("salesforce", number), number)
+            for number in range(1, max(1, self.settings.salesforce_orgs) + 1)
+        ]
         self.limits = {name: getattr(self.settings, name) for name in LIMIT_NAMES}
         self.faults = {vendor: dict(FAULT_DEFAULTS) for vendor in VENDORS}
         self._fault_rng = random.Random(f"faults:{self.settings.seed}")
@@ -186,6 +190,18 @@ class Runtime:
         for organisation in self.organisations[1:]:
             if organisation.store.meta_get("seed") is None:  # a state file made with fewer organisations
                 self._seed(organisation, self._seed_options({}))
+
+    def _store_of(self, vendor: str, number: int) -> Store:
+        """The store of a vendor's number-th organisation: the sandbox's for the first, a file beside it for others."""
+        if number == 1:
+            return self.store
+        path = self.settings.state_path
+        return Store(path.with_name(f"{path.stem}.{vendor}{number}{path.suffix}"))
+
+    @property
+    def salesforce(self) -> SalesforceOrg:
+        """The first Salesforce org (at /salesforce)."""
+        return self.salesforce_orgs[0]
 
     @property
     def xero(self) -> XeroOrganisation:
@@ -205,9 +221,11 @@ class Runtime:
             _SERVING.reset(token)
 
     def close(self) -> None:
-        """Close the stores of the organisations beyond the first (the first's is the server's)."""
+        """Close the stores of the organisations and orgs beyond the first (the first's is the server's)."""
         for organisation in self.organisations[1:]:
             organisation.store.close()
+        for org in self.salesforce_orgs[1:]:
+            org.state.close()
 
     def start_webhooks(self) -> None:
         """Every vendor's webhook delivery thread (Xero's, Intercom's, Segment's destination, Salesforce's Outbound
@@ -221,7 +239,8 @@ class Runtime:
 
     def _delivery_loops(self) -> tuple[DeliveryLoop, ...]:
         xero = tuple(organisation.webhooks for organisation in self.organisations)
-        return (*xero, self.intercom.webhooks, self.segment.destination, self.salesforce.outbound)
+        salesforce = tuple(org.outbound for org in self.salesforce_orgs)
+        return (*xero, self.intercom.webhooks, self.segment.destination, *salesforce)
 
     def reset(self, **overrides: Any) -> dict[str, Any]:
         """Regenerate every record deterministically, and forget what Segment's sources emitted; OAuth tokens

@@ -31,18 +31,25 @@ __all__ = ["SandboxServer", "SandboxSettings", "build_app", "run_sandbox"]
 
 def build_app(runtime: Runtime) -> Starlette:
     """The URL layout of DESIGN.md: /xero/{login,identity,api}, /segment, /segmentapis (Segment's Public API),
-    /profiles (Segment's Profile API), /salesforce (login host and instance), /intercom, /_admin (with /_admin/<vendor>
-    for each), plus notification capture."""
+    /profiles (Segment's Profile API), /salesforce (login host and instance; /salesforce/orgs/<n> for the n-th org
+    beyond the first), /intercom, /_admin (with /_admin/<vendor> for each), plus notification capture."""
+    salesforce = [  # the first org last: /salesforce would take the others' paths
+        route
+        for org in reversed(runtime.salesforce_orgs)
+        for route in (
+            Mount(f"/{org.path}", app=FaultInjector(salesforce_app(org), "salesforce", runtime)),
+            Mount(f"/_admin/{org.path}", app=SalesforceAdmin(org).app()),
+        )
+    ]
     return Starlette(
         routes=[
+            *salesforce,
             Mount("/xero", app=FaultInjector(XeroSandbox(runtime).app(), "xero", runtime)),
             Mount("/_admin/xero", app=XeroAdmin(runtime).app()),
             Mount("/segment", app=FaultInjector(SegmentSandbox(runtime).app(), "segment", runtime)),
             Mount("/_admin/segment", app=SegmentAdmin(runtime.store, runtime.segment).app()),
             Mount("/segmentapis", app=PublicApiSandbox(runtime).app()),
             Mount("/profiles", app=ProfileApiSandbox(runtime).app()),
-            Mount("/salesforce", app=FaultInjector(salesforce_app(runtime.salesforce), "salesforce", runtime)),
-            Mount("/_admin/salesforce", app=SalesforceAdmin(runtime.salesforce).app()),
             Mount("/intercom", app=intercom_app(runtime)),
             Mount("/_admin/intercom", app=IntercomAdmin(runtime.intercom).app()),
             Mount("/_admin", app=AdminApi(runtime).app()),
@@ -86,6 +93,11 @@ class SandboxServer(BackgroundServer):
         return self.runtime.tenant_id
 
     @property
+    def salesforce_urls(self) -> dict[str, str]:
+        """Every Salesforce org's My Domain (its login host and instance) by OrganizationId, the first first."""
+        return {org.org_id: f"{self.url}/{org.path}" for org in self.runtime.salesforce_orgs}
+
+    @property
     def tenant_ids(self) -> list[str]:
         """Every Xero organisation's tenant ID, the first first."""
         return [organisation.tenant_id for organisation in self.runtime.organisations]
@@ -94,7 +106,8 @@ class SandboxServer(BackgroundServer):
         # Webhook events carry resource URLs under the address the sandbox really listens on.
         for organisation in self.runtime.organisations:
             organisation.webhooks.base_url = url
-        self.runtime.salesforce.outbound.instance_url = f"{url}/salesforce"
+        for org in self.runtime.salesforce_orgs:
+            org.outbound.instance_url = f"{url}/{org.path}"
         return build_app(self.runtime)
 
     def _close(self) -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+import requests
 from click.testing import CliRunner
 from dagster._core.definitions.partitions.context import partition_loading_context
 from dagster._core.execution.backfill import BulkActionStatus
 
-from sync_pipelines.cli import SANDBOX_REDIRECT_URI, main
+from sync_pipelines.cli import SANDBOX_REDIRECT_URI, SANDBOX_SALESFORCE_REDIRECT_URI, main
 from sync_pipelines.definitions import defs
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource
@@ -27,7 +28,9 @@ from sync_pipelines.lib.tenants import (
     Secret,
     load_registry,
     save_registry,
+    set_account,
     shard,
+    tenant_of,
 )
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.segment.workspace import SegmentWorkspaceResource
@@ -46,8 +49,10 @@ NAMES = ("north", "south")
 
 @pytest.fixture
 def sandbox(tmp_path) -> Iterator[SandboxServer]:
-    """An app connected to two Xero organisations (`sync_env` consents to both)."""
-    with SandboxServer(SandboxSettings(state_path=tmp_path / "sandbox.db", xero_organisations=2)) as server:
+    """An app connected to two Xero organisations (`sync_env` consents to both), and two Salesforce orgs (`sync_env`
+    consents in the first)."""
+    settings = SandboxSettings(state_path=tmp_path / "sandbox.db", xero_organisations=2, salesforce_orgs=2)
+    with SandboxServer(settings) as server:
         yield server
 
 
@@ -71,11 +76,11 @@ def _staged(database: str, table: str, column: str) -> set[str]:
         conn.close()
 
 
-def _sync_each_connection() -> None:
-    """Each connection's Xero -> Segment sync, one after the other, in this process."""
+def _sync_each_connection(job_name: str = "xero_to_segment_sync") -> None:
+    """Each connection's sync of one flow, one after the other, in this process."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
-    job = defs().resolve_job_def("xero_to_segment_sync")
+    job = defs().resolve_job_def(job_name)
     for name in NAMES:
         assert job.execute_in_process(instance=instance, partition_key=name).success
 
@@ -204,6 +209,48 @@ def test_xero_connect_adds_a_connection_for_each_organisation_consented_to(sandb
     assert len(set(registry.names)) == 3
 
 
+def test_salesforce_connect_gives_a_connection_its_org_and_each_syncs_its_own_org_into_its_own_organisation(
+    sandbox, sync_env, registry, tmp_path
+):
+    """South's person consents in the second Salesforce org (its My Domain) with `salesforce-connect --connection
+    south`; north keeps the environment's consent, in the first. Each connection's Salesforce -> Xero sync then
+    writes its own org's accounts to its own Xero organisation, and nothing of the other's."""
+    (first_org, first_url), (second_org, second_url) = sandbox.salesforce_urls.items()
+    for url in (first_url, second_url):
+        sizes = {"accounts": 8, "contacts_per_account": 1, "leads": 2, "opportunities": 2}
+        requests.post(url.replace("/salesforce", "/_admin/salesforce", 1) + "/reset", json=sizes, timeout=30)
+    path = Path(os.environ[REGISTRY_ENV])
+    env = {**os.environ, "SALESFORCE_LOGIN_URL": second_url}
+    command = ["salesforce-connect", "--redirect-uri", SANDBOX_SALESFORCE_REDIRECT_URI, "--connection", "south"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync_pipelines.cli", *command],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    consent = next(line for line in process.stdout if line.startswith("http"))
+    output, _ = process.communicate(consent_by_redirect(consent.strip()) + "\n", timeout=60)
+    assert process.returncode == 0, output
+    set_account(path, "north", "salesforce", first_org, {})
+
+    south = load_registry(path).connection("south")
+    assert south.ids == {"xero": sandbox.tenant_ids[1], "salesforce": second_org}
+    token_path = south.settings["salesforce"]["token_path"]
+    assert south.settings == {"salesforce": {"login_url": second_url, "token_path": token_path}}
+    assert token_path != sync_env["SALESFORCE_TOKEN_PATH"] and Path(token_path).exists()
+
+    _sync_each_connection("salesforce_to_xero_sync")
+
+    admin = SandboxAdmin(sandbox.url)
+    accounts = {
+        org: {a["Id"] for a in requests.get(f"{url.replace('/salesforce', '/_admin/salesforce', 1)}/records/Account",
+                                            timeout=30).json() if not a["IsDeleted"]}
+        for org, url in sandbox.salesforce_urls.items()
+    }  # fmt: skip
+    for tenant, org, other in zip(sandbox.tenant_ids, (first_org, second_org), (second_org, first_org), strict=True):
+        numbers = {c.get("ContactNumber") for c in admin.call("GET", "/xero/contacts", tenant=tenant)}
+        assert accounts[org] and accounts[org] <= numbers
+        assert not accounts[other] & numbers
+
+
 def test_a_connection_calls_xero_from_one_step_at_a_time_while_others_go_on(sandbox, sync_env, registry):
     """Another step of north holds north's Xero slot: north's extract waits for it without calling Xero, and
     south's runs meanwhile; freed, north's goes on."""
@@ -303,6 +350,41 @@ def test_replay_of_one_connection_delivers_its_dead_letters_in_a_run_of_its_part
     with dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance:
         (run,) = instance.get_runs()
         assert run.tags["dagster/partition"] == "south"
+
+
+def test_backfill_and_resync_of_one_connection_read_only_its_organisation_into_its_store(
+    admin, sandbox, sync_env, registry, monkeypatch
+):
+    """`backfill --connection` reads the connection's months (one run per month: its partitions are month x
+    connection) and delivers them in a run of its partition; `resync --connection` re-reads its whole history. The
+    other connection is never read; a registry's command names its connection."""
+    monkeypatch.setenv("DAGSTER_HOME", str(Path(sync_env["DAGSTER_HOME"])))
+    window = ["--from", MONTHS[0][:7], "--to", MONTHS[-1][:7], "--flow", "xero_to_segment", "--entity", "xero_invoices"]
+    admin.reset_stats()
+
+    unnamed = CliRunner().invoke(main, ["backfill", *window])
+    backfilled = CliRunner().invoke(main, ["backfill", *window, "--connection", "south"])
+
+    assert unnamed.exit_code == 2 and "north, south" in unnamed.output
+    assert backfilled.exit_code == 0, backfilled.output
+    south, store = sandbox.tenant_ids[1], shard(sync_env["SYNC_PIPELINES_DUCKDB"], "south")
+    listed = admin.call("GET", "/xero/invoices", tenant=south)
+    in_window = {
+        i["InvoiceID"] for i in listed if i["Type"] == "ACCREC" and START <= parse_xero_date(i["UpdatedDateUTC"]) < END
+    }
+    assert in_window and _staged(store, xero.INVOICES.table, "invoice_id") == in_window
+    delivered = {m.get("properties", {}).get("invoice_id") for m in admin.segment_messages()}
+    assert in_window <= delivered
+
+    resynced = CliRunner().invoke(main, ["resync", "xero_invoices", "--connection", "south"])
+
+    assert resynced.exit_code == 0, resynced.output
+    assert _staged(store, xero.INVOICES.table, "invoice_id") == _sales(admin, south)
+    assert set(admin.stats()["xero_tenants"]) == {south}
+    assert not Path(shard(sync_env["SYNC_PIPELINES_DUCKDB"], "north")).exists()
+    with dg.DagsterInstance.from_config(sync_env["DAGSTER_HOME"]) as instance:
+        tags = [run.tags for run in instance.get_runs()]
+    assert all(tenant_of(t) == "south" for t in tags) and len(tags) == len(MONTHS) + 2  # the months, deliver, resync
 
 
 def test_a_connections_account_ids_pick_its_xero_organisation_and_its_segment_source(tmp_path):

@@ -67,6 +67,25 @@ def test_a_message_of_another_organisation_is_refused_and_nothing_stored(receive
     assert stored_events(inbox_path) == []
 
 
+def test_each_configured_organisation_is_accepted_and_its_events_carry_its_id(inbox_path):
+    """One receiver for every connection's org (ids comma-separated); the sensor routes each event by its org."""
+    other = "00D5g100000001AAAA"
+    changed = datetime.now(UTC)
+    with WebhookReceiver(inbox_path, {"salesforce": f"{SALESFORCE_ORGANIZATION_ID}, {other}"}) as receiver:
+        for org, record in ((SALESFORCE_ORGANIZATION_ID, "0015g00000XyZaBAAV"), (other, "0015g10000000001AA")):
+            message = outbound_message(salesforce_notification("Account", record, changed), organization_id=org)
+            assert _acknowledged(_post(receiver, message))
+        stranger = outbound_message(
+            salesforce_notification("Account", "0015g20000000001AA", changed), organization_id="00D5g200000001AAAA"
+        )
+        assert _post(receiver, stranger).status_code == 401
+
+    assert [(r["tenant_id"], r["resource_id"]) for r in stored_events(inbox_path)] == [
+        (SALESFORCE_ORGANIZATION_ID, "0015g00000XyZaBAAV"),
+        (other, "0015g10000000001AA"),
+    ]
+
+
 BOMB = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
     + b"".join(b'<!ENTITY lol%d "%s">' % (n, (b"&lol%d;" % (n - 1) if n > 1 else b"&lol;") * 10) for n in range(1, 10))

@@ -1,15 +1,28 @@
 """Salesforce record ids (salesforce.md §7): 15-char case-sensitive base-62, 18-char form with a case checksum.
 
-Sandbox ids are the key prefix, a fixed pod part and a base-62 sequence number, so ids sort (as bytes) in
-creation order, like real ids do within one org.
+Sandbox ids are the key prefix, the org's pod part and a base-62 sequence number, so ids sort (as bytes) in
+creation order, like real ids do within one org, and no two orgs share an id, like real ones.
 """
 
 import string
 
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase  # ASCII order: sorting is numeric
 _CHECKSUM = string.ascii_uppercase + "012345"
-_POD = "5g0"
+FIRST_POD = "5g0"  # the first org's: its account ids read 0015g0...
 _SEQUENCE_DIGITS = 9
+
+
+def _base62(number: int) -> str:
+    digits = ""
+    while number:
+        number, digit = divmod(number, 62)
+        digits = BASE62[digit] + digits
+    return digits
+
+
+def pod(org: int = 1) -> str:
+    """The three id characters after the key prefix that tell the org-th org's ids from any other org's."""
+    return FIRST_POD[0] + _base62(BASE62.index(FIRST_POD[1]) * 62 + org - 1).rjust(2, "0")
 
 
 def checksum(id15: str) -> str:
@@ -21,13 +34,9 @@ def checksum(id15: str) -> str:
     return suffix
 
 
-def make_id(prefix: str, number: int) -> str:
-    """The 18-char id of the number-th record with this key prefix."""
-    digits = ""
-    while number:
-        number, digit = divmod(number, 62)
-        digits = BASE62[digit] + digits
-    id15 = prefix + _POD + digits.rjust(_SEQUENCE_DIGITS, "0")
+def make_id(prefix: str, number: int, org_pod: str = FIRST_POD) -> str:
+    """The 18-char id of the number-th record with this key prefix in the org of this pod."""
+    id15 = prefix + org_pod + _base62(number).rjust(_SEQUENCE_DIGITS, "0")
     return id15 + checksum(id15)
 
 

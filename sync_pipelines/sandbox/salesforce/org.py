@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from sync_pipelines.sandbox.salesforce import seed
+from sync_pipelines.sandbox.salesforce import ids, seed
 from sync_pipelines.sandbox.salesforce.outbound import OutboundMessages
 from sync_pipelines.sandbox.salesforce.records import Writer
 from sync_pipelines.sandbox.salesforce.schema import OBJECTS, datetime_text
@@ -32,14 +32,17 @@ def now_stamp() -> str:
 
 
 class SalesforceOrg:
-    def __init__(self, settings: Any, store: Store):
-        """`settings` is the sandbox's SandboxSettings; its salesforce_* fields configure the org."""
+    def __init__(self, settings: Any, store: Store, number: int = 1):
+        """`settings` is the sandbox's SandboxSettings; its salesforce_* fields configure the org. `number` says
+        which of the sandbox's orgs it is: each has its own ids, records (from a random stream of its own), tokens,
+        allocation and Outbound Messages."""
         self.settings = settings
+        self.number = number
         self.state = store
-        self.store = SalesforceStore(store)
-        self.org_id, self.user_id = seed.ORG_ID, seed.API_USER_ID
+        self.store = SalesforceStore(store, ids.pod(number))
+        self.org_id, self.user_id = seed.org_id(number), seed.api_user_id(number)
         self.outbound = OutboundMessages(self.store, self.org_id, settings.salesforce_outbound_backoff_seconds)
-        self.writer = Writer(self.store, seed.API_USER_ID, on_save=self.outbound.observe)
+        self.writer = Writer(self.store, self.user_id, on_save=self.outbound.observe)
         self.daily_api_limit: int = settings.salesforce_daily_api_limit
         self.access_token_ttl: int = settings.salesforce_access_token_ttl
         self.refresh_token_rotation: bool = settings.salesforce_refresh_token_rotation
@@ -50,6 +53,11 @@ class SalesforceOrg:
         self._seeded = False
         self._window_start = time.monotonic()
         self._used = 0
+
+    @property
+    def path(self) -> str:
+        """Where the sandbox serves it, its My Domain: the first org at salesforce, the n-th at salesforce/orgs/n."""
+        return "salesforce" if self.number == 1 else f"salesforce/orgs/{self.number}"
 
     # -- seeding ------------------------------------------------------------------------------
 
@@ -72,7 +80,7 @@ class SalesforceOrg:
             if value < 0:
                 raise ValueError(f"{name} must not be negative")
             options[name] = value
-        rows = seed.generate(**options)
+        rows = seed.generate(**options, org=self.number)
         self.store.replace_records(rows)
         self.state.meta_set("salesforce", options)
         self._seeded = True

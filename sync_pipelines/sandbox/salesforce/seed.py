@@ -30,8 +30,19 @@ CONVERTED_SHARE = 0.1
 LINE_ITEM_SHARE = 0.4
 USERS = 5
 PRODUCTS = 20
-API_USER_ID = ids.make_id("005", 1)  # "Sandbox Integration": the user every API session runs as
-ORG_ID = ids.make_id("00D", 1)
+
+
+def org_id(org: int = 1) -> str:
+    """The org-th org's OrganizationId."""
+    return ids.make_id("00D", 1, ids.pod(org))
+
+
+def api_user_id(org: int = 1) -> str:
+    """ "Sandbox Integration": the user every API session of the org-th org runs as."""
+    return ids.make_id("005", 1, ids.pod(org))
+
+
+ORG_ID = org_id()
 _POOL = 60
 
 _INDUSTRIES = ("Technology", "Finance", "Healthcare", "Manufacturing", "Retail", "Education", "Energy", None)
@@ -51,9 +62,11 @@ _STAGE_WEIGHTS = (8, 6, 5, 5, 4, 4, 5, 4, 30, 25, 0)
 Rows = dict[str, list[dict[str, Any]]]
 
 
-def generate(seed: int, accounts: int, contacts_per_account: int, leads: int, opportunities: int) -> Rows:
-    """Every object's rows (stored values, schema.py), keyed by object name."""
-    return _Generator(seed).run(accounts, contacts_per_account, leads, opportunities)
+def generate(seed: int, accounts: int, contacts_per_account: int, leads: int, opportunities: int, org: int = 1) -> Rows:
+    """Every object's rows (stored values, schema.py) of the org-th org, keyed by object name; each org's from a
+    random stream of its own (the first's from the seed itself, so its records stay as they were)."""
+    stream = seed if org == 1 else f"{seed}/{org}"
+    return _Generator(stream, org).run(accounts, contacts_per_account, leads, opportunities)
 
 
 def _datetime(seconds: int) -> str:
@@ -66,8 +79,10 @@ def _date(seconds: int) -> str:
 
 
 class _Generator:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int | str, org: int):
         self.rng = rng = random.Random(seed)
+        self.pod, self.api_user_id = ids.pod(org), api_user_id(org)
+        self.domain = "sandbox-org.example" if org == 1 else f"sandbox-org{org}.example"  # usernames are global
         fake = Faker("en_US")
         fake.seed_instance(seed)
         self.first_names = [fake.first_name() for _ in range(_POOL * 2)]
@@ -76,7 +91,7 @@ class _Generator:
         self.cities = [(fake.city(), fake.state_abbr(), fake.postcode()) for _ in range(_POOL)]
         self.phrases = [fake.catch_phrase() for _ in range(_POOL)]
         self.taken: Counter[str] = Counter()
-        self.user_ids = [ids.make_id("005", n) for n in range(1, USERS + 1)]
+        self.user_ids = [ids.make_id("005", n, self.pod) for n in range(1, USERS + 1)]
         self.choice = rng.choice
 
     def run(self, accounts: int, contacts_per_account: int, leads: int, opportunities: int) -> Rows:
@@ -124,7 +139,7 @@ class _Generator:
             user = self.choice(self.user_ids)
             rows.append(
                 {
-                    "Id": ids.make_id(prefix, number),
+                    "Id": ids.make_id(prefix, number, self.pod),
                     "IsDeleted": 0,
                     "CreatedDate": stamps[0],
                     "CreatedById": user,
@@ -187,16 +202,16 @@ class _Generator:
         for row, (first, last) in zip(rows, people, strict=True):
             handle = f"{first}.{last}".lower()
             row.update(
-                Username=f"{handle}@sandbox-org.example",
+                Username=f"{handle}@{self.domain}",
                 FirstName=first,
                 LastName=last,
                 Name=f"{first} {last}",
-                Email=f"{handle}@sandbox-org.example",
+                Email=f"{handle}@{self.domain}",
                 Alias=(first[0] + last)[:8].lower(),
-                Title="Integration User" if row["Id"] == API_USER_ID else self.choice(_TITLES[:-1]),
+                Title="Integration User" if row["Id"] == self.api_user_id else self.choice(_TITLES[:-1]),
                 IsActive=1,
-                CreatedById=API_USER_ID,
-                LastModifiedById=API_USER_ID,
+                CreatedById=self.api_user_id,
+                LastModifiedById=self.api_user_id,
             )
         return rows
 

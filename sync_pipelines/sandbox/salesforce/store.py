@@ -63,8 +63,9 @@ def _object_table(sobject: SObject) -> str:
 class SalesforceStore:
     """Borrows the sandbox Store's connection and lock; every write runs in one of its transactions."""
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, pod: str = ids.FIRST_POD):
+        """`pod`: the org's id characters (ids.pod), which every id this store hands out carries."""
+        self.store, self.pod = store, pod
         with store.connection() as conn:
             conn.executescript(_TABLES + "".join(_object_table(s) for s in OBJECTS.values()))
             # A state file from before a field was added (custom fields, say) gains its column, empty.
@@ -123,7 +124,7 @@ class SalesforceStore:
             (prefix, 1 + count, count),
         ).fetchone()
         first = row[0] - count
-        return [ids.make_id(prefix, number) for number in range(first, first + count)]
+        return [ids.make_id(prefix, number, self.pod) for number in range(first, first + count)]
 
     def replace_records(self, records: dict[str, list[dict[str, Any]]]) -> None:
         """Swap every object's rows and drop kept results and jobs (a reset); tokens survive."""

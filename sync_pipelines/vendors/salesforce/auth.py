@@ -32,6 +32,12 @@ class SalesforceSession:
     instance_url: str
 
 
+def organization_id(token: dict) -> str | None:
+    """The org a token set belongs to: its identity URL ends /id/<OrganizationId>/<UserId> (salesforce.md §1.5)."""
+    parts = urlsplit(token.get("id") or "").path.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 3 and parts[-3] == "id" else None
+
+
 class _TransientLoginError(Exception):
     """5xx/429 from the login server: the same grant may succeed on a later try."""
 
@@ -92,8 +98,9 @@ def exchange_redirected_url(
     state: str,
     token_store: EncryptedTokenStore,
     timeout: float = 30,
-) -> None:
-    """Swap the code in the callback URL for tokens and store them encrypted (salesforce.md §1.1 step 3)."""
+) -> str | None:
+    """Swap the code in the callback URL for tokens and store them encrypted (salesforce.md §1.1 step 3); the
+    OrganizationId of the org the person consented in."""
     query = parse_qs(urlsplit(redirected_url).query)
     if query.get("state") != [state]:
         raise SalesforceAuthError("the callback's state does not match the request's; start the flow again")
@@ -115,6 +122,7 @@ def exchange_redirected_url(
         raise SalesforceAuthError("Salesforce returned no refresh token; request the refresh_token scope")
     token_store.save(token)
     log.info("Stored a new Salesforce token set for %s (scopes: %s)", token["instance_url"], token.get("scope"))
+    return organization_id(token)
 
 
 def connect_with_authorization_code(
@@ -149,7 +157,9 @@ class TokenManager:
         grant: str = "refresh_token",
         timeout: float = 30,
         max_attempts: int = 4,
+        organization_id: str | None = None,
     ) -> None:
+        """`organization_id`, when given, is the only org whose tokens this manager uses (a connection's org)."""
         if grant not in GRANTS:
             raise ValueError(f"grant must be one of {GRANTS}, not {grant!r}")
         self._login_url = login_url
@@ -159,6 +169,7 @@ class TokenManager:
         self._grant = grant
         self._timeout = timeout
         self._max_attempts = max_attempts
+        self._organization_id = organization_id
         self._token: dict | None = None
         self._lock = threading.Lock()
 
@@ -178,7 +189,7 @@ class TokenManager:
             stored = self._store.load()
             for candidate in (self._token, stored):
                 if candidate and candidate.get("access_token") and candidate["access_token"] != rejected:
-                    self._token = candidate
+                    self._token = self._of_the_org(candidate)
                     return candidate
             if self._grant == "client_credentials":
                 # salesforce.md §1.4: no refresh token; every renewal is a fresh grant.
@@ -194,10 +205,21 @@ class TokenManager:
                     **stored,
                     **_token_request(self._login_url, self._form(form), self._timeout, self._max_attempts),
                 }
+            self._token = self._of_the_org(token)
             self._store.save(token)
-            self._token = token
             log.info("Obtained a new Salesforce session for %s", token["instance_url"])
             return token
+
+    def _of_the_org(self, token: dict) -> dict:
+        """The token, when it is of the expected org (15- or 18-character ids alike): a connection whose token file
+        or login URL leads to another org must not read or write that org's records."""
+        found = organization_id(token)
+        if self._organization_id and found and found[:15] != self._organization_id[:15]:
+            raise SalesforceAuthError(
+                f"the Salesforce tokens at {self._store.path} are for org {found}, not {self._organization_id}: "
+                "connect the app in the right org (sync-pipelines salesforce-connect)"
+            )
+        return token
 
     def _form(self, form: dict[str, str]) -> dict[str, str]:
         # salesforce.md §1.2, §1.4: client id and secret as form fields work for both grants.

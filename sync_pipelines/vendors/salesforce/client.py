@@ -156,6 +156,7 @@ class SalesforceClient:
         quota_share: float = settings.QUOTA_SHARE,
         timeout: float = 30,
         max_attempts: int = 8,
+        organization_id: str | None = None,
     ) -> None:
         if not settings.MIN_BATCH_SIZE <= batch_size <= settings.MAX_BATCH_SIZE:
             raise ValueError(
@@ -163,7 +164,9 @@ class SalesforceClient:
             )
         if not 0 < quota_share <= 1:
             raise ValueError("quota_share must be within (0, 1]")
-        self._auth = TokenManager(login_url, client_id, client_secret, token_store, grant, timeout)
+        self._auth = TokenManager(
+            login_url, client_id, client_secret, token_store, grant, timeout, organization_id=organization_id
+        )
         self._data_path = f"/services/data/v{api_version}"
         self._batch_size = batch_size
         self._bulk_threshold = bulk_threshold

@@ -20,6 +20,8 @@ class SalesforceResource(TenantScoped):
     """
 
     registry_key: ClassVar[str] = "salesforce"
+    # A connection's org: its `ids.salesforce`, an OrganizationId; tokens of another org are refused.
+    account_field: ClassVar[tuple[str, str] | None] = ("salesforce", "organization_id")
 
     login_url: str = settings.LOGIN_URL
     client_id: str
@@ -30,6 +32,7 @@ class SalesforceResource(TenantScoped):
     api_version: str = settings.API_VERSION
     quota_share: float = settings.QUOTA_SHARE
     bulk_threshold: int = settings.BULK_THRESHOLD_ROWS
+    organization_id: str | None = None
 
     _client: SalesforceClient | None = PrivateAttr(default=None)
 
@@ -47,5 +50,6 @@ class SalesforceResource(TenantScoped):
                 api_version=self.api_version,
                 quota_share=self.quota_share,
                 bulk_threshold=self.bulk_threshold,
+                organization_id=self.organization_id,
             )
         return self._client

@@ -50,10 +50,12 @@ def _organisation(notifications: Element) -> str:
     return notifications.findtext(f"{{{OUTBOUND}}}OrganizationId", "").strip()
 
 
-def _from_organisation(organization_id: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    """Whether the message names the configured organisation (its 15- or 18-character id, as configured)."""
+def _from_organisation(organization_ids: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Whether the message names a configured organisation: `organization_ids` is one id (15 or 18 characters, as
+    configured), or several separated by commas, one per connection's org."""
     given = _organisation(_notifications(body))
-    return given.isascii() and hmac.compare_digest(given.encode(), organization_id.encode())
+    expected = [org.strip().encode() for org in organization_ids.split(",") if org.strip()]
+    return given.isascii() and any([hmac.compare_digest(given.encode(), org) for org in expected])
 
 
 def _fields(sobject: Element) -> dict[str, str | None]:

@@ -156,3 +156,16 @@ def test_resource_shares_one_client(salesforce):
     assert list(client.query_pages(SOQL))
     assert resource.get_client() is client
     assert client.stats.rest_calls == 1
+
+
+def test_tokens_of_another_org_are_refused_before_any_call(admin, salesforce):
+    """A connection's client reads its own org only: tokens that lead elsewhere (a token file or login URL of
+    another connection) are refused, naming both orgs."""
+    org = salesforce.store.load()["id"].split("/")[-2]
+    admin.reset_stats()
+
+    with pytest.raises(SalesforceAuthError, match=f"for org {org}, not 00D5g1000000001"):
+        list(salesforce.client(organization_id="00D5g1000000001").query_pages(SOQL))
+
+    assert sandbox_calls(admin, QUERY) == 0
+    assert list(salesforce.client(organization_id=org[:15]).query_pages(SOQL))  # its own, by 15 characters too
