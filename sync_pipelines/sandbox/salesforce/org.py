@@ -31,6 +31,12 @@ def now_stamp() -> str:
     return datetime_text(now_ms())
 
 
+def org_path(number: int) -> str:
+    """Where the sandbox serves its number-th org, that org's My Domain: the first at salesforce, the n-th at
+    salesforce/orgs/n (its admin API under /_admin/ at the same path)."""
+    return "salesforce" if number == 1 else f"salesforce/orgs/{number}"
+
+
 class SalesforceOrg:
     def __init__(self, settings: Any, store: Store, number: int = 1):
         """`settings` is the sandbox's SandboxSettings; its salesforce_* fields configure the org. `number` says
@@ -56,8 +62,7 @@ class SalesforceOrg:
 
     @property
     def path(self) -> str:
-        """Where the sandbox serves it, its My Domain: the first org at salesforce, the n-th at salesforce/orgs/n."""
-        return "salesforce" if self.number == 1 else f"salesforce/orgs/{self.number}"
+        return org_path(self.number)
 
     # -- seeding ------------------------------------------------------------------------------
 
