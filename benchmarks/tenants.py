@@ -55,12 +55,35 @@ def _busy() -> float:
     return times.user + times.nice + times.system + getattr(times, "irq", 0) + getattr(times, "softirq", 0)
 
 
+# Who spends the machine's CPU, by a process's command line (the first part that matches).
+PARTS = {
+    "sandbox": "sync_pipelines.cli sandbox",
+    "postgres": "postgres",
+    "runs (celery workers)": "celery",
+    "daemon": "dagster-daemon",
+    "code servers": "api grpc",
+    "webserver": "dagster-webserver",
+}
+
+
+def _cpu_by_part() -> Counter:
+    """CPU seconds spent so far by the processes alive now, by part."""
+    spent = Counter()
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        command, times = " ".join(process.info["cmdline"] or ()), process.info["cpu_times"]
+        if times is None:
+            continue
+        part = next((name for name, marker in PARTS.items() if marker in command), "other")
+        spent[part] += times.user + times.system + times.children_user + times.children_system
+    return spent
+
+
 def _synced(
     instance: dg.DagsterInstance, client: DagsterGraphQLClient, job: str, names: list[str]
 ) -> tuple[float, float]:
     """Submit a sync of each connection at once: seconds from the first submission to the last run's end, and the
-    CPU seconds the machine spent meanwhile."""
-    started, busy = time.time(), _busy()
+    CPU seconds the machine spent meanwhile (printing them by part)."""
+    started, busy, parts = time.time(), _busy(), _cpu_by_part()
     run_ids = [client.submit_job_execution(job, tags={"dagster/partition": name}) for name in names]
 
     def ended() -> list[dg.RunRecord] | None:
@@ -76,6 +99,9 @@ def _synced(
             if entry.dagster_event and entry.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
         ]
         raise RuntimeError(f"runs failed: {failed}; the first's errors: {errors or 'none of its steps'}")
+    spent = _cpu_by_part()
+    spent.subtract(parts)
+    print(f"CPU seconds of {len(names)} connection(s) by part: " + ", ".join(f"{k} {v:.0f}" for k, v in spent.items()))
     return max(r.end_time for r in records) - started, _busy() - busy
 
 
