@@ -11,6 +11,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -103,6 +104,10 @@ def celery_worker(queue: str, env: dict[str, str], log_path: Path, concurrency: 
                 stop_group(worker)
 
 
+def _logged(log: Path, line: str) -> bool | None:
+    return line in log.read_text() or None
+
+
 def _xero_steps() -> set[str]:
     graph = defs().resolve_asset_graph()
     return {"__".join(key.path) for key in graph.get_all_asset_keys() if "xero_api" in graph.get(key).pools}
@@ -146,10 +151,11 @@ def test_runs_go_to_the_workers_and_the_xero_pool_holds_across_them(deployment, 
         ):
             done = wait_for(lambda: _finished(instance, *runs.values()), HANG_GUARD_SECONDS * 2, "both runs")
             assert [run.status for run in done] == [dg.DagsterRunStatus.SUCCESS] * 2
-            # Each run was a task of its own queue's worker, a process of its own, and they ran at once.
+            # Each run was a task of its own queue's worker, a process of its own, and they ran at once. The worker
+            # logs the task's success once the task returns, a moment after the run has recorded its own end.
             for run, queue in zip(done, runs, strict=True):
-                log = (tmp_path / f"{queue}.log").read_text()
-                assert f"Task execute_job[{run.tags[TASK_TAG]}] succeeded" in log
+                line = f"Task execute_job[{run.tags[TASK_TAG]}] succeeded"
+                wait_for(partial(_logged, tmp_path / f"{queue}.log", line), HANG_GUARD_SECONDS, f"{queue}'s task")
             first, second = (instance.get_run_record_by_id(run.run_id) for run in done)
             assert first.start_time < second.end_time and second.start_time < first.end_time
 
