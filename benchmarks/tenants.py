@@ -19,6 +19,7 @@ its org's accounts and none for another org's.
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -39,7 +40,13 @@ from sync_pipelines.sandbox.salesforce.seed import org_id
 from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines_tests.conftest import SandboxAdmin, xero_resource
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
-from sync_pipelines_tests.test_deploy import INSTANCE_YAML, celery_worker, deployment_environment, postgres_server
+from sync_pipelines_tests.test_deploy import (
+    DEPLOY,
+    INSTANCE_YAML,
+    celery_worker,
+    deployment_environment,
+    postgres_server,
+)
 from sync_pipelines_tests.webhooks.daemon import FINISHED, dagster_daemon, dagster_webserver, wait_for
 
 RUN_SECONDS = 3600
@@ -179,6 +186,7 @@ def main() -> None:
             (home / "dagster.yaml").write_text(INSTANCE_YAML)
             env = {**os.environ, **deployment_environment(postgres, home), REGISTRY_ENV: str(work / "connections.yaml")}
             os.environ.update(env)
+            sys.path.insert(0, str(DEPLOY))  # this process reads the instance too, whose storage is deploy/'s
             workers = [
                 celery_worker("dagster", env, work / f"worker{n}.log", concurrency=args.concurrency)
                 for n in range(args.workers)

@@ -81,7 +81,8 @@ def deployment(postgres, sync_env, tmp_path, monkeypatch) -> dict[str, str]:
     """The environment of a deployment over the sandbox: its Dagster home holds deploy/dagster.yaml."""
     values = deployment_environment(postgres, tmp_path / "dagster_home")
     for name, value in values.items():
-        monkeypatch.setenv(name, value)  # this process reads the instance too
+        monkeypatch.setenv(name, value)  # this process reads the instance too ...
+    monkeypatch.syspath_prepend(str(DEPLOY))  # ... whose storage is deploy/'s
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text(INSTANCE_YAML)
     return {**sync_env, **values}
