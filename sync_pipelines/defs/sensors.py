@@ -9,7 +9,7 @@ from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.entities import Entity
 from sync_pipelines.lib.staging import StagingResource, due_dead_letters
-from sync_pipelines.lib.tenants import TENANTS, Registry, load_registry
+from sync_pipelines.lib.tenants import REGISTRY_ENV, TENANTS, Registry, load_registry
 from sync_pipelines.vendors.intercom import entities as intercom
 from sync_pipelines.vendors.salesforce import entities as salesforce
 from sync_pipelines.vendors.segment import entities as segment
@@ -196,7 +196,12 @@ def webhook_sync(
                 )
             )
         cursor = json.dumps({"connections": after}, sort_keys=True)
-        skip = f"waiting for {', '.join(waiting)}" if waiting and not runs else None
+        reasons = [f"waiting for {', '.join(waiting)}"] if waiting else []
+        unknown = sorted(set(by_tenant) - {c.ids.get(vendor) for c in registry.connections})
+        if unknown:  # an account consented to (or sending) without a connection: its events go nowhere
+            reasons.append(f"ignored events of {vendor} accounts no connection has: {', '.join(unknown)}")
+            context.log.warning(f"{reasons[-1]}; add them to the registry (${REGISTRY_ENV}) to sync them")
+        skip = "; ".join(reasons) if reasons and not runs else None
         return dg.SensorResult(run_requests=runs, cursor=cursor, skip_reason=skip)
 
     return job, sensor

@@ -185,7 +185,15 @@ def test_a_webhook_starts_a_run_for_the_connection_whose_organisation_sent_it(sa
         first = tick()
         assert [r.partition_key for r in first.run_requests] == ["south"]
         assert xero.INVOICES.raw_key in first.run_requests[0].asset_selection
-        assert not tick(first.cursor).run_requests  # those events are taken
+        second = tick(first.cursor)
+        assert not second.run_requests  # those events are taken
+        # An organisation no connection has (consented to, never added): its events start nothing, and the tick
+        # says so rather than skipping in silence.
+        stranger = InboxEvent("xero", None, "org-3", "INVOICE", "UPDATE", "inv-2", "2026-12-01T00:00:00", {})
+        WebhookInbox(inbox_path).store([stranger])
+        third = tick(second.cursor)
+        assert not third.run_requests
+        assert "accounts no connection has: org-3" in third.skip_message
 
 
 def test_xero_connect_adds_a_connection_for_each_organisation_consented_to(sandbox, sync_env, tmp_path):
