@@ -38,7 +38,7 @@ def org_id(org: int = 1) -> str:
 
 
 def api_user_id(org: int = 1) -> str:
-    """ "Sandbox Integration": the user every API session of the org-th org runs as."""
+    """The user every API session of the org-th org runs as ("Sandbox Integration")."""
     return ids.make_id("005", 1, ids.pod(org))
 
 
