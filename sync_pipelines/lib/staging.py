@@ -1,15 +1,17 @@
 """The DuckDB staging store: the one module that owns its schema.
 
 Every flow lands raw vendor records here, keeps deduplicated current state, queues the writes it owes a
-target in an outbox, parks failed writes in a dead-letter queue, and leaves an audit trail. Connections are
-short-lived and retried on DuckDB's single-writer file lock, so parallel Dagster steps (each its own
-process under the multiprocess executor) take turns instead of failing.
+target in an outbox, parks failed writes in a dead-letter queue, and leaves an audit trail. DuckDB lets one process
+at a time have the file: other processes (another run of the flow, a sensor, the CLI) retry on its lock, and a
+run's steps share one open database that the run lets go of as soon as it is idle or another process waits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,6 +162,114 @@ def _is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
+def _waiting_marker(path: str) -> Path:
+    """A file another process touches each time the DuckDB file's lock keeps it out: a run holding the file lets
+    go of it at its next idle moment."""
+    return Path(f"{path}.waiting")
+
+
+def open_database(path: str, *, memory_limit: str, lock_timeout_seconds: float) -> duckdb.DuckDBPyConnection:
+    """Open and migrate the file, retrying while another process holds its lock (and telling it so)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connect = retry(
+        retry=retry_if_exception(_is_lock_conflict),
+        wait=wait_random_exponential(multiplier=0.05, max=2),
+        stop=stop_after_delay(lock_timeout_seconds),
+        before_sleep=lambda _: _waiting_marker(path).touch(),
+        reraise=True,
+    )(duckdb.connect)
+    conn = connect(path, config={"memory_limit": memory_limit})
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# How often a run whose database is open and idle looks whether another process is waiting for it.
+WAITING_POLL_SECONDS = 0.05
+
+
+class HeldDatabase:
+    """A run's one open DuckDB database, shared by its steps and threads (a cursor each).
+
+    Opening the file costs about 20 ms of CPU (DuckDB builds its catalog of functions), and a run used to open it
+    a hundred times or more. Holding it for the whole run would hold DuckDB's one-process lock through the run's
+    waits on vendors, so it is closed once unused for `linger` seconds, and at once, after each use, when another
+    process has been refused the lock since it was opened.
+    """
+
+    def __init__(self, path: str, *, memory_limit: str, lock_timeout_seconds: float, linger: float) -> None:
+        self._path, self._linger = path, linger
+        self._options = {"memory_limit": memory_limit, "lock_timeout_seconds": lock_timeout_seconds}
+        self._condition = threading.Condition()
+        self._database: duckdb.DuckDBPyConnection | None = None
+        self._opened_ns = 0
+        self._users = 0
+        self._idle_since: float | None = None
+        self._closer: threading.Thread | None = None
+        self._stopped = False
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._condition:
+            if self._database is None:
+                self._database = open_database(self._path, **self._options)
+                self._opened_ns = time.time_ns()
+            self._users += 1
+            cursor = self._database.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+            with self._condition:
+                self._users -= 1
+                if self._users == 0:
+                    self._idle_since = time.monotonic()
+                    if self._stopped or self._wanted_elsewhere():
+                        self._close()
+                    else:
+                        self._start_closer()
+                        self._condition.notify_all()
+
+    def close(self) -> None:
+        """Let go of the file for good (the run's end)."""
+        with self._condition:
+            self._stopped = True
+            self._close()
+            self._condition.notify_all()
+
+    def _wanted_elsewhere(self) -> bool:
+        try:
+            return _waiting_marker(self._path).stat().st_mtime_ns >= self._opened_ns
+        except FileNotFoundError:
+            return False
+
+    def _close(self) -> None:
+        if self._database is not None and self._users == 0:
+            self._database.close()
+            self._database = None
+
+    def _start_closer(self) -> None:
+        if self._closer is None:
+            self._closer = threading.Thread(target=self._close_when_idle, name="staging-closer", daemon=True)
+            self._closer.start()
+
+    def _close_when_idle(self) -> None:
+        """While the database is open and unused: close it after `linger` s, or as soon as another process waits."""
+        with self._condition:
+            while not self._stopped:
+                if self._database is None or self._users:
+                    self._condition.wait()
+                    continue
+                idle = time.monotonic() - self._idle_since
+                if idle >= self._linger or self._wanted_elsewhere():
+                    self._close()
+                else:
+                    self._condition.wait(min(self._linger - idle, WAITING_POLL_SECONDS))
+
+
 def content_hash(value: object) -> str:
     """Stable hash of a JSON-able value: the change detector for records, traits and payloads."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
@@ -211,6 +321,13 @@ class StagingResource(TenantScoped):
     lock_timeout_seconds: float = Field(
         default=300.0, description="How long a step waits for another process's write lock."
     )
+    linger_seconds: float = Field(
+        default=2.0,
+        description=(
+            "How long a run keeps the file open after using it, when no other process is waiting for it: opening it "
+            "costs about 20 ms of CPU, and a run's steps use it many times between their calls to vendors."
+        ),
+    )
     memory_limit: str = Field(
         default="256MB",
         description=(
@@ -220,11 +337,13 @@ class StagingResource(TenantScoped):
     )
 
     _preview: Path | None = PrivateAttr(default=None)
+    _held: dict[str, HeldDatabase] | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """A dry run's steps all use one scratch copy of the store, made by whichever step comes first: the real
         store's cursors, staged state and outbox are never touched, and a later real run starts from them."""
         super().setup_for_execution(context)
+        self._held = {}
         run = context.run
         if run is None or run.tags.get(DRY_RUN_TAG) != "true":
             return
@@ -240,6 +359,11 @@ class StagingResource(TenantScoped):
                     conn.execute(f'COPY FROM DATABASE "{name}" TO preview')
                     conn.execute("DETACH preview")
         self._preview = copy
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for held in (self._held or {}).values():
+            held.close()
+        self._held = None
 
     def connection_settings(self, connection: Connection) -> dict[str, Any]:
         return {"database": shard(self.database, connection.name), **super().connection_settings(connection)}
@@ -257,21 +381,22 @@ class StagingResource(TenantScoped):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; hold it only for the statements that need it."""
+        """A connection for the statements that need it; hold it no longer. In a run, a cursor of the run's open
+        database (HeldDatabase); elsewhere (sensors, the CLI), the file opened and closed again."""
         path = str(self._preview or self.database)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connect = retry(
-            retry=retry_if_exception(_is_lock_conflict),
-            wait=wait_random_exponential(multiplier=0.05, max=2),
-            stop=stop_after_delay(self.lock_timeout_seconds),
-            reraise=True,
-        )(duckdb.connect)
-        conn = connect(path, config={"memory_limit": self.memory_limit})
-        try:
-            migrate(conn)
-            yield conn
-        finally:
-            conn.close()
+        options = {"memory_limit": self.memory_limit, "lock_timeout_seconds": self.lock_timeout_seconds}
+        if self._held is None:
+            conn = open_database(path, **options)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        held = self._held.get(path) or self._held.setdefault(
+            path, HeldDatabase(path, **options, linger=self.linger_seconds)
+        )
+        with held.cursor() as cursor:
+            yield cursor
 
 
 def migrate(conn: duckdb.DuckDBPyConnection) -> int:

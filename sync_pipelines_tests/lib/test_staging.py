@@ -2,8 +2,11 @@
 
 import json
 import multiprocessing
+import subprocess
+import sys
 from datetime import timedelta
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
@@ -133,6 +136,32 @@ def test_parallel_processes_take_turns_on_the_writer_lock(tmp_path):
     assert [w.exitcode for w in workers] == [0, 0, 0, 0]
     with StagingResource(database=database).connect() as conn:
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (100,)
+
+
+def _opens_at_first_try(database: str) -> bool:
+    """Whether another process can open the file right now, without waiting for its lock."""
+    script = f"import duckdb; duckdb.connect({database!r}).close()"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True).returncode == 0
+
+
+def test_a_run_keeps_the_file_open_between_uses_and_lets_go_when_another_process_waits_or_the_run_ends(tmp_path):
+    database = str(tmp_path / "w.duckdb")
+    with dg.build_resources({"staging_db": StagingResource(database=database, linger_seconds=3600)}) as resources:
+        with resources.staging_db.connect() as conn:
+            staging.enqueue(conn, flow="f", entity="e", messages=[_message(0)], run_id=None)
+        assert not _opens_at_first_try(database)  # still the run's, though unused
+        # A process that waits its turn (it tells the run it waits) gets the file many times over, and the run
+        # has it back whenever it asks.
+        writer = multiprocessing.get_context("spawn").Process(target=_write_many, args=(database, 1))
+        writer.start()
+        for n in range(1, 26):
+            with resources.staging_db.connect() as conn:
+                staging.enqueue(conn, flow="f", entity="e", messages=[_message(n)], run_id=None)
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+        with resources.staging_db.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (51,)
+    assert _opens_at_first_try(database)  # the run's end let go of it
 
 
 def test_a_statement_that_fails_on_a_registered_frame_raises_its_own_error():
