@@ -53,6 +53,9 @@ class FaultInjector:
         if self.vendor == "xero" and path.startswith(XERO_ACCOUNTING_PREFIX):
             tenant = _header(scope, b"xero-tenant-id")
             self.runtime.inflight[tenant] += 1
+            with self.runtime.lock:  # how many calls the client had in flight at once, at most
+                stats = self.runtime.tenant_stats[tenant]
+                stats["peak_in_flight"] = max(stats["peak_in_flight"], self.runtime.inflight[tenant])
         try:
             status = await self._serve(scope, receive, send)
         finally:

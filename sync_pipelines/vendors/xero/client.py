@@ -182,13 +182,16 @@ class XeroClient:
         modified_since: dt.datetime | None = None,
         where: str | None = None,
         params: dict | None = None,
+        expected_rows: int = 0,
     ) -> Iterator[list[dict]]:
         """Yield non-empty pages at the largest page size, in order, stopping without an extra empty call (xero.md
         §3.1).
 
         The first page says how many there are (`pagination.pageCount`); the rest are then fetched as many at a time
         as the tenant allows in flight (5, xero.md §5), at most a few pages ahead of the one the caller is on, so
-        fetching overlaps with what the caller does with each page and memory stays bounded.
+        fetching overlaps with what the caller does with each page and memory stays bounded. A caller that knows
+        about how many records there are (a re-read of a collection it has read before) says so, and the pages they
+        fill are asked for with the first, up to the allowance: a page past the end would come back empty.
         """
         headers = {}
         if modified_since is not None:
@@ -206,23 +209,24 @@ class XeroClient:
                 "GET", url, params={**query, "page": page, "pageSize": self._page_size}, headers=headers
             )
 
-        first = fetch(1)
-        if first.status_code == 304:
-            return  # xero.md §3.2: undocumented for lists; treat as "no changes".
-        body = json_codec.response_json(first)
-        page_count = (body.get("pagination") or {}).get("pageCount")
-        if page_count is None:
-            yield from self._serial_pages(collection, fetch, body)
-            return
-        if body.get(collection):
-            yield body[collection]
-        if page_count <= 1 or len(body.get(collection, [])) < self._page_size:
-            return
         ahead = 2 * self._max_concurrent
         with ThreadPoolExecutor(self._max_concurrent, thread_name_prefix="xero-pages") as pool:
-            pending: deque[Future[requests.Response]] = deque()
-            next_page = 2
+            with_first = range(2, min(math.ceil(expected_rows / self._page_size), self._max_concurrent) + 1)
+            pending: deque[Future[requests.Response]] = deque(pool.submit(fetch, page) for page in with_first)
             try:
+                first = fetch(1)
+                if first.status_code == 304:
+                    return  # xero.md §3.2: undocumented for lists; treat as "no changes".
+                body = json_codec.response_json(first)
+                page_count = (body.get("pagination") or {}).get("pageCount")
+                if page_count is None:
+                    yield from self._serial_pages(collection, fetch, body)
+                    return
+                if body.get(collection):
+                    yield body[collection]
+                if page_count <= 1 or len(body.get(collection, [])) < self._page_size:
+                    return
+                next_page = 2 + len(pending)
                 while pending or next_page <= page_count:
                     while next_page <= page_count and len(pending) < min(ahead, self._day_room()):
                         pending.append(pool.submit(fetch, next_page))

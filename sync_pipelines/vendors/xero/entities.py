@@ -41,6 +41,10 @@ class XeroCollection:
         since = None if cursor is None else pd.Timestamp(cursor["updated_at"]).to_pydatetime() - self.overlap
         return self._pages(xero, since, self.where)
 
+    def read_all(self, xero: XeroResource, expected_rows: int) -> Iterator[list[dict]]:
+        """A full re-read (a resync): the pages `expected_rows` fill are asked for at once, up to the 5 in flight."""
+        return self._pages(xero, None, self.where, expected_rows=expected_rows)
+
     def read_window(self, xero: XeroResource, start: datetime, end: datetime) -> Iterator[list[dict]]:
         """The records last changed in [start, end): If-Modified-Since bounds the start and `where` the end, in
         UpdatedDateUTC order, so the read stops at the window's last page (Xero's `where`, `order` and
@@ -51,12 +55,17 @@ class XeroCollection:
         return self._pages(xero, start - timedelta(seconds=1), where, order="UpdatedDateUTC")
 
     def _pages(
-        self, xero: XeroResource, since: datetime | None, where: str | None, order: str | None = None
+        self,
+        xero: XeroResource,
+        since: datetime | None,
+        where: str | None,
+        order: str | None = None,
+        expected_rows: int = 0,
     ) -> Iterator[list[dict]]:
         params = dict(self.params) | ({"order": order} if order else {})
         try:
             pages = xero.get_client().iter_pages(
-                self.collection, modified_since=since, where=where, params=params or None
+                self.collection, modified_since=since, where=where, params=params or None, expected_rows=expected_rows
             )
             for page in pages:
                 yield page if self.keep is None else [record for record in page if self.keep(record)]

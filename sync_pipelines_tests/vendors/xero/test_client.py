@@ -50,6 +50,27 @@ def test_pages_are_fetched_together_and_yielded_in_order(admin, xero):
     assert admin.count("xero", INVOICES) == 11 and client.stats.retries == 0
 
 
+def test_a_reread_told_about_how_many_records_there_are_asks_for_their_pages_with_the_first(admin, xero):
+    admin.reset(invoices=300)
+    # Each call stays in flight for a second: the calls asked for together are in flight together.
+    admin.faults(xero={"latency_ms": 1000})
+    admin.reset_stats()
+    client = xero.client(page_size=100)
+
+    pages = list(client.iter_pages("Invoices", params={"order": "InvoiceNumber"}, expected_rows=300))
+
+    numbers = [invoice["InvoiceNumber"] for page in pages for invoice in page]
+    assert [len(page) for page in pages] == [100, 100, 100] and numbers == sorted(numbers)
+    (tenant,) = admin.stats()["xero_tenants"].values()
+    assert admin.count("xero", INVOICES) == 3 and tenant["peak_in_flight"] == 3  # read alone first, it would be 2
+
+    # Told of more than there are (records were deleted since): the pages past the end, up to Xero's 5 in flight,
+    # are one call each, and the read yields what there is.
+    admin.reset_stats()
+    assert sum(len(page) for page in client.iter_pages("Invoices", expected_rows=1000)) == 300
+    assert admin.count("xero", INVOICES) == 5
+
+
 def test_short_last_page_ends_the_read(admin, xero):
     admin.reset(invoices=250)
     admin.reset_stats()

@@ -1,10 +1,15 @@
-"""A Xero collection as a source: timestamps, checkpoints, and the day limit as a clean stop."""
+"""A Xero collection as a source: timestamps, checkpoints, the day limit as a clean stop, and a resync's re-read."""
 
+import math
+
+import dagster as dg
 import pytest
 from cryptography.fernet import Fernet
 
 from sync_pipelines.cli import connect_sandbox, sandbox_environment
-from sync_pipelines.lib.entities import QuotaExhausted
+from sync_pipelines.lib.entities import QuotaExhausted, vendor_assets
+from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines.vendors.xero import entities
 from sync_pipelines.vendors.xero.entities import XeroCollection
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines_tests.conftest import xero_resource
@@ -59,3 +64,24 @@ def test_the_day_limit_surfaces_as_quota_exhausted(admin, xero):
     assert len(next(pages)) == 50
     with pytest.raises(QuotaExhausted):
         next(pages)
+
+
+def test_a_resync_asks_for_the_pages_it_knows_of_together_and_no_more(admin, xero, tmp_path):
+    definitions = vendor_assets([entities.INVOICES], XeroResource)
+    resources = {"xero": xero, "staging_db": StagingResource(database=str(tmp_path / "staging.duckdb"))}
+    extract, staged = entities.INVOICES.raw_key, entities.INVOICES.staged_key
+    # The first read, and staged state for the resync to forget.
+    assert dg.materialize(definitions.assets, selection=[extract, staged], resources=resources).success
+    # Each call stays in flight for a second: the calls asked for together are in flight together.
+    admin.faults(xero={"latency_ms": 1000})
+    admin.reset_stats()
+
+    resync = {"ops": {"xero__landed_xero_invoices": {"config": {"full_resync": True}}}}
+    result = dg.materialize(definitions.assets, selection=[extract], resources=resources, run_config=resync)
+
+    assert result.success
+    (landed,) = result.get_asset_materialization_events()
+    pages = math.ceil(landed.materialization.metadata["dagster/row_count"].value / 50)
+    (tenant,) = admin.stats()["xero_tenants"].values()
+    assert pages > 2 and tenant["calls"] == pages  # the minimum: a page past the end would be one more
+    assert tenant["peak_in_flight"] == min(pages, 5)  # the first page alone, then the rest: one fewer
