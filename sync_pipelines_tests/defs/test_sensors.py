@@ -92,21 +92,25 @@ def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_
         assert conn.execute(delivered).fetchone() == (0,)
         (entities,) = conn.execute("SELECT count(DISTINCT entity) FROM dead_letters").fetchone()
 
-    staging_db = StagingResource(database=database)
-    context = dg.build_sensor_context(cursor=None, resources={"staging_db": staging_db})
-    assert dead_letter_replay(context).run_requests == []  # the first retry waits for its backoff
+    def tick(cursor: str | None) -> dg.SensorResult:
+        """The sensor's evaluation, as the daemon's: its resources set up and torn down around it."""
+        resources = {"staging_db": StagingResource(database=database)}
+        with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+            return dead_letter_replay(context)
+
+    assert tick(None).run_requests == []  # the first retry waits for its backoff
 
     admin.post("/faults", {"segment": {"error_rate": 0.0}}, method="PUT")
     with duckdb.connect(database) as conn:  # let the backoff pass
         conn.execute("UPDATE dead_letters SET next_attempt_at = next_attempt_at - ?", [timedelta(hours=1)])
-    ticked = dead_letter_replay(dg.build_sensor_context(cursor=None, resources={"staging_db": staging_db}))
+    ticked = tick(None)
     # One delivery-only run per entity with dead letters, the contact enrichment's identify calls included.
     assert len(ticked.run_requests) == entities
     selections = [request.asset_selection for request in ticked.run_requests]
     assert [dg.AssetKey(["segment", "xero_invoices_to_segment"])] in selections
     assert [ENRICHMENT_KEY] in selections
     assert all(len(keys) == 1 and keys[0].path[0] == "segment" for keys in selections)
-    again = dead_letter_replay(dg.build_sensor_context(cursor=ticked.cursor, resources={"staging_db": staging_db}))
+    again = tick(ticked.cursor)
     assert again.run_requests == []  # one run per failure wave
 
     job = definitions.resolve_implicit_global_asset_job_def()
