@@ -31,7 +31,9 @@ with (HERE / "loads.log").open("a") as log:  # every process that loads this cod
 @dg.op
 def report(context):
     record = {{"pid": os.getpid(), "parent": os.getppid(), "version": {version}}}
-    (HERE / f"{{context.run_id}}.json").write_text(json.dumps(record))
+    written = HERE / f"{{context.run_id}}.part"
+    written.write_text(json.dumps(record))
+    written.rename(HERE / f"{{context.run_id}}.json")  # whole, or not there yet, for the test that waits for it
     while (HERE / "hold").exists():
         time.sleep(0.05)
 

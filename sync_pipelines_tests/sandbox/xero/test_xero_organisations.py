@@ -69,9 +69,12 @@ def test_each_organisation_has_its_own_minute_limit(sandbox, api):
     statuses = [api.request("GET", "Invoices", headers=_as(api, first)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert api.request("GET", "Invoices", headers=_as(api, second)).status_code == 200
-    # The admin API counts each tenant's calls by answer.
+    # The admin API counts each tenant's calls by answer, and the most it had in flight at once.
     counted = SandboxAdmin(sandbox.url).call("GET", "/stats")["xero_tenants"]
-    assert counted == {first: {"calls": 3, "200": 2, "429": 1}, second: {"calls": 1, "200": 1}}
+    assert counted == {
+        first: {"calls": 3, "200": 2, "429": 1, "peak_in_flight": 1},
+        second: {"calls": 1, "200": 1, "peak_in_flight": 1},
+    }
 
 
 def test_removing_one_connection_leaves_the_others(sandbox, api):
