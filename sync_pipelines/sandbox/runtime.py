@@ -6,6 +6,7 @@ faults and its configured webhook subscription, like a new day at the vendor.
 """
 
 import random
+import tempfile
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -258,8 +259,10 @@ class Runtime:
         }
 
     def _seed(self, organisation: XeroOrganisation, options: dict[str, Any]) -> None:
-        records, meta = seed.generate(**options, organisation=organisation.number)
-        organisation.store.replace_records(records, meta)
+        # The staged records sit beside the state file: a million take as much room as they will there.
+        with tempfile.TemporaryDirectory(prefix="seeding-", dir=self.settings.state_path.parent) as staging:
+            staged, meta = seed.stage(**options, organisation=organisation.number, directory=Path(staging))
+            organisation.store.replace_records(staged, meta)
 
     @property
     def tenant_id(self) -> str:

@@ -95,3 +95,23 @@ def event_date_string(ms: int) -> str:
     """Webhook eventDateUtc: milliseconds and no zone suffix, "2024-06-21T01:15:39.902" (xero.md §6)."""
     moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+class DateTexts:
+    """net() and date_string() of day starts, and utc_string(), for many records at once: each day's texts are
+    made once, as a million seeded records fall on a few hundred days and strftime costs more than the rest."""
+
+    def __init__(self) -> None:
+        self._days: dict[int, tuple[str, str]] = {}
+
+    def day(self, ms: int) -> tuple[str, str]:
+        """(net(ms), date_string(ms)) of a day's start."""
+        texts = self._days.get(ms)
+        if texts is None:
+            texts = self._days[ms] = (net(ms), date_string(ms))
+        return texts
+
+    def utc_string(self, ms: int) -> str:
+        seconds = ms % _DAY_MS // 1000
+        day = self.day(ms - ms % _DAY_MS)[1][:10]
+        return f"{day}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}Z"
