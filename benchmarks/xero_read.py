@@ -40,8 +40,8 @@ def bound_seconds(calls: int, latency: float, in_flight: int, per_window: int, w
     return max(ends)
 
 
-def _read(max_concurrent: int, expected_rows: int = 0) -> tuple[float, int, int]:
-    """A full read of the Invoices collection: (wall seconds, pages, rows)."""
+def _read(max_concurrent: int, expected_rows: int = 0) -> tuple[float, int, int, int]:
+    """A full read of the Invoices collection: (wall seconds, pages, rows, calls retried)."""
     client = XeroResource(
         api_url=os.environ["XERO_API_URL"], identity_url=os.environ["XERO_IDENTITY_URL"],
         client_id=os.environ["XERO_CLIENT_ID"], client_secret=os.environ["XERO_CLIENT_SECRET"],
@@ -51,7 +51,7 @@ def _read(max_concurrent: int, expected_rows: int = 0) -> tuple[float, int, int]
     assert client.tenant_id  # /connections does not count against the tenant's limits
     started = time.perf_counter()
     sizes = [len(page) for page in client.iter_pages("Invoices", expected_rows=expected_rows)]
-    return time.perf_counter() - started, len(sizes), sum(sizes)
+    return time.perf_counter() - started, len(sizes), sum(sizes), client.stats.retries
 
 
 def main() -> None:
@@ -76,14 +76,17 @@ def main() -> None:
         )
         for label, concurrent, told in reads:
             time.sleep(settings.RATE_WINDOW_SECONDS)  # each read starts with the minute's allowance whole
-            seconds, pages, rows = _read(concurrent, expected_rows=rows if told else 0)
-            figures.append((label, seconds, pages))
+            seconds, pages, rows, retries = _read(concurrent, expected_rows=rows if told else 0)
+            figures.append((label, seconds, pages, retries))
 
     limits = (settings.MAX_CONCURRENT, settings.CALLS_PER_MINUTE, settings.RATE_WINDOW_SECONDS)
     print(f"{args.invoices:,} invoices, {args.latency} s a call, limits: {limits[0]} in flight, {limits[1]} a minute")
-    for label, seconds, pages in figures:
+    for label, seconds, pages, retries in figures:
         bound = bound_seconds(pages, args.latency, *limits)
-        print(f"{label:<34} {pages} pages in {seconds:6.1f} s; bound {bound:6.1f} s; ratio {seconds / bound:.2f}")
+        print(
+            f"{label:<36} {pages} pages in {seconds:6.1f} s ({retries} retried); bound {bound:6.1f} s; "
+            f"ratio {seconds / bound:.2f}"
+        )
     print(f"speed-up over one page at a time: {figures[0][1] / figures[1][1]:.1f}x (first read)")
 
 
