@@ -381,8 +381,9 @@ class StagingResource(TenantScoped):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for the statements that need it; hold it no longer. In a run, a cursor of the run's open
-        database (HeldDatabase); elsewhere (sensors, the CLI), the file opened and closed again."""
+        """A connection for the statements that need it; hold it no longer. Where Dagster set the resource up (a
+        run, a sensor's tick), a cursor of its open database (HeldDatabase); elsewhere (the CLI, a resource built
+        by hand), the file opened and closed again."""
         path = str(self._preview or self.database)
         options = {"memory_limit": self.memory_limit, "lock_timeout_seconds": self.lock_timeout_seconds}
         if self._held is None:
