@@ -90,6 +90,24 @@ def test_records_land_in_the_order_they_were_read_so_a_records_last_version_is_i
         assert [json.loads(payload) for (payload,) in landed] == read
 
 
+def test_a_landing_larger_than_duckdbs_memory_limit_lands_and_skips_only_exact_copies(tmp_path):
+    def frame(records: list[dict], stamped: bool = True) -> pd.DataFrame:
+        stamps = [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(minutes=r["n"]) for r in records]
+        return staging.landing_frame(records, id_field="Id", updated_at=stamps if stamped else [None] * len(records))
+
+    first = [{"Id": f"r{n}", "n": n, "Notes": "x" * 2_000} for n in range(20_000)]  # ~40 MB of payloads
+    with StagingResource(database=str(tmp_path / "w.duckdb"), memory_limit="32MB").connect() as conn:
+        assert staging.land(conn, source="v", entity="e", page=frame(first), run_id=None) == 20_000
+        assert staging.land(conn, source="v", entity="e", page=frame(first[:2], stamped=False), run_id=None) == 2
+        changed = {**first[5], "Notes": "changed"}
+        again = [*first[:3], first[10_000], changed, {"Id": "new", "n": 30_000}]
+        again_unstamped = [first[0], first[2]]
+        assert staging.land(conn, source="v", entity="e", page=frame(again), run_id=None) == 2
+        assert staging.land(conn, source="v", entity="e", page=frame(again_unstamped, stamped=False), run_id=None) == 1
+        landed = conn.execute("SELECT record_id FROM raw_landing WHERE seq > 20_002 ORDER BY seq").fetchall()
+    assert landed == [("r5",), ("new",), ("r2",)]
+
+
 def test_outbox_never_queues_a_message_id_twice(tmp_path):
     with StagingResource(database=str(tmp_path / "w.duckdb")).connect() as conn:
         assert staging.enqueue(conn, flow="f", entity="e", messages=[_message(1), _message(2)], run_id=None) == 2
