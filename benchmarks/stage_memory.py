@@ -5,7 +5,7 @@ then lands, validates and stages the sales invoices --rounds times, each in a fr
 (`stage_vs_dlt.py`'s runner), into a new DuckDB file; prints each run's rows, wall seconds and peak RSS, then each
 count's median peak against the first count's.
 
-    python benchmarks/stage_memory.py [--invoices 100000 1000000] [--rounds 2]
+    python benchmarks/stage_memory.py [--invoices 100000 1000000] [--rounds 2] [--memory-limit 80MB]
 """
 
 import argparse
@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--memory-limit", help="DuckDB's limit (default: StagingResource's)")
     args = parser.parse_args()
     peaks: dict[int, float] = {}
     print(f"{'invoices':>10}{'round':>6}{'rows':>9}{'wall s':>8}{'peak RSS MiB':>14}")
@@ -42,6 +43,7 @@ def main() -> None:
                     database = work / f"ours-{round_}" / "staging.duckdb"
                     database.parent.mkdir()
                     command = [sys.executable, "stage_vs_dlt.py", "--one", "ours", "--database", str(database)]
+                    command += ["--memory-limit", args.memory_limit] if args.memory_limit else []
                     output = subprocess.run(
                         command, check=True, capture_output=True, text=True, cwd=Path(__file__).parent
                     )

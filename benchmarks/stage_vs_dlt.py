@@ -37,7 +37,7 @@ SCALED_MINUTE_LIMIT = 100_000
 RUNNERS = ("ours", "dlt-default", "dlt-jsonl")
 
 
-def _ours(database: Path) -> Callable[[], int]:
+def _ours(database: Path, memory_limit: str | None = None) -> Callable[[], int]:
     import dagster as dg
     from sync_100k import DELIVERY, _run
 
@@ -45,7 +45,7 @@ def _ours(database: Path) -> Callable[[], int]:
     instance = dg.DagsterInstance.ephemeral()
 
     def run() -> int:
-        _, metadata = _run([DELIVERY.entity.raw_key, DELIVERY.entity.staged_key], instance)
+        _, metadata = _run([DELIVERY.entity.raw_key, DELIVERY.entity.staged_key], instance, memory_limit)
         return metadata[DELIVERY.entity.raw_key.to_user_string()]["rows_fetched"]
 
     return run
@@ -99,12 +99,15 @@ def _dlt(database: Path, file_format: str | None) -> Callable[[], int]:
     return run
 
 
-def _one(runner: str, database: Path) -> None:
+def _one(runner: str, database: Path, memory_limit: str | None = None) -> None:
     """In the runner's own process: run it once and print its figures as JSON. The runner's code is loaded (and
     the benchmark's own modules, Dagster's instance and dlt's token) before the clock starts, as a Dagster run
     worker has its instance and code location before its first step: both sides are timed from the stage's start
     to its end."""
-    run = _ours(database) if runner == "ours" else _dlt(database, "jsonl" if runner == "dlt-jsonl" else None)
+    if runner == "ours":
+        run = _ours(database, memory_limit)
+    else:
+        run = _dlt(database, "jsonl" if runner == "dlt-jsonl" else None)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     rows = run()
@@ -120,9 +123,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit", help="DuckDB's limit for ours (default: StagingResource's)")
     args = parser.parse_args()
     if args.one:
-        _one(args.one, args.database)
+        _one(args.one, args.database, args.memory_limit)
         return
 
     work = Path(tempfile.mkdtemp(prefix="stage_vs_dlt_"))
@@ -139,6 +143,7 @@ def main() -> None:
                 database = work / f"{runner}-{round_}" / "staging.duckdb"
                 database.parent.mkdir()
                 command = [sys.executable, __file__, "--one", runner, "--database", str(database)]
+                command += ["--memory-limit", args.memory_limit] if args.memory_limit and runner == "ours" else []
                 output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=Path(__file__).parent)
                 run = json.loads(output.stdout.strip().splitlines()[-1])
                 figures[runner].append(run)

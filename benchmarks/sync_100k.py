@@ -43,8 +43,12 @@ def _invoice_pages(url: str) -> int:
     return stats.get("GET /api.xro/2.0/Invoices", 0)
 
 
-def _run(selection: list[dg.AssetKey], instance: dg.DagsterInstance) -> tuple[float, dict]:
+def _run(
+    selection: list[dg.AssetKey], instance: dg.DagsterInstance, memory_limit: str | None = None
+) -> tuple[float, dict]:
+    """Materialise the selection against the sandbox; `memory_limit` overrides the staging store's DuckDB limit."""
     definitions = defs()
+    staging_db = definitions.resources["staging_db"]
     resources = {
         **definitions.resources,
         "xero": XeroResource(
@@ -56,6 +60,7 @@ def _run(selection: list[dg.AssetKey], instance: dg.DagsterInstance) -> tuple[fl
             token_key=os.environ["SYNC_PIPELINES_TOKEN_KEY"],
             calls_per_minute=SCALED_MINUTE_LIMIT,
         ),
+        **({"staging_db": staging_db.model_copy(update={"memory_limit": memory_limit})} if memory_limit else {}),
     }
     started = time.perf_counter()
     result = dg.materialize(definitions.assets, selection=selection, resources=resources, instance=instance)

@@ -329,12 +329,12 @@ class StagingResource(TenantScoped):
         ),
     )
     memory_limit: str = Field(
-        default="80MB",
+        default="256MB",
         description=(
             "DuckDB's memory limit (it spills to disk beyond it). DuckDB keeps the store's blocks in memory up to "
             "its limit (without one, 80% of the machine's), so a step's memory grows with the rows the store holds "
-            "until it reaches the limit. 80 MB keeps a million-invoice stage within 10% of a 100,000-invoice one's "
-            "peak, for about 5% more time than 256 MB (benchmarks/stage_memory.py)."
+            "until it reaches the limit. Primary-key indexes (the outbox's, identities') must fit in it: at 80 MB "
+            "a delivery step ran out of memory (benchmarks/stage_memory.py measures the stage at other limits)."
         ),
     )
 
