@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--memory-limit", help="DuckDB's limit (default: StagingResource's)")
+    parser.add_argument("--memory-limit", help="DuckDB's limit in landing and staging (default: stage_memory_limit)")
     args = parser.parse_args()
     peaks: dict[int, float] = {}
     print(f"{'invoices':>10}{'round':>6}{'rows':>9}{'wall s':>8}{'peak RSS MiB':>14}")

@@ -123,7 +123,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", choices=RUNNERS, help=argparse.SUPPRESS)
     parser.add_argument("--database", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--memory-limit", help="DuckDB's limit for ours (default: StagingResource's)")
+    parser.add_argument(
+        "--memory-limit", help="DuckDB's limit for ours in landing and staging (default: stage_memory_limit)"
+    )
     args = parser.parse_args()
     if args.one:
         _one(args.one, args.database, args.memory_limit)

@@ -46,7 +46,8 @@ def _invoice_pages(url: str) -> int:
 def _run(
     selection: list[dg.AssetKey], instance: dg.DagsterInstance, memory_limit: str | None = None
 ) -> tuple[float, dict]:
-    """Materialise the selection against the sandbox; `memory_limit` overrides the staging store's DuckDB limit."""
+    """Materialise the selection against the sandbox; `memory_limit` overrides DuckDB's limit for landing and
+    staging (`StagingResource.stage_memory_limit`)."""
     definitions = defs()
     staging_db = definitions.resources["staging_db"]
     resources = {
@@ -60,7 +61,7 @@ def _run(
             token_key=os.environ["SYNC_PIPELINES_TOKEN_KEY"],
             calls_per_minute=SCALED_MINUTE_LIMIT,
         ),
-        **({"staging_db": staging_db.model_copy(update={"memory_limit": memory_limit})} if memory_limit else {}),
+        **({"staging_db": staging_db.model_copy(update={"stage_memory_limit": memory_limit})} if memory_limit else {}),
     }
     started = time.perf_counter()
     result = dg.materialize(definitions.assets, selection=selection, resources=resources, instance=instance)

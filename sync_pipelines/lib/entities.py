@@ -442,7 +442,7 @@ def land_changes(
     def land(frames: list[pd.DataFrame], to: dict | None, previous: dict | None) -> int:
         """Land pages and move the cursor past them, in one transaction: a stop anywhere resumes after the last
         page landed. Runs in the landing thread: DuckDB works without the GIL while the next pages are read."""
-        with staging_db.connect() as conn:
+        with staging_db.connect(memory_limit=staging_db.stage_memory_limit) as conn:
             conn.execute("BEGIN TRANSACTION")
             count = staging.land(
                 conn, source=entity.vendor, entity=entity.name, page=pd.concat(frames), run_id=context.run.run_id
@@ -568,7 +568,7 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
         totals = BatchOutcome()
         with heap_frozen():
             while True:
-                with staging_db.connect() as conn:
+                with staging_db.connect(memory_limit=staging_db.stage_memory_limit) as conn:
                     after = (staging.read_cursor(conn, cursor_name) or {"seq": 0})["seq"]
                     landed = staging.unprocessed_landing(
                         conn, source=entity.vendor, entity=entity.name, after_seq=after, limit=VALIDATION_CHUNK
@@ -584,7 +584,7 @@ def staged_asset(entity: Entity) -> dg.AssetsDefinition:
                 # values, that only a full collection frees. Left to the collector's own pace, a million rows
                 # kept several chunks alive at once; a full pass over the unfrozen heap costs a few ms.
                 gc.collect()
-        with staging_db.connect() as conn:
+        with staging_db.connect(memory_limit=staging_db.stage_memory_limit) as conn:
             duplicates = staging.duplicate_keys(conn, entity.table, entity.key)
             reasons = staging.top_reasons(conn, source=entity.vendor, entity=entity.name, run_id=context.run.run_id)
         rate = totals.quarantined / totals.processed if totals.processed else 0.0

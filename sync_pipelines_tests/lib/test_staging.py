@@ -182,6 +182,40 @@ def test_a_run_keeps_the_file_open_between_uses_and_lets_go_when_another_process
     assert _opens_at_first_try(database)  # the run's end let go of it
 
 
+def test_a_block_given_its_own_memory_limit_runs_under_it_and_the_run_gets_the_stores_back_even_after_a_failure(
+    tmp_path,
+):
+    def limit(conn: duckdb.DuckDBPyConnection) -> str:
+        return conn.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    store = StagingResource(database=str(tmp_path / "w.duckdb"), memory_limit="256MB", linger_seconds=3600)
+    with dg.build_resources({"staging_db": store}) as resources:
+        with resources.staging_db.connect(memory_limit="32MB") as conn:
+            assert limit(conn) == "30.5 MiB"
+        with resources.staging_db.connect() as conn:
+            assert limit(conn) == "244.1 MiB"
+        with pytest.raises(duckdb.InvalidInputException, match="inside the block"):
+            with resources.staging_db.connect(memory_limit="32MB") as conn:
+                conn.execute("BEGIN TRANSACTION")
+                conn.execute("SELECT error('inside the block')")
+        with resources.staging_db.connect() as conn:
+            assert limit(conn) == "244.1 MiB"
+
+
+def test_a_run_holding_the_store_lets_duckdb_checkpoint_after_it_makes_a_table(tmp_path):
+    # The held database's own connection once kept a transaction open (a result left partly read), and DuckDB
+    # then wrote no checkpoint after a table was made: the write-ahead log grew through the run.
+    store = StagingResource(database=str(tmp_path / "w.duckdb"), linger_seconds=3600)
+    with store.connect():
+        pass  # made and migrated: a run opens a store that exists
+    with dg.build_resources({"staging_db": store}) as resources:
+        with resources.staging_db.connect() as conn:
+            staging.append_rows(conn, "stg_things", pd.DataFrame({"id": ["a"]}))
+        with resources.staging_db.connect() as conn:
+            conn.execute("CHECKPOINT")
+        assert not (tmp_path / "w.duckdb.wal").exists()
+
+
 def test_a_statement_that_fails_on_a_registered_frame_raises_its_own_error():
     # Seen as "transaction is aborted" in place of DuckDB's out-of-memory error while a landing ran.
     conn = duckdb.connect()
