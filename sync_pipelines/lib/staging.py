@@ -341,7 +341,7 @@ class StagingResource(TenantScoped):
         default="80MB",
         description=(
             "DuckDB's memory limit while a step lands or stages records, which scan the landing and build no "
-            "index: at the store's limit their memory grew 30% from 100k to 1M invoices, at 80 MB 8% "
+            "index: at the store's 256 MB their memory grew 30% from 100k to 1M invoices, at 80 MB 7% "
             "(benchmarks/stage_memory.py measures others). The limit is the database's: set for the block and put "
             "back after it."
         ),
