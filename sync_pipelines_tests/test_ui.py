@@ -63,6 +63,8 @@ def test_a_flow_materialised_from_the_ui_passes_its_checks_and_a_failed_check_sh
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(UI_WAIT_MS)
+        # Playwright's assertions wait 5 s unless told: on a loaded machine the asset graph took longer to draw.
+        expect.set_options(timeout=UI_WAIT_MS)
 
         # As for a person who has dismissed Dagster's newsletter prompt once: it would otherwise open a second after
         # the first page, over whatever dialog is open then.
