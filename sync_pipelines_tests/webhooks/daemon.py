@@ -165,11 +165,15 @@ def wait_for(found: Callable[[], T | None], seconds: float, what: str) -> T:
         time.sleep(0.1)
 
 
+# How long one look at the sandbox's admin API may take: a hang guard. 10 s ran out once on a loaded CI machine.
+ADMIN_READ_SECONDS = 60
+
+
 def wait_for_message(sandbox_url: str, matches: Callable[[dict], bool], seconds: float = HANG_GUARD_SECONDS) -> dict:
     """Poll the sandbox's Segment until a message matches, or fail at the deadline."""
 
     def match() -> dict | None:
-        messages = requests.get(f"{sandbox_url}/_admin/segment/messages", timeout=10).json()
+        messages = requests.get(f"{sandbox_url}/_admin/segment/messages", timeout=ADMIN_READ_SECONDS).json()
         return next((m for m in messages if matches(m)), None)
 
     return wait_for(match, seconds, "a matching Segment message")
@@ -195,7 +199,7 @@ def person_and_order(user_id: str, order_id: str) -> tuple[dict, dict]:
 
 def invoices_referencing(sandbox_url: str, reference: str) -> list[dict]:
     """The sandbox's Xero sales invoices with this Reference (a Segment order's order_id, a won deal's Id)."""
-    invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=10).json()
+    invoices = requests.get(f"{sandbox_url}/_admin/xero/invoices", timeout=ADMIN_READ_SECONDS).json()
     return [i for i in invoices if i["Type"] == "ACCREC" and i.get("Reference") == reference]
 
 
