@@ -430,7 +430,7 @@ def migrate(conn: duckdb.DuckDBPyConnection) -> int:
     """Apply the migrations this file has not seen yet; returns the schema version."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
     # fetchall, not fetchone: a result left partly read holds its transaction open, and a run's held database
-    # keeps this connection for hours; while any transaction is open DuckDB writes no checkpoint after a catalog
+    # keeps this connection for the whole run; while a transaction is open DuckDB writes no checkpoint after a catalog
     # change, so the write-ahead log grew through the run and its whole checkpoint came at once, at the close.
     ((version,),) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
     for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
