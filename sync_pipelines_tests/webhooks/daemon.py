@@ -13,22 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+from unittest.mock import patch
 
 import dagster as dg
 import requests
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from sync_pipelines.cli import DAGSTER_YAML
-from sync_pipelines.definitions import defs
 from sync_pipelines_tests.conftest import ITEM
 
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
-
-
-# Every schedule is stopped, so whatever arrives came by the webhook path alone: the 15-minute polls would otherwise
-# sync the same change at a quarter hour (and take the vendors' pools and DuckDB from webhook runs), and the daily
-# enrichment would add a run at 06:00 UTC.
-def schedules() -> list[str]:
-    return [schedule.name for schedule in defs().schedules]
 
 
 # How long a test waits for something the daemon does before failing. Only a bound that keeps a broken run from
@@ -52,7 +47,7 @@ def dagster_daemon(
     with dg.DagsterInstance.from_config(str(home)):
         pass  # the instance's storage is made once here, not raced by the processes below
     if workspace == WORKSPACE:
-        _stop_schedules(home, env, bin_dir)
+        _stop_schedules(home, env)
     with log_path.open("wb") as log:
         # Its own session: its code server, its warm run process and the runs stop with it.
         daemon = subprocess.Popen(
@@ -126,22 +121,20 @@ def launch_job(job: str, env: dict[str, str], workspace: Path = WORKSPACE, tags:
         return next(run.run_id for run in instance.get_runs(dg.RunsFilter(job_name=job)) if run.run_id not in before)
 
 
-def _stop_schedules(home: Path, env: dict[str, str], bin_dir: Path) -> None:
-    """Stop the schedules, all at once: each `dagster schedule stop` loads the code location for seconds."""
-    stops = [
-        subprocess.Popen(
-            [str(bin_dir / "dagster"), "schedule", "stop", name, "-w", str(WORKSPACE)],
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for name in schedules()
-    ]
-    for name, stop in zip(schedules(), stops, strict=True):
-        _, errors = stop.communicate()
-        if stop.returncode:
-            raise RuntimeError(f"could not stop {name}: {errors.decode()}")
+def _stop_schedules(home: Path, env: dict[str, str]) -> None:
+    """Stop every schedule, so whatever arrives came by the webhook path alone: the 15-minute polls would otherwise
+    sync the same change at a quarter hour (and take the vendors' pools and DuckDB from webhook runs), and the daily
+    enrichment would add a run at 06:00 UTC. The code location is loaded once, as the daemon loads it (`dagster
+    schedule stop` would load it once per schedule, each time in two processes)."""
+    with (
+        patch.dict(os.environ, env),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+        WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(WORKSPACE)])) as workspace,
+    ):
+        for location in workspace.create_request_context().code_locations:
+            for repository in location.get_repositories().values():
+                for schedule in repository.get_schedules():
+                    instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
 
 
 def _let_runs_finish(home: Path, seconds: float) -> None:
