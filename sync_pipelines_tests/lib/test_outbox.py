@@ -6,8 +6,6 @@ next run came after Xero's 6 minutes: only the outbox's own bookkeeping can keep
 
 import json
 import random
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
@@ -19,7 +17,7 @@ import pytest
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero.settings import WRITE_BATCH
 from sync_pipelines_tests.conftest import SandboxAdmin
-from sync_pipelines_tests.crashes import kill_and_rerun
+from sync_pipelines_tests.crashes import kill_and_rerun, start_run
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 
 KILLS = 10
@@ -93,19 +91,19 @@ def test_segment_deliveries_killed_mid_batch_lose_nothing_and_resend_at_most_one
 
 
 def test_two_runs_of_one_flow_at_once_deliver_every_message_and_notification_exactly_once(admin, sync_env):
-    command = [
-        sys.executable, "-m", "sync_pipelines_tests.crashes", "xero_to_segment", str(SEGMENT_BATCH_BYTES), "600",
-        str(WRITE_BATCH),
-    ]  # fmt: skip
-    assert subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    first = start_run("xero_to_segment", SEGMENT_BATCH_BYTES, 600, WRITE_BATCH)
+    first.join()
+    assert first.exitcode == 0
     supplier = next(i["Contact"]["ContactID"] for i in admin.get("/xero/invoices") if i["Type"] == "ACCPAY")
     for number in range(3):  # news after the first sync, which the team is told of
         line = {"Description": "Paper", "Quantity": 1, "UnitAmount": 10.0 + number, "AccountCode": "400"}
         admin.post("/xero/invoices", {"Type": "ACCPAY", "Status": "AUTHORISED", "ContactID": supplier,
                                       "LineItems": [line]})  # fmt: skip
-    runs = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    runs = [start_run("xero_to_segment", SEGMENT_BATCH_BYTES, 600, WRITE_BATCH) for _ in range(2)]
+    for run in runs:
+        run.join()
 
-    assert [run.wait() for run in runs] == [0, 0]
+    assert [run.exitcode for run in runs] == [0, 0]
     assert admin.get("/segment/dropped") == []  # nothing was sent twice
     assert track_counts(admin, prefix="") == expected_flow_tracks(admin)
     with duckdb.connect(sync_env["SYNC_PIPELINES_DUCKDB"], read_only=True) as conn:
