@@ -1,5 +1,7 @@
 """Shared fixtures for the whole test suite: a real sandbox per test, and its admin API."""
 
+import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from sync_pipelines.cli import connect_sandbox, sandbox_environment
 from sync_pipelines.definitions import defs
 from sync_pipelines.lib import json_codec
 from sync_pipelines.lib.flows import synced
+from sync_pipelines.lib.tenants import registry_path
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
 from sync_pipelines.vendors.xero.resource import XeroResource
 
@@ -288,6 +291,21 @@ def workspace(sync_env) -> Iterator[WorkspaceProcessContext]:
         yield context
 
 
+def code_location() -> dg.Definitions:
+    """The code location's definitions, as `defs()` builds them for this environment and tenant registry, built
+    once for each: building them takes about 1.7 s of CPU, and a test that runs its flows again and again (as a
+    code server does, over one load) would otherwise pay it per run."""
+    registry = registry_path()
+    return _definitions(
+        tuple(sorted(os.environ.items())), registry.read_text() if registry and registry.exists() else None
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _definitions(environment: tuple[tuple[str, str], ...], registry: str | None) -> dg.Definitions:
+    return defs()
+
+
 @pytest.fixture
 def run_sync(sync_env):
     """Materialise assets of the code location once, in process, like the demo does."""
@@ -295,7 +313,7 @@ def run_sync(sync_env):
 
     def run(selection: list[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
         """The given assets, or by default the Xero -> Segment flow's (other flows write to Xero)."""
-        definitions = defs()
+        definitions = code_location()
         if selection is None:
             flow = synced("xero_to_segment")
             selection = list(flow.resolve(definitions.resolve_asset_graph()))

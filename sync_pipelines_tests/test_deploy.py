@@ -18,9 +18,9 @@ import dagster as dg
 import pgserver
 import pytest
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.lib.tenants import REGISTRY_ENV, TENANTS, Connection, Registry, save_registry
 from sync_pipelines.sandbox import SandboxServer, SandboxSettings
+from sync_pipelines_tests.conftest import code_location
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 from sync_pipelines_tests.webhooks.daemon import (
     FINISHED,
@@ -110,7 +110,7 @@ def _logged(log: Path, line: str) -> bool | None:
 
 
 def _xero_steps() -> set[str]:
-    graph = defs().resolve_asset_graph()
+    graph = code_location().resolve_asset_graph()
     return {"__".join(key.path) for key in graph.get_all_asset_keys() if "xero_api" in graph.get(key).pools}
 
 

@@ -11,13 +11,12 @@ from dagster._core.definitions.freshness import FreshnessState, FreshnessStateCh
 from dagster._core.events import DagsterEventType
 
 from sync_pipelines.cli import DAGSTER_YAML
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs.alerts import alert_sensor
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.notifier.resource import NotifierResource
 from sync_pipelines.vendors.xero import entities as xero
-from sync_pipelines_tests.conftest import xero_resource
+from sync_pipelines_tests.conftest import code_location, xero_resource
 
 DELIVERY = dg.AssetKey(["segment", "xero_invoices_to_segment"])
 
@@ -53,7 +52,7 @@ def test_each_kind_of_alert_reaches_the_notifier_once_with_a_link(admin, sandbox
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(DAGSTER_YAML)
     instance = dg.DagsterInstance.from_config(str(home))
-    job = defs().resolve_implicit_global_asset_job_def()
+    job = code_location().resolve_implicit_global_asset_job_def()
     # A mostly broken batch: the quarantine check fails and blocks, so the run fails.
     admin.reset(seed=11, invoices=8, malformed=12)
     blocked = job.execute_in_process(

@@ -22,7 +22,6 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, xero_to_segment
 from sync_pipelines.lib.entities import Entity, vendor_assets
 from sync_pipelines.lib.staging import DRY_RUN_TAG, StagingResource, preview_directory
@@ -34,7 +33,7 @@ from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.vendors.xero.settings import MAX_PAGE_SIZE
-from sync_pipelines_tests.conftest import xero_resource
+from sync_pipelines_tests.conftest import code_location, xero_resource
 from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, wait_for
 
 LAUNCH = """
@@ -265,7 +264,7 @@ def test_a_backfill_and_an_incremental_sync_at_once_neither_skip_nor_double_a_re
 
     backfill_id = launch(workspace, assets, year)
     list(execute_backfill_iteration(workspace, logging.getLogger("backfill")))  # its first run starts
-    sync = defs().resolve_job_def(flow.job_name).execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    sync = code_location().resolve_job_def(flow.job_name).execute_in_process(instance=dg.DagsterInstance.ephemeral())
 
     assert sync.success
     assert finish(workspace, backfill_id) == BulkActionStatus.COMPLETED_SUCCESS

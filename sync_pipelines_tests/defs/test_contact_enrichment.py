@@ -2,18 +2,22 @@
 
 import dagster as dg
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
 from sync_pipelines.lib.flows import synced
+from sync_pipelines_tests.conftest import code_location
 
 AS_OF = "2026-03-01"
-# Every entity's assets but the enrichment itself, which the tests run with a fixed as_of.
-# The Xero -> Segment flow the enrichment reads from, without the enrichment itself.
-SYNC_ASSETS = [key for key in synced("xero_to_segment").resolve(defs().resolve_asset_graph()) if key != ENRICHMENT_KEY]
+
+
+def _sync_assets() -> list[dg.AssetKey]:
+    """The Xero -> Segment flow the enrichment reads from, without the enrichment itself (which the tests run with
+    a fixed as_of)."""
+    flow = synced("xero_to_segment").resolve(code_location().resolve_asset_graph())
+    return [key for key in flow if key != ENRICHMENT_KEY]
 
 
 def _enrich(sync_env, as_of: str = AS_OF) -> dg.ExecuteInProcessResult:
-    job = defs().resolve_implicit_global_asset_job_def()
+    job = code_location().resolve_implicit_global_asset_job_def()
     config = {"ops": {"segment__xero_contact_enrichment": {"config": {"as_of": as_of}}}}
     return job.execute_in_process(asset_selection=[ENRICHMENT_KEY], run_config=config)
 
@@ -44,7 +48,7 @@ def test_traits_match_hand_computed_figures_and_only_changes_are_resent(admin, r
     _invoice(admin, cid, 500, "2026-02-27", "2026-03-27", Status="DRAFT")
     _invoice(admin, cid, 30, "2026-02-03", "2026-03-03", Type="ACCPAY", account="300")
 
-    assert run_sync(SYNC_ASSETS).success
+    assert run_sync(_sync_assets()).success
     assert _enrich(sync_env).success
 
     (identify,) = [m for m in _enrichment_identifies(admin) if m["userId"] == cid]
@@ -69,7 +73,7 @@ def test_traits_match_hand_computed_figures_and_only_changes_are_resent(admin, r
     assert len(admin.segment_messages()) == sent  # nothing changed, nothing resent
 
     admin.post(f"/xero/invoices/{part_paid['InvoiceID']}/pay", {"Date": "2026-02-28"})
-    assert run_sync(SYNC_ASSETS).success
+    assert run_sync(_sync_assets()).success
     assert _enrich(sync_env).success
     first, again = [m for m in _enrichment_identifies(admin) if m["userId"] == cid]
     assert again["messageId"] != first["messageId"]

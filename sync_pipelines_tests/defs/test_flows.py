@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.deliveries import Delivery
 from sync_pipelines.lib.flows import Flow
 from sync_pipelines.lib.targets.segment import SegmentTarget
 from sync_pipelines.vendors.xero.entities import CONTACTS
+from sync_pipelines_tests.conftest import code_location
 
 AUDIT = "xero_contacts_audit"
 
@@ -37,7 +37,7 @@ def _audit_flow(target_type: type[SegmentTarget] = SegmentTarget) -> Flow:
 
 
 def _run(flow: Flow, *keys: dg.AssetKey) -> dg.ExecuteInProcessResult:
-    definitions = dg.Definitions.merge(defs(), flow.definitions())
+    definitions = dg.Definitions.merge(code_location(), flow.definitions())
     job = definitions.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, asset_selection=[CONTACTS.raw_key, *keys]

@@ -7,18 +7,18 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs.intercom_to_xero import NAME as FLOW
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.sandbox.server import SandboxSettings
 from sync_pipelines.vendors.intercom.entities import COMPANIES, CONTACTS
+from sync_pipelines_tests.conftest import code_location
 
 TOKEN = SandboxSettings(state_path=Path("unused")).intercom_access_token
 
 
 def _flow_assets() -> list[dg.AssetKey]:
     """The flow with what it reads from Xero (its contacts, staged), as its schedule runs it."""
-    return list(synced(FLOW).resolve(defs().resolve_asset_graph()))
+    return list(synced(FLOW).resolve(code_location().resolve_asset_graph()))
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict:

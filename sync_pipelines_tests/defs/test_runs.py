@@ -9,12 +9,12 @@ from pathlib import Path
 import dagster as dg
 import psutil
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.lib.deliveries import delivered_asset
 from sync_pipelines.lib.entities import BACKFILLS, vendor_assets
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.resource import XeroResource
+from sync_pipelines_tests.conftest import code_location
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 from sync_pipelines_tests.webhooks.daemon import FINISHED, WORKSPACE, dagster_daemon, wait_for
 
@@ -33,7 +33,7 @@ def two_entity_job() -> dg.JobDefinition:
     definitions = dg.Definitions.merge(
         dg.Definitions(
             assets=entities.assets,
-            resources=defs().resources,
+            resources=code_location().resources,
             jobs=[
                 dg.define_asset_job(
                     "two_entities", selection=dg.AssetSelection.all() - BACKFILLS, executor_def=dg.multiprocess_executor

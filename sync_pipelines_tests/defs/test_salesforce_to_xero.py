@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.lib.staging import StagingResource
+from sync_pipelines_tests.conftest import code_location
 
 CRM_JOB = "salesforce_to_xero_sync"
 
 
 def _crm_assets() -> list:
-    return list(defs().resolve_job_def(CRM_JOB).asset_layer.executable_asset_keys)
+    return list(code_location().resolve_job_def(CRM_JOB).asset_layer.executable_asset_keys)
 
 
 def _writes(admin) -> dict[str, int]:

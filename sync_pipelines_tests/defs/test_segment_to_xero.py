@@ -7,19 +7,18 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
 from sync_pipelines.lib.flows import synced
 from sync_pipelines.lib.reconcile import latest_reconciliation
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
-from sync_pipelines_tests.conftest import stock_item, xero_resource
+from sync_pipelines_tests.conftest import code_location, stock_item, xero_resource
 
 GROUP = "Segment: paying customers"
 
 
 def _flow_assets() -> list[dg.AssetKey]:
-    return list(synced(FLOW).resolve(defs().resolve_asset_graph()))
+    return list(synced(FLOW).resolve(code_location().resolve_asset_graph()))
 
 
 def _segment_sends(admin, env: dict[str, str], *messages: dict, source: str = "web") -> None:
@@ -271,7 +270,7 @@ def test_both_flows_in_turn_carry_each_change_once_and_echo_nothing_back(admin, 
     """Segment -> Xero and Xero -> Segment, run one after the other several times after each change (three rounds
     are enough for an echo to come back and go out again), with what the product sends Segment coming back through
     Segment's Webhooks destination as any source's messages do."""
-    definitions = defs().resolve_asset_graph()
+    definitions = code_location().resolve_asset_graph()
     to_segment = list(synced("xero_to_segment").resolve(definitions))
     secret = sync_env["SEGMENT_WEBHOOK_SECRET"]
     stock_item(sync_env, 10)

@@ -7,7 +7,6 @@ import dagster as dg
 import duckdb
 import pytest
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs import intercom_to_xero, salesforce_to_xero, segment_to_xero, xero_to_segment
 from sync_pipelines.defs.flows import registered_flows
 from sync_pipelines.lib.enrichment import ENRICHMENT_KEY
@@ -22,7 +21,7 @@ from sync_pipelines.vendors.segment.webhooks import WEBHOOKS as SEGMENT
 from sync_pipelines.vendors.xero.webhooks import WEBHOOKS as XERO
 from sync_pipelines.webhooks.inbox import WebhookInbox, WebhookInboxResource
 from sync_pipelines.webhooks.receiver import WebhookReceiver
-from sync_pipelines_tests.conftest import stock_item
+from sync_pipelines_tests.conftest import code_location, stock_item
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, track_counts
 from sync_pipelines_tests.webhooks.conftest import (
     body_of,
@@ -48,7 +47,7 @@ from sync_pipelines_tests.webhooks.daemon import (
 
 
 def _sensor(name: str) -> dg.SensorDefinition:
-    return defs().resolve_sensor_def(name)
+    return code_location().resolve_sensor_def(name)
 
 
 def dead_letter_replay(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -64,7 +63,7 @@ XERO_DELIVERIES = xero_to_segment.FLOW.deliveries()
 
 def test_failed_writes_are_dead_lettered_then_replayed_exactly_once(admin, sync_env):
     admin.post("/faults", {"segment": {"error_rate": 1.0}}, method="PUT")
-    definitions = defs()
+    definitions = code_location()
     # Segment stays down longer than two attempts per batch: the delivery gives up and parks the messages.
     impatient = SegmentResource(api_url=sync_env["SEGMENT_API_URL"], write_key=sync_env["SEGMENT_WRITE_KEY"],
                                 max_attempts=2)  # fmt: skip
@@ -302,7 +301,7 @@ def test_segment_webhook_sensor_requests_a_run_of_the_people_and_their_delivery(
 
 
 def test_webhook_syncs_run_their_steps_in_one_process():
-    definitions = defs()
+    definitions = code_location()
     for job in (XERO_WEBHOOK_SYNC, INTERCOM_WEBHOOK_SYNC, "segment_webhook_sync"):
         assert definitions.resolve_job_def(job).executor_def.name == dg.in_process_executor.name
 
@@ -326,7 +325,7 @@ def test_a_redelivered_webhook_through_the_sensor_sends_the_change_to_segment_on
     ticked = _webhook_tick(instance, inbox, None)
     (request,) = ticked.run_requests
     run = (
-        defs()
+        code_location()
         .resolve_job_def(XERO_WEBHOOK_SYNC)
         .execute_in_process(instance=instance, asset_selection=request.asset_selection, tags=request.tags)
     )
@@ -410,7 +409,7 @@ def test_an_intercom_contact_change_reaches_xero_by_webhook_under_the_real_daemo
 ):
     """Sandbox notification -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero, all real; every
     schedule is stopped, so only the webhook path can bring the change."""
-    flow = synced(intercom_to_xero.NAME).resolve(defs().resolve_asset_graph())
+    flow = synced(intercom_to_xero.NAME).resolve(code_location().resolve_asset_graph())
     assert run_sync(list(flow)).success  # every Intercom contact already in Xero: only the change is new
     in_xero = {c.get("ContactNumber") for c in admin.get("/xero/contacts")}
     first, second = [c["id"] for c in admin.intercom_records("contacts") if c["id"] in in_xero][:2]
@@ -454,7 +453,7 @@ def test_a_segment_order_reaches_xero_by_webhook_under_the_real_daemon_with_no_s
 ):
     """Segment source -> Webhooks destination -> receiver -> inbox -> sensor under `dagster-daemon` -> run -> Xero,
     all real; every schedule is stopped, so only the webhook path can bring the person and their order."""
-    flow = synced(segment_to_xero.NAME).resolve(defs().resolve_asset_graph())
+    flow = synced(segment_to_xero.NAME).resolve(code_location().resolve_asset_graph())
     assert run_sync(list(flow)).success  # Xero's contacts and invoices landed: only the Segment messages are new
     stock_item(sync_env, 1)
     person, order = person_and_order("user-by-webhook", "ord-by-webhook")
@@ -486,7 +485,7 @@ def test_a_won_deal_is_invoiced_by_outbound_message_and_its_payment_comes_back_u
     real; every schedule is stopped, so only the webhook paths can carry either."""
     admin.reset(invoices=0, contacts=0)
     admin.salesforce_reset(accounts=6, contacts_per_account=0, leads=0, opportunities=12)
-    flow = synced(salesforce_to_xero.NAME).resolve(defs().resolve_asset_graph())
+    flow = synced(salesforce_to_xero.NAME).resolve(code_location().resolve_asset_graph())
     assert run_sync(list(flow)).success  # the accounts are Xero contacts: only the won deals are new
     first, second = [
         o["Id"] for o in admin.salesforce_records("Opportunity", deleted=False) if not o["IsClosed"] and o["AccountId"]

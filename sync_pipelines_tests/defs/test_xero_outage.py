@@ -10,11 +10,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs.segment_to_xero import NAME as FLOW
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.vendors.xero.resource import XeroResource
-from sync_pipelines_tests.conftest import stock_item, xero_resource
+from sync_pipelines_tests.conftest import code_location, stock_item, xero_resource
 from sync_pipelines_tests.defs.test_segment_to_xero import (
     GROUP,
     _contacts_by_number,
@@ -84,7 +83,7 @@ def _burst(admin, env: dict[str, str]) -> None:
 def _sync(instance: dg.DagsterInstance, xero: XeroResource, selection: list[dg.AssetKey]) -> list[str]:
     """Materialise the assets as a run of the code location would, with this Xero resource; the errors of the
     steps that failed."""
-    definitions = defs()
+    definitions = code_location()
     result = dg.materialize(
         definitions.assets, resources={**definitions.resources, "xero": xero}, instance=instance,
         selection=selection, raise_on_error=False,
@@ -104,7 +103,7 @@ def _replay_dead_letters(instance: dg.DagsterInstance, xero: XeroResource, datab
     wave until it finds nothing due (the backoffs made to pass at once, as test_sensors.py does); the errors of any
     step that failed."""
     staging_db = StagingResource(database=database)
-    sensor = defs().resolve_sensor_def("dead_letter_replay")
+    sensor = code_location().resolve_sensor_def("dead_letter_replay")
     cursor, failures = None, []
     for _ in range(REPLAY_WAVES):
         with duckdb.connect(database) as conn:  # let the backoff pass

@@ -8,10 +8,9 @@ import pandas as pd
 from click.testing import CliRunner
 
 from sync_pipelines.cli import main
-from sync_pipelines.definitions import defs
 from sync_pipelines.defs import xero_to_segment
 from sync_pipelines.lib.flows import synced
-from sync_pipelines_tests.conftest import xero_resource
+from sync_pipelines_tests.conftest import code_location, xero_resource
 from sync_pipelines_tests.defs.conftest import expected_flow_tracks, expected_track_counts, invoice_calls, track_counts
 
 
@@ -250,7 +249,7 @@ def test_invoices_sharing_a_timestamp_across_the_page_where_a_run_stopped_are_al
     # The first position whose invoice shares its timestamp with the one before it: a page ending just before it
     # splits the group.
     split = next(n for n in range(1, len(stamps)) if stamps[n] == stamps[n - 1])
-    definitions = defs()
+    definitions = code_location()
     resources = {**definitions.resources, "xero": xero_resource(sync_env, page_size=split)}
     instance = dg.DagsterInstance.ephemeral()
 

@@ -17,7 +17,6 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from dagster._core.execution.backfill import BulkActionStatus
 
 from sync_pipelines.cli import SANDBOX_REDIRECT_URI, SANDBOX_SALESFORCE_REDIRECT_URI, main
-from sync_pipelines.definitions import defs
 from sync_pipelines.lib import staging
 from sync_pipelines.lib.staging import StagingResource
 from sync_pipelines.lib.tenants import (
@@ -39,7 +38,7 @@ from sync_pipelines.vendors.xero import entities as xero
 from sync_pipelines.vendors.xero.contracts.common import parse_xero_date
 from sync_pipelines.vendors.xero.resource import XeroResource
 from sync_pipelines.webhooks.inbox import InboxEvent, WebhookInbox, WebhookInboxResource
-from sync_pipelines_tests.conftest import SandboxAdmin
+from sync_pipelines_tests.conftest import SandboxAdmin, code_location
 from sync_pipelines_tests.defs.conftest import track_counts
 from sync_pipelines_tests.defs.test_backfills import END, MONTHS, START, backfill
 from sync_pipelines_tests.webhooks.daemon import HANG_GUARD_SECONDS, wait_for
@@ -80,7 +79,7 @@ def _sync_each_connection(job_name: str = "xero_to_segment_sync") -> None:
     """Each connection's sync of one flow, one after the other, in this process."""
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
-    job = defs().resolve_job_def(job_name)
+    job = code_location().resolve_job_def(job_name)
     for name in NAMES:
         assert job.execute_in_process(instance=instance, partition_key=name).success
 
@@ -131,7 +130,7 @@ def test_a_connection_that_fails_holds_up_no_other(sandbox, sync_env, registry, 
     monkeypatch.delenv("NORTH_SEGMENT_WRITE_KEY", raising=False)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TENANTS.name, list(NAMES))
-    job = defs().resolve_job_def("xero_to_segment_sync")
+    job = code_location().resolve_job_def("xero_to_segment_sync")
 
     failed = job.execute_in_process(instance=instance, partition_key="north", raise_on_error=False)
     assert not failed.success
@@ -148,7 +147,7 @@ def test_schedules_request_one_run_per_connection_that_runs_their_flow(sandbox, 
     path = tmp_path / "connections.yaml"
     save_registry(path, Registry(connections=connections))
     monkeypatch.setenv(REGISTRY_ENV, str(path))
-    definitions = defs()
+    definitions = code_location()
     with dg.instance_for_test() as instance:
         sensor = definitions.resolve_sensor_def("connections")
         added = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
@@ -171,7 +170,7 @@ def test_a_webhook_starts_a_run_for_the_connection_whose_organisation_sent_it(sa
     WebhookInbox(inbox_path).store(
         [InboxEvent("xero", None, south, "INVOICE", "UPDATE", "inv-1", "2026-12-01T00:00:00", {"tenantId": south})]
     )
-    definitions = defs()
+    definitions = code_location()
     sensor = definitions.resolve_sensor_def("xero_webhook_sensor")
     resources = {"webhook_inbox": WebhookInboxResource(path=inbox_path, listen_seconds=0)}
     with dg.instance_for_test() as instance:
@@ -263,7 +262,7 @@ def test_a_connection_calls_xero_from_one_step_at_a_time_while_others_go_on(sand
     """Another step of north holds north's Xero slot: north's extract waits for it without calling Xero, and
     south's runs meanwhile; freed, north's goes on."""
     admin = SandboxAdmin(sandbox.url)
-    job = defs().resolve_implicit_global_asset_job_def()
+    job = code_location().resolve_implicit_global_asset_job_def()
     north, south = sandbox.tenant_ids
     pools = {"concurrency": {"pools": {"default_limit": 1}}}  # as the CLI's and deploy/'s instances have them
     with dg.instance_for_test(overrides=pools) as instance, ThreadPoolExecutor(1) as runner:
