@@ -9,12 +9,11 @@ from pathlib import Path
 import dagster as dg
 import psutil
 
-from sync_pipelines.defs import xero_to_segment
+from sync_pipelines.defs import resources, xero_to_segment
 from sync_pipelines.lib.deliveries import delivered_asset
 from sync_pipelines.lib.entities import BACKFILLS, vendor_assets
 from sync_pipelines.vendors.token_store import EncryptedTokenStore
 from sync_pipelines.vendors.xero.resource import XeroResource
-from sync_pipelines_tests.conftest import code_location
 from sync_pipelines_tests.defs.conftest import expected_track_counts, track_counts
 from sync_pipelines_tests.webhooks.daemon import FINISHED, WORKSPACE, dagster_daemon, wait_for
 
@@ -25,7 +24,8 @@ INVOICES, BILLS = (
 
 
 def two_entity_job() -> dg.JobDefinition:
-    """Reconstructable in each step's process: invoices and bills, all their steps free to run at once."""
+    """Reconstructable in each step's process: invoices and bills, all their steps free to run at once, with the
+    code location's resources (and not its whole load, which each of the twelve processes would repeat)."""
     entities = dg.Definitions.merge(
         vendor_assets([INVOICES.entity, BILLS.entity], XeroResource),
         dg.Definitions(assets=[delivered_asset(INVOICES), delivered_asset(BILLS)]),
@@ -33,7 +33,7 @@ def two_entity_job() -> dg.JobDefinition:
     definitions = dg.Definitions.merge(
         dg.Definitions(
             assets=entities.assets,
-            resources=code_location().resources,
+            resources=resources.defs().resources,
             jobs=[
                 dg.define_asset_job(
                     "two_entities", selection=dg.AssetSelection.all() - BACKFILLS, executor_def=dg.multiprocess_executor
