@@ -253,8 +253,7 @@ def _flatten_each(entity: Entity, landed: pd.DataFrame) -> tuple[pd.DataFrame, p
     rows: dict[int, dict] = {}
     reasons: dict[int, list[str]] = {}
     unreadable: dict[int, object] = {}
-    for seq, payload in zip(landed["seq"], landed["payload"], strict=True):
-        record = json_codec.loads(payload)
+    for seq, record in zip(landed["seq"], json_codec.loads_each(landed["payload"].tolist()), strict=True):
         if staging.UNLANDABLE in record:
             reasons[seq], unreadable[seq] = [f"record: {record[staging.UNLANDABLE]}"], record
             continue

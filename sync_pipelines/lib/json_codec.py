@@ -7,6 +7,7 @@ reason). Those texts and values go through the standard library, so what lands i
 """
 
 import json
+from collections.abc import Iterator, Sequence
 
 import orjson
 import requests
@@ -15,6 +16,8 @@ import requests
 # to "0" and searching for a run: a regular expression takes longer than the parse.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
+# Texts read together by `loads_each`: one check of their joined text in place of one check each.
+_CHECKED_TOGETHER = 1_000
 
 
 def loads(text: bytes | str) -> object:
@@ -23,12 +26,28 @@ def loads(text: bytes | str) -> object:
         data = text.encode() if isinstance(text, str) else text
     except UnicodeEncodeError:  # a lone surrogate in the text itself
         return json.loads(text)
-    if _LONG_RUN not in data.translate(_DIGITS_AS_ZERO):
+    return json.loads(text) if _LONG_RUN in data.translate(_DIGITS_AS_ZERO) else _without_long_integers(text)
+
+
+def loads_each(texts: Sequence[str]) -> Iterator[object]:
+    """Each text's value, as `loads` reads it, one at a time. Made for many small texts (landed records): the
+    check for long integers, which costs a third of a record's parse when made alone, is made for a thousand at
+    once."""
+    for start in range(0, len(texts), _CHECKED_TOGETHER):
+        batch = texts[start : start + _CHECKED_TOGETHER]
         try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:  # NaN, Infinity, an escaped lone surrogate, or not JSON at all
-            pass
-    return json.loads(text)
+            # Joined by a line break, so that no run of digits goes on from one text into the next.
+            checked = _LONG_RUN not in "\n".join(batch).encode().translate(_DIGITS_AS_ZERO)
+        except UnicodeEncodeError:  # a lone surrogate in a text itself
+            checked = False
+        yield from map(_without_long_integers if checked else loads, batch)
+
+
+def _without_long_integers(text: bytes | str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, Infinity, an escaped lone surrogate, or not JSON at all
+        return json.loads(text)
 
 
 def sorted_text(value: object) -> str | None:

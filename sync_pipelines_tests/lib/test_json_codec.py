@@ -25,6 +25,15 @@ def test_loads_reads_what_the_standard_library_reads(text):
         assert repr(value) == repr(json.loads(text))
 
 
+def test_loads_each_reads_each_text_as_the_standard_library_does_in_and_across_batches_checked_together():
+    plain = '{"Total": 12.5, "Lines": [{"Qty": 2}]}'
+    suspect = '{"Id": 1234567890123456789}'  # 19 digits: orjson reads these right, but they are checked apart
+    texts = [plain] * 1_000 + [suspect] * 1_500 + TEXTS + [plain] * 10 + ["1234567890", "1234567890"]
+    values = list(json_codec.loads_each(texts))
+    assert len(values) == len(texts)
+    assert [repr(value) for value in values] == [repr(json.loads(text)) for text in texts]
+
+
 def test_sorted_text_leaves_to_the_standard_library_what_orjson_would_change():
     assert json_codec.sorted_text({"b": 1, "a": "Café"}) == '{"a":"Café","b":1}'
     for value in ({"a": float("nan")}, {"a": 2**70}, {"a": "\ud800"}, {"a": None}):
