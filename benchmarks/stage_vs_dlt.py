@@ -41,11 +41,15 @@ def _ours(database: Path, memory_limit: str | None = None) -> Callable[[], int]:
     import dagster as dg
     from sync_100k import DELIVERY, _run
 
+    from sync_pipelines.definitions import defs
+
     os.environ["SYNC_PIPELINES_DUCKDB"] = str(database)
     instance = dg.DagsterInstance.ephemeral()
+    definitions = defs()
 
     def run() -> int:
-        _, metadata = _run([DELIVERY.entity.raw_key, DELIVERY.entity.staged_key], instance, memory_limit)
+        stage = [DELIVERY.entity.raw_key, DELIVERY.entity.staged_key]
+        _, metadata = _run(definitions, stage, instance, memory_limit)
         return metadata[DELIVERY.entity.raw_key.to_user_string()]["rows_fetched"]
 
     return run
@@ -101,9 +105,9 @@ def _dlt(database: Path, file_format: str | None) -> Callable[[], int]:
 
 def _one(runner: str, database: Path, memory_limit: str | None = None) -> None:
     """In the runner's own process: run it once and print its figures as JSON. The runner's code is loaded (and
-    the benchmark's own modules, Dagster's instance and dlt's token) before the clock starts, as a Dagster run
-    worker has its instance and code location before its first step: both sides are timed from the stage's start
-    to its end."""
+    the benchmark's own modules, the code location's definitions, Dagster's instance and dlt's token) before the
+    clock starts, as a Dagster run worker has its instance and code location before its first step: both sides are
+    timed from the stage's start to its end."""
     if runner == "ours":
         run = _ours(database, memory_limit)
     else:

@@ -44,11 +44,13 @@ def _invoice_pages(url: str) -> int:
 
 
 def _run(
-    selection: list[dg.AssetKey], instance: dg.DagsterInstance, memory_limit: str | None = None
+    definitions: dg.Definitions,
+    selection: list[dg.AssetKey],
+    instance: dg.DagsterInstance,
+    memory_limit: str | None = None,
 ) -> tuple[float, dict]:
-    """Materialise the selection against the sandbox; `memory_limit` overrides DuckDB's limit for landing and
-    staging (`StagingResource.stage_memory_limit`)."""
-    definitions = defs()
+    """Materialise the selection of the code location's `definitions` against the sandbox; `memory_limit` overrides
+    DuckDB's limit for landing and staging (`StagingResource.stage_memory_limit`)."""
     staging_db = definitions.resources["staging_db"]
     resources = {
         **definitions.resources,
@@ -87,21 +89,22 @@ def main() -> None:
         requests.put(f"{url}/_admin/limits", json={"minute_limit": SCALED_MINUTE_LIMIT}, timeout=10).raise_for_status()
         connect(url, work)
         instance = dg.DagsterInstance.ephemeral()
+        definitions = defs()  # the code location, loaded before any run as a run worker has it
         baseline_rss = _peak_rss_mib()
 
         stage = [DELIVERY.entity.raw_key, DELIVERY.entity.staged_key]
         _invoice_pages(url)
-        full_seconds, full = _run(stage, instance)
+        full_seconds, full = _run(definitions, stage, instance)
         full_pages = _invoice_pages(url)
         full_rss = _peak_rss_mib()
-        deliver_seconds, delivered = _run([DELIVERY.key], instance)
+        deliver_seconds, delivered = _run(definitions, [DELIVERY.key], instance)
 
         changed = math.ceil(args.invoices * args.changed)
         requests.post(f"{url}/_admin/xero/touch", json={"count": changed}, timeout=600).raise_for_status()
         _invoice_pages(url)
-        incremental_seconds, incremental = _run(stage, instance)
+        incremental_seconds, incremental = _run(definitions, stage, instance)
         incremental_pages = _invoice_pages(url)
-        incremental_deliver_seconds, _ = _run([DELIVERY.key], instance)
+        incremental_deliver_seconds, _ = _run(definitions, [DELIVERY.key], instance)
 
     raw = DELIVERY.entity.raw_key.to_user_string()
     staged = DELIVERY.entity.staged_key.to_user_string()
