@@ -44,6 +44,8 @@ def loads_each(texts: Sequence[str]) -> Iterator[object]:
 
 
 def _without_long_integers(text: bytes | str) -> object:
+    """The value of a text known to hold no integer beyond 64 bits: orjson's reading, or the standard library's
+    where orjson refuses the text."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN, Infinity, an escaped lone surrogate, or not JSON at all
