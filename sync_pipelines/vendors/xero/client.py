@@ -348,7 +348,8 @@ class XeroClient:
             response = self._session.request(method, url, headers=headers, timeout=self._timeout, stream=True, **kwargs)
             try:
                 # In one piece: requests reads a body 10 KB at a time, each read taking the GIL back from the
-                # thread landing pages, 160 times for a page of invoices. Read errors are still requests' own.
+                # thread turning pages into landing frames, 160 times for a page of invoices. Read errors are still
+                # requests' own (a cut-off body is retried).
                 response._content = b"".join(response.iter_content(chunk_size=None))
             except requests.RequestException:
                 response.close()
